@@ -1,0 +1,24 @@
+// Package services runs the router's services and keeps them running.
+//
+// A service is a long-running goroutine: usually a level-triggered
+// reconciler that waits for any of its input topics in a *state.Store to
+// change, computes what it wants, applies that idempotently and publishes
+// its outputs. Services talk to each other only through topics, never by
+// calling each other, so one can fail and restart without the others
+// noticing more than a pause in its outputs.
+package services
+
+import "context"
+
+// Service is one supervised goroutine.
+//
+// The supervisor starts Run in its own goroutine and cancels ctx when the
+// router stops. Run returns only when ctx is done (then with ctx.Err() or
+// nil) or when it failed; a failure, or a panic, is logged and reported in
+// the Services topic, and Run is called again after a backoff. So Run must
+// start from the state in the Store, not from memory of an earlier run, and
+// it must release what it holds (sockets, listeners) before it returns.
+type Service struct {
+	Name string
+	Run  func(ctx context.Context) error
+}

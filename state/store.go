@@ -1,0 +1,218 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Store holds every topic of one router. There is one Store per running
+// router, passed to each service; nothing lives in package globals.
+type Store struct {
+	dir string
+
+	// Config files, loaded at start and on Reload.
+	Interfaces      *Topic[Interfaces]
+	PortForwardings *Topic[PortForwardings]
+
+	// ConfigStatus is the result of the last load of each config file, in
+	// the order of ConfigFileNames.
+	ConfigStatus *Topic[[]FileStatus]
+
+	// Services is the per-service status, published by the supervisor.
+	Services *Topic[[]ServiceStatus]
+
+	// Links is what netconfig last applied to the configured links.
+	Links *Topic[[]Link]
+
+	reloadMu sync.Mutex // one Reload at a time
+}
+
+// FileStatus is the outcome of loading one config file.
+type FileStatus struct {
+	File string `json:"file"`
+	// Error is empty when the file is in force. Otherwise it is every
+	// problem, one per line, and the previous good value stays in force.
+	Error string `json:"error,omitempty"`
+	// Loaded is when the file was last read.
+	Loaded time.Time `json:"loaded"`
+}
+
+// ServiceStatus is what the supervisor knows of one service.
+type ServiceStatus struct {
+	Name string `json:"name"`
+	// State is "running", "restarting" (waiting out its backoff after a
+	// failure) or "stopped" (the router is shutting down).
+	State     string    `json:"state"`
+	LastError string    `json:"last_error,omitempty"`
+	Restarts  int       `json:"restarts"`
+	Since     time.Time `json:"since"`
+}
+
+// Link is a configured link as netconfig found and left it.
+type Link struct {
+	Name         string         `json:"name"`
+	Index        int            `json:"index"`
+	HardwareAddr string         `json:"hardware_addr"`
+	Up           bool           `json:"up"`
+	Addrs        []netip.Prefix `json:"addrs"`
+}
+
+// configFile describes one hand-edited file under /perm.
+type configFile struct {
+	name string
+	// ifMissing is the error for a missing file; empty when a missing
+	// file simply means "nothing configured".
+	ifMissing string
+	load      func(s *Store, d *decoded, data []byte) ConfigErrors
+}
+
+// configFiles lists every config file, in load order.
+var configFiles = []configFile{
+	{
+		name:      "interfaces.json",
+		ifMissing: "missing: without it the router does not know which link is which",
+		load:      loadInto(func(s *Store) *Topic[Interfaces] { return s.Interfaces }),
+	},
+	{
+		name: "portforwardings.json",
+		load: loadInto(func(s *Store) *Topic[PortForwardings] { return s.PortForwardings }),
+	},
+}
+
+// ConfigFileNames returns the names of the config files, in load order.
+func ConfigFileNames() []string {
+	names := make([]string, len(configFiles))
+	for i, f := range configFiles {
+		names[i] = f.name
+	}
+	return names
+}
+
+type validator interface{ validate(*decoded) ConfigErrors }
+
+// loadInto returns a loader that decodes a file strictly into a T,
+// validates it and, when s is not nil, publishes it to the topic (only when
+// it changed, so that a reload of an unchanged file wakes nobody).
+func loadInto[T any, PT interface {
+	*T
+	validator
+}](topic func(*Store) *Topic[T]) func(*Store, *decoded, []byte) ConfigErrors {
+	return func(s *Store, d *decoded, data []byte) ConfigErrors {
+		var v T
+		if data != nil {
+			dd, err := decodeStrict(d.file, data, &v)
+			if err != nil {
+				return asConfigErrors(d.file, err)
+			}
+			if errs := PT(&v).validate(dd); len(errs) > 0 {
+				return errs
+			}
+		}
+		if s != nil {
+			t := topic(s)
+			if old, ver := t.Get(); ver == 0 || !reflect.DeepEqual(old, v) {
+				t.Publish(v)
+			}
+		}
+		return nil
+	}
+}
+
+func asConfigErrors(file string, err error) ConfigErrors {
+	var ce ConfigErrors
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return ConfigErrors{{File: file, Msg: err.Error()}}
+}
+
+// NewStore returns a Store for the perm directory dir. It loads nothing;
+// call Reload.
+func NewStore(dir string) *Store {
+	return &Store{
+		dir:             dir,
+		Interfaces:      NewTopic[Interfaces]("interfaces.json"),
+		PortForwardings: NewTopic[PortForwardings]("portforwardings.json"),
+		ConfigStatus:    NewTopic[[]FileStatus]("config"),
+		Services:        NewTopic[[]ServiceStatus]("services"),
+		Links:           NewTopic[[]Link]("links"),
+	}
+}
+
+// Dir returns the perm directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Reload reads every config file. A valid file is published; an invalid or
+// unreadable one is reported and its topic keeps the previous value, so a
+// typo never takes down what runs. It returns the problems, one error per
+// file.
+func (s *Store) Reload() []error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	errs := loadAll(s, s.dir)
+	status := make([]FileStatus, len(configFiles))
+	now := time.Now()
+	for i, f := range configFiles {
+		status[i] = FileStatus{File: f.name, Loaded: now}
+		if errs[i] != nil {
+			status[i].Error = errs[i].Error()
+		}
+	}
+	s.ConfigStatus.Publish(status)
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// Check validates every config file in dir without running anything. It
+// returns every problem, one ConfigError per problem.
+func Check(dir string) []error {
+	var out []error
+	for _, err := range loadAll(nil, dir) {
+		var ce ConfigErrors
+		switch {
+		case err == nil:
+		case errors.As(err, &ce):
+			for _, e := range ce {
+				out = append(out, e)
+			}
+		default:
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// loadAll loads each config file from dir, publishing into s when s is not
+// nil. The result has one entry per configFiles entry, nil when it loaded.
+func loadAll(s *Store, dir string) []error {
+	errs := make([]error, len(configFiles))
+	for i, f := range configFiles {
+		data, err := os.ReadFile(filepath.Join(dir, f.name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && f.ifMissing == "":
+			data = nil
+		case errors.Is(err, fs.ErrNotExist):
+			errs[i] = ConfigErrors{{File: f.name, Msg: f.ifMissing}}
+			continue
+		case err != nil:
+			errs[i] = ConfigErrors{{File: f.name, Msg: fmt.Sprintf("cannot read: %v", err)}}
+			continue
+		}
+		if errs2 := f.load(s, &decoded{file: f.name}, data); len(errs2) > 0 {
+			errs[i] = errs2
+		}
+	}
+	return errs
+}
