@@ -1,0 +1,52 @@
+# homerouter: `make test` installs what it needs on a fresh Debian machine
+# (as root) and runs the unit and lab tests; `make lab` shows the router at
+# work in network namespaces.
+
+GO          ?= go
+VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# Debian packages of the lab's real peers and clients.
+LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc \
+	isc-dhcp-client dhcpcd-base bind9-dnsutils curl
+
+export CGO_ENABLED := 0
+
+.PHONY: all homerouter deps test lint lab clean
+
+all: homerouter
+
+homerouter:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o homerouter .
+
+# deps installs the lab's Debian packages that are missing (needs root and
+# apt-get) and downloads the Go modules. A policy-rc.d keeps apt from
+# starting the daemons on the host: the lab starts its own, in namespaces.
+deps:
+	@missing=$$(for p in $(LAB_DEBS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		policy=/usr/sbin/policy-rc.d; made=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; made=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		rc=$$?; [ -n "$$made" ] && rm -f $$policy; exit $$rc; \
+	fi
+	$(GO) mod download
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+lab: deps homerouter
+	$(GO) run ./internal/lab/cmd/homerouter-lab -router ./homerouter
+
+clean:
+	rm -f homerouter
+	rm -rf build

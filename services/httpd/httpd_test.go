@@ -1,0 +1,92 @@
+package httpd
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+func TestHealth(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		files     map[string]string
+		services  []state.ServiceStatus
+		wantCode  int
+		wantFirst string
+	}{
+		{
+			name:     "healthy",
+			files:    map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services: []state.ServiceStatus{{Name: "netconfig", State: "running", Restarts: 2}},
+			wantCode: http.StatusOK,
+		},
+		{
+			name:      "broken config file",
+			files:     map[string]string{"interfaces.json": `{"interfaces": [{"name": "lan0", "addr": "x"}]}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: `homerouter/config/interfaces.json: interfaces.json:1:42: interfaces[0].addr: "x" is not an address/prefix`,
+		},
+		{
+			name:      "restarting service",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}, {Name: "httpd", State: "restarting", LastError: "httpd: address in use"}},
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/services/httpd: restarting after: httpd: address in use",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tc.files {
+				os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+			}
+			st := state.NewStore(dir)
+			st.Reload()
+			st.Services.Publish(tc.services)
+
+			rec := httptest.NewRecorder()
+			Handler(st).ServeHTTP(rec, httptest.NewRequest("GET", "/health.json", nil))
+			if rec.Code != tc.wantCode {
+				t.Errorf("status = %d, want %d", rec.Code, tc.wantCode)
+			}
+			var h Health
+			if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil {
+				t.Fatalf("body is not JSON: %v\n%s", err, rec.Body)
+			}
+			if h.FirstError != tc.wantFirst {
+				t.Errorf("first_error = %q, want %q", h.FirstError, tc.wantFirst)
+			}
+			if h.Checks.OK != (tc.wantFirst == "") || len(h.Checks.Children) != 2 {
+				t.Errorf("check tree = %+v", h.Checks)
+			}
+		})
+	}
+}
+
+func TestListenAddrs(t *testing.T) {
+	links := []state.Link{
+		{Name: "uplink0", Addrs: []netip.Prefix{netip.MustParsePrefix("10.77.0.100/24")}},
+		{Name: "lan0", Addrs: []netip.Prefix{
+			netip.MustParsePrefix("10.42.0.1/24"),
+			netip.MustParsePrefix("fe80::1/64"),
+			netip.MustParsePrefix("fd00:42::1/64"),
+		}},
+	}
+	want := []netip.AddrPort{
+		netip.MustParseAddrPort("127.0.0.1:8080"),
+		netip.MustParseAddrPort("[::1]:8080"),
+		netip.MustParseAddrPort("10.42.0.1:8080"),
+		netip.MustParseAddrPort("[fd00:42::1]:8080"),
+	}
+	if diff := cmp.Diff(want, listenAddrs(links, 8080), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("listenAddrs: -want +got:\n%s", diff)
+	}
+}
