@@ -177,7 +177,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
