@@ -1,0 +1,165 @@
+// Command homerouter is a home internet router: one binary that runs every
+// router service in-process. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/homerouter/homerouter/platform"
+	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/services/httpd"
+	"github.com/homerouter/homerouter/services/netconfig"
+	"github.com/homerouter/homerouter/state"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version string
+
+const usage = `homerouter: a home internet router
+
+Usage:
+  homerouter run -perm DIR [-http ADDR]   run every router service in this network namespace
+  homerouter check -perm DIR              validate the config files in DIR, one line per problem
+  homerouter version                      print the version
+  homerouter help                         print this
+
+run logs to stderr and obeys SIGHUP (re-read the config files; a bad file is
+reported and the last good one stays in force) and SIGTERM/SIGINT (stop).
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "homerouter:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// errReported means the problems were already printed.
+var errReported = errors.New("reported")
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errReported
+	}
+	switch cmd, args := args[0], args[1:]; cmd {
+	case "run":
+		return runRouter(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "homerouter", versionString())
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "homerouter: unknown command %q\n\n%s", cmd, usage)
+		return errReported
+	}
+}
+
+// permFlag parses the flags shared by run and check.
+func permFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (string, error) {
+	fs := flag.NewFlagSet("homerouter "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	perm := fs.String("perm", "", "the perm `directory` holding the config and state files")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", errReported
+	}
+	if fs.NArg() > 0 {
+		return "", fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	if *perm == "" {
+		return "", fmt.Errorf("%s: -perm DIR is required", name)
+	}
+	if fi, err := os.Stat(*perm); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("%s: -perm %s is not a directory", name, *perm)
+	}
+	return *perm, nil
+}
+
+func check(args []string, stdout, stderr io.Writer) error {
+	dir, err := permFlags("check", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	errs := state.Check(dir)
+	for _, err := range errs {
+		fmt.Fprintln(stderr, err)
+	}
+	if len(errs) > 0 {
+		return errReported
+	}
+	fmt.Fprintf(stdout, "%s: %s: ok\n", dir, strings.Join(state.ConfigFileNames(), ", "))
+	return nil
+}
+
+func runRouter(args []string, stderr io.Writer) error {
+	var httpAddr string
+	dir, err := permFlags("run", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&httpAddr, "http", httpd.DefaultAddr, "listen `address` of the HTTP server: :PORT for lan0 and loopback, or HOST:PORT")
+	})
+	if err != nil {
+		return err
+	}
+	logger := func(prefix string) *log.Logger {
+		return log.New(stderr, prefix+": ", log.LstdFlags|log.Lmsgprefix)
+	}
+	mainLog := logger("homerouter")
+	mainLog.Printf("%s starting, perm %s", versionString(), dir)
+
+	st := state.NewStore(dir)
+	configLog := logger("config")
+	reload := func() {
+		for _, err := range st.Reload() {
+			configLog.Printf("%s (the previous config stays in force)", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+	}
+	reload()
+
+	ctx, reloads, stop := platform.Signals(context.Background())
+	defer stop()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reloads:
+				configLog.Printf("SIGHUP: reloading")
+				reload()
+			}
+		}
+	}()
+
+	svcs := []services.Service{
+		{Name: "netconfig", Run: netconfig.New(st, logger("netconfig")).Run},
+		{Name: "httpd", Run: httpd.New(st, logger("httpd"), httpAddr).Run},
+	}
+	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
+	mainLog.Printf("stopped")
+	return err
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}

@@ -1,0 +1,67 @@
+package netconfig
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/homerouter/homerouter/state"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// linkEvents turns the kernel's link notifications (RTNLGRP_LINK: a link
+// appeared, vanished, was renamed or changed state) into publications on
+// a topic, so that Run waits for them and for config changes in one
+// state.Watch. The topic's value is nil, or the error that ended the
+// subscription.
+type linkEvents struct {
+	conn   *netlink.Conn
+	topic  *state.Topic[error]
+	closed atomic.Bool
+	done   chan struct{}
+}
+
+// subscribeLinks joins RTNLGRP_LINK and starts reading notifications.
+func subscribeLinks() (*linkEvents, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: 1 << (unix.RTNLGRP_LINK - 1)})
+	if err != nil {
+		return nil, fmt.Errorf("netconfig: subscribe to link events: %w", err)
+	}
+	e := &linkEvents{conn: c, topic: state.NewTopic[error]("netconfig link events"), done: make(chan struct{})}
+	go e.read()
+	return e, nil
+}
+
+// read publishes once per batch of notifications. Their content does not
+// matter: the reconciler looks at the whole kernel state again.
+func (e *linkEvents) read() {
+	defer close(e.done)
+	for {
+		_, err := e.conn.Receive()
+		switch {
+		case e.closed.Load():
+			return
+		case err == nil, errors.Is(err, unix.ENOBUFS):
+			// ENOBUFS: the kernel dropped notifications because we
+			// were slow; looking again covers whatever they said.
+			e.topic.Publish(nil)
+		default:
+			e.topic.Publish(fmt.Errorf("netconfig: link events: %w", err))
+			return
+		}
+	}
+}
+
+// Err returns the error that ended the subscription, or nil.
+func (e *linkEvents) Err() error { return e.topic.Value() }
+
+// Changed implements state.Watcher.
+func (e *linkEvents) Changed() <-chan struct{} { return e.topic.Changed() }
+
+// Close ends the subscription and waits for the reader to stop.
+func (e *linkEvents) Close() {
+	e.closed.Store(true)
+	e.conn.Close()
+	<-e.done
+}

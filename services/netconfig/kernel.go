@@ -1,0 +1,260 @@
+package netconfig
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Protocol is the routing protocol number (rtm_protocol) netconfig installs
+// its extra_routes with. It marks them as ours, so that after a config
+// change or a restart the stale ones can be found and removed without
+// touching the kernel's routes or anyone else's. 0x48 (72) is in neither
+// the kernel's RTPROT_* list nor iproute2's rt_protos; `ip route show
+// proto 72` lists them.
+const Protocol = 0x48
+
+// kernel is the rtnetlink connection of one Apply.
+type kernel struct {
+	rt *rtnetlink.Conn
+	// raw dumps links: rtnetlink's LinkAttributes does not decode
+	// IFLA_PERM_ADDRESS, which identifies a NIC whose MAC was spoofed.
+	raw *netlink.Conn
+}
+
+func dialKernel() (*kernel, error) {
+	rt, err := rtnetlink.Dial(nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial rtnetlink: %w", err)
+	}
+	raw, err := netlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("dial rtnetlink: %w", err)
+	}
+	return &kernel{rt: rt, raw: raw}, nil
+}
+
+func (k *kernel) close() {
+	k.rt.Close()
+	k.raw.Close()
+}
+
+// links lists every link in the network namespace.
+func (k *kernel) links() ([]kernelLink, error) {
+	req, err := (&rtnetlink.LinkMessage{}).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := k.raw.Execute(netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
+		Data:   req,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var links []kernelLink
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			continue
+		}
+		var lm rtnetlink.LinkMessage
+		if err := lm.UnmarshalBinary(m.Data); err != nil {
+			return nil, fmt.Errorf("list links: %w", err)
+		}
+		l := kernelLink{Index: lm.Index, Up: lm.Flags&unix.IFF_UP != 0, PermMAC: permAddr(m.Data)}
+		if a := lm.Attributes; a != nil {
+			l.Name, l.MTU = a.Name, a.MTU
+			l.MAC = a.Address.String()
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+// permAddr returns IFLA_PERM_ADDRESS of a RTM_NEWLINK payload as a
+// string, or "" when the link has none.
+func permAddr(data []byte) string {
+	if len(data) < unix.SizeofIfInfomsg {
+		return ""
+	}
+	ad, err := netlink.NewAttributeDecoder(data[unix.SizeofIfInfomsg:])
+	if err != nil {
+		return ""
+	}
+	var perm string
+	for ad.Next() {
+		if ad.Type() == unix.IFLA_PERM_ADDRESS {
+			perm = net.HardwareAddr(ad.Bytes()).String()
+		}
+	}
+	return perm
+}
+
+// setLink changes the link's flags (those in change) and attributes.
+func (k *kernel) setLink(index, flags, change uint32, attrs *rtnetlink.LinkAttributes) error {
+	return k.rt.Link.Set(&rtnetlink.LinkMessage{
+		Family:     unix.AF_UNSPEC,
+		Index:      index,
+		Flags:      flags,
+		Change:     change,
+		Attributes: attrs,
+	})
+}
+
+// addrs returns the addresses of every link, by link index.
+func (k *kernel) addrs() (map[uint32][]kernelAddr, error) {
+	msgs, err := k.rt.Address.List()
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	out := make(map[uint32][]kernelAddr)
+	for _, m := range msgs {
+		if a, ok := parseAddr(m); ok {
+			out[m.Index] = append(out[m.Index], a)
+		}
+	}
+	return out, nil
+}
+
+// parseAddr converts an address message. IPv4's own address is IFA_LOCAL
+// (IFA_ADDRESS is the peer on point-to-point links).
+func parseAddr(m rtnetlink.AddressMessage) (kernelAddr, bool) {
+	if m.Attributes == nil {
+		return kernelAddr{}, false
+	}
+	ip := m.Attributes.Address
+	if m.Family == unix.AF_INET && m.Attributes.Local != nil {
+		ip = m.Attributes.Local
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return kernelAddr{}, false
+	}
+	flags := m.Attributes.Flags
+	if flags == 0 {
+		flags = uint32(m.Flags)
+	}
+	return kernelAddr{Prefix: netip.PrefixFrom(addr.Unmap(), int(m.PrefixLength)), Flags: flags}, true
+}
+
+// addrMessage is the request that adds or removes p on link index.
+func addrMessage(index uint32, p netip.Prefix) *rtnetlink.AddressMessage {
+	ip := net.IP(p.Addr().AsSlice())
+	m := &rtnetlink.AddressMessage{
+		Family:       unix.AF_INET6,
+		PrefixLength: uint8(p.Bits()),
+		Index:        index,
+		Attributes:   &rtnetlink.AddressAttributes{Address: ip},
+	}
+	if p.Addr().Is4() {
+		m.Family = unix.AF_INET
+		m.Attributes.Local = ip
+		if p.Bits() < 31 {
+			m.Attributes.Broadcast = broadcast(p)
+		}
+	}
+	return m
+}
+
+// broadcast returns the highest address of IPv4 network p.
+func broadcast(p netip.Prefix) net.IP {
+	b := p.Addr().As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	return net.IP(b[:])
+}
+
+func (k *kernel) addAddr(index uint32, p netip.Prefix) error {
+	return k.rt.Address.New(addrMessage(index, p))
+}
+
+func (k *kernel) delAddr(index uint32, p netip.Prefix) error {
+	return k.rt.Address.Delete(addrMessage(index, p))
+}
+
+// ourRoutes lists the routes in the main table with netconfig's Protocol.
+func (k *kernel) ourRoutes() ([]route, error) {
+	msgs, err := k.rt.Route.List()
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	var rs []route
+	for _, m := range msgs {
+		table := uint32(m.Table)
+		if m.Attributes.Table != 0 {
+			table = m.Attributes.Table
+		}
+		if m.Protocol != Protocol || table != unix.RT_TABLE_MAIN {
+			continue
+		}
+		if r, ok := parseRoute(m); ok {
+			rs = append(rs, r)
+		}
+	}
+	return rs, nil
+}
+
+func parseRoute(m rtnetlink.RouteMessage) (route, bool) {
+	var dst netip.Addr
+	switch {
+	case m.Attributes.Dst != nil:
+		var ok bool
+		if dst, ok = netip.AddrFromSlice(m.Attributes.Dst); !ok {
+			return route{}, false
+		}
+	case m.Family == unix.AF_INET:
+		dst = netip.IPv4Unspecified()
+	case m.Family == unix.AF_INET6:
+		dst = netip.IPv6Unspecified()
+	default:
+		return route{}, false
+	}
+	gw, _ := netip.AddrFromSlice(m.Attributes.Gateway)
+	return route{
+		Dst:      netip.PrefixFrom(dst.Unmap(), int(m.DstLength)),
+		Gateway:  gw.Unmap(),
+		Index:    m.Attributes.OutIface,
+		Priority: m.Attributes.Priority,
+	}, true
+}
+
+// routeMessage is the request for r; add selects the scope and type of a
+// new route, otherwise the wildcards `ip route del` uses.
+func routeMessage(r route, add bool) *rtnetlink.RouteMessage {
+	m := &rtnetlink.RouteMessage{
+		Family:    unix.AF_INET6,
+		DstLength: uint8(r.Dst.Bits()),
+		Table:     unix.RT_TABLE_MAIN,
+		Protocol:  Protocol,
+		Scope:     unix.RT_SCOPE_NOWHERE,
+		Attributes: rtnetlink.RouteAttributes{
+			Dst:      net.IP(r.Dst.Addr().AsSlice()),
+			OutIface: r.Index,
+			Priority: r.Priority,
+		},
+	}
+	if r.Dst.Addr().Is4() {
+		m.Family = unix.AF_INET
+	}
+	if r.Gateway.IsValid() {
+		m.Attributes.Gateway = net.IP(r.Gateway.AsSlice())
+	}
+	if add {
+		m.Type = unix.RTN_UNICAST
+		m.Scope = unix.RT_SCOPE_UNIVERSE
+		if m.Family == unix.AF_INET && !r.Gateway.IsValid() {
+			m.Scope = unix.RT_SCOPE_LINK
+		}
+	}
+	return m
+}
+
+func (k *kernel) addRoute(r route) error { return k.rt.Route.Add(routeMessage(r, true)) }
+
+func (k *kernel) delRoute(r route) error { return k.rt.Route.Delete(routeMessage(r, false)) }

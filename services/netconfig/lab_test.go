@@ -1,0 +1,451 @@
+package netconfig
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// This file is the lab test: it runs netconfig against a real kernel, in a
+// network namespace of its own. The test process never switches
+// namespaces; it runs itself again under `ip netns exec`, and the child
+// (TestInNamespace) does the work.
+
+// insideEnv tells the re-executed test binary that it runs inside the
+// namespace the parent made; its value is the namespace's name.
+const insideEnv = "HOMEROUTER_NETCONFIG_NETNS"
+
+// labEnv set to "required" turns a skip for missing prerequisites into a
+// failure, so that CI cannot pass by skipping.
+const labEnv = "HOMEROUTER_LAB"
+
+var namespaces atomic.Int64
+
+func labPrerequisites(t *testing.T) {
+	t.Helper()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "not running as root"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		reason = err.Error()
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv(labEnv) == "required" {
+		t.Fatalf("lab prerequisite missing (%s=required): %s", labEnv, reason)
+	}
+	t.Skipf("lab prerequisite missing: %s (set %s=required to fail instead)", reason, labEnv)
+}
+
+// runInNamespace runs the test named test of this binary inside a fresh
+// network namespace, which it deletes when t ends, also on failure.
+func runInNamespace(t *testing.T, test string) {
+	t.Helper()
+	name := fmt.Sprintf("hrnc%d-%d", os.Getpid(), namespaces.Add(1))
+	etc := filepath.Join("/etc/netns", name)
+	t.Cleanup(func() {
+		if err := os.RemoveAll(etc); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: ip netns del %s: %v\n%s", name, err, out)
+		}
+	})
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", name, exe,
+		"-test.run", "^"+test+"$", "-test.v", "-test.count=1", "-test.timeout=90s")
+	cmd.Env = append(os.Environ(), insideEnv+"="+name)
+	out, err := cmd.CombinedOutput()
+	t.Logf("output of %s in namespace %s:\n%s", test, name, out)
+	if err != nil {
+		t.Fatalf("%s in namespace %s: %v", test, name, err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+test) {
+		t.Fatalf("%s did not pass in namespace %s", test, name)
+	}
+}
+
+// TestNetconfigLab runs TestInNamespace in a fresh network namespace.
+func TestNetconfigLab(t *testing.T) {
+	labPrerequisites(t)
+	runInNamespace(t, "TestInNamespace")
+}
+
+// lab holds helpers for the child, which runs inside the namespace.
+type lab struct{ t *testing.T }
+
+func (l lab) ip(args ...string) string {
+	l.t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (l lab) ipJSON(v any, args ...string) {
+	l.t.Helper()
+	if err := json.Unmarshal([]byte(l.ip(append([]string{"-j"}, args...)...)), v); err != nil {
+		l.t.Fatalf("ip -j %s: %v", strings.Join(args, " "), err)
+	}
+}
+
+// ipLink is what the tests read of `ip -j link`.
+type ipLink struct {
+	Name    string   `json:"ifname"`
+	Address string   `json:"address"`
+	MTU     int      `json:"mtu"`
+	Flags   []string `json:"flags"`
+}
+
+func (l ipLink) up() bool { return slices.Contains(l.Flags, "UP") }
+
+// link returns the link called name, if there is one.
+func (l lab) link(name string) (ipLink, bool) {
+	l.t.Helper()
+	var links []ipLink
+	l.ipJSON(&links, "link", "show")
+	for _, k := range links {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return ipLink{}, false
+}
+
+func (l lab) mustLink(name string) ipLink {
+	l.t.Helper()
+	k, ok := l.link(name)
+	if !ok {
+		l.t.Fatalf("no link %s", name)
+	}
+	return k
+}
+
+// addrs returns the addresses of the link as "addr/len".
+func (l lab) addrs(name string) []string {
+	l.t.Helper()
+	var links []struct {
+		AddrInfo []struct {
+			Local     string `json:"local"`
+			PrefixLen int    `json:"prefixlen"`
+		} `json:"addr_info"`
+	}
+	l.ipJSON(&links, "addr", "show", "dev", name)
+	var out []string
+	for _, k := range links {
+		for _, a := range k.AddrInfo {
+			out = append(out, fmt.Sprintf("%s/%d", a.Local, a.PrefixLen))
+		}
+	}
+	return out
+}
+
+// routes returns the routes with netconfig's protocol, like `ip route`
+// prints them: "DST [via GW] dev DEV".
+func (l lab) routes() []string {
+	l.t.Helper()
+	var out []string
+	for _, family := range []string{"-4", "-6"} {
+		var rs []struct {
+			Dst     string `json:"dst"`
+			Gateway string `json:"gateway"`
+			Dev     string `json:"dev"`
+		}
+		l.ipJSON(&rs, family, "route", "show", "table", "main", "proto", fmt.Sprint(Protocol))
+		for _, r := range rs {
+			s := r.Dst
+			if r.Gateway != "" {
+				s += " via " + r.Gateway
+			}
+			out = append(out, s+" dev "+r.Dev)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (l lab) sysctl(key string) string {
+	l.t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// waitFor polls cond, which reads the kernel's state, until it holds.
+func (l lab) waitFor(what string, cond func() bool) {
+	l.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (l lab) wantAddrs(name string, present, absent []string) {
+	l.t.Helper()
+	got := l.addrs(name)
+	for _, a := range present {
+		if !slices.Contains(got, a) {
+			l.t.Errorf("%s lacks %s; has %v", name, a, got)
+		}
+	}
+	for _, a := range absent {
+		if slices.Contains(got, a) {
+			l.t.Errorf("%s still has %s; has %v", name, a, got)
+		}
+	}
+}
+
+func (l lab) wantRoutes(want ...string) {
+	l.t.Helper()
+	slices.Sort(want)
+	if got := l.routes(); !slices.Equal(got, want) {
+		l.t.Errorf("routes with protocol %d:\n got %q\nwant %q", Protocol, got, want)
+	}
+}
+
+// applyOK applies cfg and fails the test on an error; wantChange says
+// whether the apply is expected to change something.
+func applyOK(t *testing.T, n *Netconfig, cfg state.Interfaces, wantChange bool) []state.Link {
+	t.Helper()
+	changes, links, err := n.Apply(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	t.Logf("Apply changes: %q", changes)
+	if wantChange && len(changes) == 0 {
+		t.Errorf("Apply changed nothing")
+	}
+	if !wantChange && len(changes) > 0 {
+		t.Errorf("Apply of an applied config changed %q, want nothing", changes)
+	}
+	return links
+}
+
+func baseConfig() state.Interfaces {
+	return state.Interfaces{Interfaces: []state.Interface{
+		{HardwareAddr: "02:77:00:00:00:01", SpoofHardwareAddr: "02:77:00:00:01:01", Name: state.Uplink, MTU: 1400},
+		{
+			HardwareAddr: "02:77:00:00:00:02",
+			Name:         state.LAN,
+			Addr:         "10.42.0.1/24",
+			ExtraAddrs:   []string{"fd00:42::1/64"},
+			ExtraRoutes: []state.Route{
+				{Destination: "10.10.0.0/16", Gateway: "10.42.0.254"},
+				{Destination: "10.11.0.0/16"},
+				{Destination: "fd00:10::/48", Gateway: "fd00:42::fe"},
+			},
+		},
+	}}
+}
+
+// TestInNamespace is the body of TestNetconfigLab. It runs only inside
+// the namespace that test makes, because it renames links.
+func TestInNamespace(t *testing.T) {
+	ns := os.Getenv(insideEnv)
+	if ns == "" {
+		t.Skip("runs only inside the network namespace TestNetconfigLab makes")
+	}
+	l := lab{t}
+	// Guard: a fresh namespace has only lo. Never touch another's links.
+	var links []ipLink
+	l.ipJSON(&links, "link", "show")
+	if len(links) != 1 || links[0].Name != "lo" {
+		t.Fatalf("%s=%s but this namespace has links %v; refusing to run", insideEnv, ns, links)
+	}
+	l.ip("link", "set", "lo", "up")
+	l.ip("link", "add", "wan", "address", "02:77:00:00:00:01", "type", "veth", "peer", "name", "wanpeer")
+	l.ip("link", "add", "lan", "address", "02:77:00:00:00:02", "type", "veth", "peer", "name", "lanpeer")
+	l.ip("link", "set", "wanpeer", "up")
+	l.ip("link", "set", "lanpeer", "up")
+	// Left over from an earlier run of the router: an address the
+	// config does not list, and a route with our protocol.
+	l.ip("addr", "add", "10.99.0.1/24", "dev", "lan")
+	l.ip("route", "add", "10.88.0.0/16", "dev", "wanpeer", "proto", fmt.Sprint(Protocol))
+	// Not ours: a link-local and an address with a lifetime, as SLAAC
+	// or a DHCPv6 client would make.
+	l.ip("addr", "add", "fe80::42/64", "dev", "lan")
+	l.ip("addr", "add", "fd00:99::5/64", "dev", "lan", "valid_lft", "3600", "preferred_lft", "3600")
+
+	st := state.NewStore(t.TempDir())
+	n := New(st, log.New(testWriter{t}, "netconfig: ", 0))
+	cfg := baseConfig()
+
+	t.Run("first apply", func(t *testing.T) {
+		l := lab{t}
+		got := applyOK(t, n, cfg, true)
+		up := l.mustLink(state.Uplink)
+		if up.Address != "02:77:00:00:01:01" || up.MTU != 1400 || !up.up() {
+			t.Errorf("uplink0 = %+v, want MAC 02:77:00:00:01:01, MTU 1400, up", up)
+		}
+		if lan := l.mustLink(state.LAN); !lan.up() {
+			t.Errorf("lan0 is not up: %+v", lan)
+		}
+		for _, old := range []string{"wan", "lan"} {
+			if _, ok := l.link(old); ok {
+				t.Errorf("link %s was not renamed", old)
+			}
+		}
+		l.wantAddrs(state.LAN, []string{"10.42.0.1/24", "fd00:42::1/64", "fe80::42/64", "fd00:99::5/64"}, []string{"10.99.0.1/24"})
+		l.wantRoutes("10.10.0.0/16 via 10.42.0.254 dev lan0", "10.11.0.0/16 dev lan0", "fd00:10::/48 via fd00:42::fe dev lan0")
+		for key, want := range map[string]string{
+			"net.ipv4.ip_forward":             "1",
+			"net.ipv6.conf.all.forwarding":    "1",
+			"net.ipv6.conf.uplink0.accept_ra": "2",
+		} {
+			if got := l.sysctl(key); got != want {
+				t.Errorf("%s = %s, want %s", key, got, want)
+			}
+		}
+		if len(got) != 2 || got[0].Name != state.Uplink || got[1].Name != state.LAN {
+			t.Fatalf("Apply returned links %+v, want uplink0 and lan0", got)
+		}
+		if !slices.Contains(got[1].Addrs, pfx("10.42.0.1/24")) {
+			t.Errorf("lan0 as returned has %v, want 10.42.0.1/24 among them", got[1].Addrs)
+		}
+		if pub := st.Links.Value(); len(pub) != 2 || pub[1].Name != state.LAN {
+			t.Errorf("st.Links = %+v, want uplink0 and lan0", pub)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("second apply changes nothing", func(t *testing.T) {
+		applyOK(t, n, cfg, false)
+		// Nor does a restarted router, which starts with no memory.
+		applyOK(t, New(st, log.New(testWriter{t}, "netconfig: ", 0)), cfg, false)
+	})
+
+	t.Run("config change", func(t *testing.T) {
+		l := lab{t}
+		l.ip("route", "add", "10.77.0.0/16", "dev", state.LAN) // someone else's
+		cfg.Interfaces[1].Addr = "10.43.0.1/24"
+		cfg.Interfaces[1].ExtraRoutes = cfg.Interfaces[1].ExtraRoutes[1:]
+		applyOK(t, n, cfg, true)
+		l.wantAddrs(state.LAN, []string{"10.43.0.1/24", "fd00:42::1/64", "fe80::42/64", "fd00:99::5/64"}, []string{"10.42.0.1/24"})
+		l.wantRoutes("10.11.0.0/16 dev lan0", "fd00:10::/48 via fd00:42::fe dev lan0")
+		if !strings.Contains(l.ip("route", "show", "10.77.0.0/16"), "dev lan0") {
+			t.Error("the route 10.77.0.0/16 that netconfig did not make is gone")
+		}
+		applyOK(t, n, cfg, false)
+	})
+
+	t.Run("name held by an unconfigured link", func(t *testing.T) {
+		l := lab{t}
+		l.ip("link", "add", "blocker", "address", "02:77:00:00:00:aa", "type", "veth", "peer", "name", "blockerpeer")
+		l.ip("link", "add", "d3", "address", "02:77:00:00:00:03", "type", "veth", "peer", "name", "d3peer")
+		t.Cleanup(func() {
+			exec.Command("ip", "link", "del", "blocker").Run()
+			exec.Command("ip", "link", "del", "d3").Run()
+		})
+		blocked := cfg
+		blocked.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:03", Name: "blocker", Addr: "10.45.0.1/24"})
+		for range 2 {
+			changes, _, err := n.Apply(context.Background(), blocked)
+			if err == nil || !strings.Contains(err.Error(), "rename d3 to blocker") {
+				t.Errorf("Apply error = %v, want one about renaming d3 to blocker", err)
+			}
+			if len(changes) > 0 {
+				t.Errorf("Apply changed %q, want nothing", changes)
+			}
+		}
+		if b := l.mustLink("blocker"); b.Address != "02:77:00:00:00:aa" {
+			t.Errorf("the unconfigured link blocker was changed: %+v", b)
+		}
+		l.wantAddrs("d3", nil, []string{"10.45.0.1/24"})
+		l.wantAddrs(state.LAN, []string{"10.43.0.1/24"}, nil)
+	})
+
+	t.Run("Run configures a link that appears later", func(t *testing.T) {
+		l := lab{t}
+		later := cfg
+		later.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:04", Name: "usb0", Addr: "10.44.0.1/24"})
+		st.Interfaces.Publish(later)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Run = %v, want context.Canceled", err)
+			}
+		}()
+		// Run applies first; only then plug in the NIC.
+		l.waitFor("Run's first apply", func() bool { return n.absentLogged("usb0") })
+		l.ip("link", "add", "eth9", "address", "02:77:00:00:00:04", "type", "veth", "peer", "name", "eth9peer")
+		l.waitFor("eth9 to become usb0 with 10.44.0.1/24, up", func() bool {
+			k, ok := l.link("usb0")
+			return ok && k.up() && slices.Contains(l.addrs("usb0"), "10.44.0.1/24")
+		})
+		l.waitFor("st.Links to list usb0", func() bool {
+			return slices.ContainsFunc(st.Links.Value(), func(k state.Link) bool { return k.Name == "usb0" })
+		})
+		// A config change reaches Run through the topic.
+		changed := later
+		changed.Interfaces = slices.Clone(later.Interfaces)
+		changed.Interfaces[len(changed.Interfaces)-1].MTU = 1280
+		st.Interfaces.Publish(changed)
+		l.waitFor("usb0 MTU 1280", func() bool { return l.mustLink("usb0").MTU == 1280 })
+		// And a link taken down by hand comes back up.
+		l.ip("link", "set", state.LAN, "down")
+		l.waitFor("lan0 back up with 10.43.0.1/24 and fd00:42::1/64", func() bool {
+			a := l.addrs(state.LAN)
+			return l.mustLink(state.LAN).up() && slices.Contains(a, "10.43.0.1/24") && slices.Contains(a, "fd00:42::1/64")
+		})
+	})
+
+}
+
+// absentLogged reports whether n has logged name as absent, which it does
+// once its apply ran without the link.
+func (n *Netconfig) absentLogged(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.absent[name]
+}
+
+// testWriter sends a logger's lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}

@@ -1,0 +1,468 @@
+// Package netconfig makes the kernel's links match /perm/interfaces.json:
+// it finds each configured link, renames it, sets its MAC and MTU, brings
+// it up, gives it its addresses and extra routes, and turns on forwarding.
+// It is a level-triggered reconciler: Run applies the whole config again
+// whenever the config changes or the kernel reports a link event (a USB
+// NIC plugged in, a link renamed or taken down by hand), and every apply is
+// idempotent, so nothing depends on remembering what happened before.
+//
+// # Matching links
+//
+// A config entry picks its link by hardware_addr (the NIC's permanent MAC
+// or its current one), else by name. A link must be down to be renamed,
+// so netconfig takes it down and brings it back up. When the new name is
+// held by a link the config does not claim, that entry fails (the other
+// link is left alone) and the other entries are still applied. A
+// configured link that is absent is not an error: it is logged once and
+// configured when it appears.
+//
+// # What netconfig owns
+//
+// On the links it configures, netconfig owns every IPv4 address, and every
+// IPv6 address that is not link-local and is permanent (IFA_F_PERMANENT;
+// addresses the kernel made by SLAAC, temporary addresses and DHCPv6
+// addresses with a lifetime lack it). It removes those that the config no
+// longer lists, also ones left by an earlier run of the router, so that a
+// restart converges on the config. IPv6 link-local and kernel-configured
+// addresses are never touched, nor are addresses on links the config does
+// not name.
+//
+// Routes: netconfig installs extra_routes in the main table with its own
+// routing protocol number, Protocol (0x48), and removes every route with
+// that number that the config no longer lists. Routes of the kernel
+// (prefix routes, RA routes) and of other programs are never touched.
+//
+// Sysctls: net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1 and
+// net.ipv6.conf.uplink0.accept_ra=2 (so that the uplink still learns its
+// default route while forwarding). They are per network namespace.
+package netconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/homerouter/homerouter/state"
+	"github.com/jsimonetti/rtnetlink/v2"
+	"golang.org/x/sys/unix"
+)
+
+// Netconfig is the netconfig service. Its only memory between applies is
+// which absent links it already logged; everything else is read from the
+// kernel each time, so a restarted service picks up where it was.
+type Netconfig struct {
+	st  *state.Store
+	log *log.Logger
+	// procSys is where sysctls are written; a field so that it is not a
+	// package global.
+	procSys string
+
+	mu     sync.Mutex      // one Apply at a time
+	absent map[string]bool // configured names logged as absent
+}
+
+// New returns the netconfig service for st; logs go to logger (prefix
+// already set by the caller, e.g. "netconfig: ").
+func New(st *state.Store, logger *log.Logger) *Netconfig {
+	return &Netconfig{st: st, log: logger, procSys: "/proc/sys", absent: make(map[string]bool)}
+}
+
+// Run is the supervised loop: it applies st.Interfaces whenever that topic
+// changes or the kernel reports a link event, logging each change. It
+// returns ctx.Err() when ctx is done, or the first failed apply so that
+// the supervisor reports it and restarts Run after a backoff (the next run
+// starts over from the kernel's state). Before interfaces.json was first
+// loaded it applies nothing, rather than removing routes an empty config
+// does not list.
+func (n *Netconfig) Run(ctx context.Context) error {
+	events, err := subscribeLinks()
+	if err != nil {
+		return err
+	}
+	defer events.Close()
+	for {
+		w := state.WatchAll(n.st.Interfaces, events)
+		if err := events.Err(); err != nil {
+			return err
+		}
+		if cfg, version := n.st.Interfaces.Get(); version > 0 {
+			changes, _, err := n.Apply(ctx, cfg)
+			for _, c := range changes {
+				n.log.Print(c)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := w.Wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// Apply makes the kernel match cfg once and returns a human-readable line
+// per change it made (empty when nothing changed) and the resulting links,
+// which it also publishes on st.Links. Errors of one link do not stop the
+// others: they are joined and returned after everything else was tried.
+func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces) (changes []string, links []state.Link, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k, err := dialKernel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("netconfig: %w", err)
+	}
+	defer k.close()
+	a := &apply{n: n, k: k}
+	a.run(ctx, cfg)
+	links, err = a.result()
+	if err != nil {
+		a.errs = append(a.errs, err)
+	} else if old, version := n.st.Links.Get(); version == 0 || !reflect.DeepEqual(old, links) {
+		n.st.Links.Publish(links)
+	}
+	return a.changes, links, errors.Join(a.errs...)
+}
+
+// apply is the state of one Apply.
+type apply struct {
+	n       *Netconfig
+	k       *kernel
+	links   []kernelLink // the kernel's links, names kept up to date
+	found   []found      // configured links present, in config order
+	changes []string
+	errs    []error
+}
+
+// found pairs a config entry with its link.
+type found struct {
+	ifc   state.Interface
+	index uint32
+}
+
+func (a *apply) changef(format string, args ...any) {
+	a.changes = append(a.changes, fmt.Sprintf(format, args...))
+}
+
+func (a *apply) fail(err error) { a.errs = append(a.errs, err) }
+
+// run does the steps in an order where each one's preconditions hold:
+// links get their names before the uplink sysctl is written, and are up
+// (taking a link down flushes its routes and IPv6 addresses) before
+// addresses and routes are compared.
+func (a *apply) run(ctx context.Context, cfg state.Interfaces) {
+	links, err := a.k.links()
+	if err != nil {
+		a.fail(fmt.Errorf("netconfig: %w", err))
+		return
+	}
+	a.links = links
+	a.match(cfg)
+	if err := a.configureLinks(ctx); err != nil {
+		a.fail(err)
+		return
+	}
+	a.sysctls()
+	a.addresses()
+	a.routes()
+}
+
+// match pairs each config entry with its link and logs, once, the ones
+// that are absent.
+func (a *apply) match(cfg state.Interfaces) {
+	claimed := make(map[uint32]bool)
+	for _, ifc := range cfg.Interfaces {
+		l, ok := matchLink(ifc, a.links, claimed)
+		if !ok {
+			if !a.n.absent[ifc.Name] {
+				a.n.log.Printf("%s (hardware_addr %q) is absent; it is configured when it appears", ifc.Name, ifc.HardwareAddr)
+				a.n.absent[ifc.Name] = true
+			}
+			continue
+		}
+		delete(a.n.absent, ifc.Name)
+		claimed[l.Index] = true
+		a.found = append(a.found, found{ifc: ifc, index: l.Index})
+	}
+}
+
+// configureLinks configures each found link, in passes: a link whose new
+// name another link still holds waits for a later pass, so that chains of
+// renames (a to b while b goes to c) work in one apply. What is still
+// blocked when a pass makes no progress fails and is left out of the
+// rest of the apply: the holder is not a link the config renames away
+// (or the renames form a cycle, which needs a hand).
+func (a *apply) configureLinks(ctx context.Context) error {
+	pending := a.found
+	for len(pending) > 0 {
+		var blocked []found
+		for _, f := range pending {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if a.nameHolder(f) != nil {
+				blocked = append(blocked, f)
+				continue
+			}
+			a.configureLink(f)
+		}
+		if len(blocked) == len(pending) {
+			a.dropBlocked(blocked)
+			return nil
+		}
+		pending = blocked
+	}
+	return nil
+}
+
+// nameHolder returns the other link that has the name f wants, or nil.
+func (a *apply) nameHolder(f found) *kernelLink {
+	for i, l := range a.links {
+		if l.Name == f.ifc.Name && l.Index != f.index {
+			return &a.links[i]
+		}
+	}
+	return nil
+}
+
+// dropBlocked fails the entries whose name is held by another link and
+// removes them from found, so that no address or route goes onto a link
+// that does not carry its configured name.
+func (a *apply) dropBlocked(blocked []found) {
+	for _, f := range blocked {
+		a.fail(fmt.Errorf("netconfig: rename %s to %s: link %d already has that name",
+			a.link(f.index).Name, f.ifc.Name, a.nameHolder(f).Index))
+	}
+	a.found = slices.DeleteFunc(a.found, func(f found) bool {
+		return slices.ContainsFunc(blocked, func(b found) bool { return b.index == f.index })
+	})
+}
+
+// link returns the kernel's view of index, kept current by this apply.
+func (a *apply) link(index uint32) *kernelLink {
+	for i := range a.links {
+		if a.links[i].Index == index {
+			return &a.links[i]
+		}
+	}
+	return nil
+}
+
+// configureLink renames the link, sets its MAC and MTU and brings it up.
+// Renaming and changing the MAC need the link down (for most drivers), so
+// it goes down only for those, and always comes back up.
+func (a *apply) configureLink(f found) {
+	l := a.link(f.index)
+	spoof := normMAC(f.ifc.SpoofHardwareAddr)
+	rename := l.Name != f.ifc.Name
+	setMAC := spoof != "" && l.MAC != spoof
+	if rename || setMAC {
+		if err := a.setDown(l); err != nil {
+			a.fail(err)
+			return
+		}
+	}
+	if rename {
+		a.rename(l, f.ifc.Name)
+	}
+	if setMAC {
+		a.setMAC(l, f.ifc.Name, spoof)
+	}
+	if mtu := uint32(f.ifc.MTU); mtu != 0 && l.MTU != mtu {
+		if err := a.k.setLink(l.Index, 0, 0, &rtnetlink.LinkAttributes{MTU: mtu}); err != nil {
+			a.fail(fmt.Errorf("netconfig: set MTU of %s to %d: %w", l.Name, mtu, err))
+		} else {
+			a.changef("%s: set MTU %d (was %d)", f.ifc.Name, mtu, l.MTU)
+			l.MTU = mtu
+		}
+	}
+	a.setUp(l, f.ifc.Name, !rename && !setMAC)
+}
+
+func (a *apply) setDown(l *kernelLink) error {
+	if !l.Up {
+		return nil
+	}
+	if err := a.k.setLink(l.Index, 0, unix.IFF_UP, nil); err != nil {
+		return fmt.Errorf("netconfig: take %s down: %w", l.Name, err)
+	}
+	l.Up = false
+	return nil
+}
+
+// setUp brings the link up; report says whether that is news (it is not
+// when this apply only took the link down to rename it).
+func (a *apply) setUp(l *kernelLink, name string, report bool) {
+	if l.Up {
+		return
+	}
+	if err := a.k.setLink(l.Index, unix.IFF_UP, unix.IFF_UP, nil); err != nil {
+		a.fail(fmt.Errorf("netconfig: bring %s up: %w", l.Name, err))
+		return
+	}
+	l.Up = true
+	if report {
+		a.changef("%s: up", name)
+	}
+}
+
+// rename renames l to name; configureLinks made sure the name is free.
+func (a *apply) rename(l *kernelLink, name string) {
+	if err := a.k.setLink(l.Index, 0, 0, &rtnetlink.LinkAttributes{Name: name}); err != nil {
+		a.fail(fmt.Errorf("netconfig: rename %s to %s: %w", l.Name, name, err))
+		return
+	}
+	a.changef("%s: renamed from %s", name, l.Name)
+	l.Name = name
+}
+
+func (a *apply) setMAC(l *kernelLink, name, mac string) {
+	hw, _ := net.ParseMAC(mac) // normMAC parsed it already
+	if err := a.k.setLink(l.Index, 0, 0, &rtnetlink.LinkAttributes{Address: hw}); err != nil {
+		a.fail(fmt.Errorf("netconfig: set hardware address of %s to %s: %w", l.Name, mac, err))
+		return
+	}
+	a.changef("%s: set hardware address %s (was %s)", name, mac, l.MAC)
+	l.MAC = mac
+}
+
+func (a *apply) sysctls() {
+	uplink := false
+	for _, l := range a.links {
+		uplink = uplink || l.Name == state.Uplink
+	}
+	for _, s := range wantedSysctls(uplink) {
+		wrote, err := applySysctl(a.n.procSys, s)
+		if err != nil {
+			a.fail(fmt.Errorf("netconfig: %w", err))
+		} else if wrote {
+			a.changef("sysctl %s", s)
+		}
+	}
+}
+
+// addresses makes each found link's owned addresses exactly its config.
+func (a *apply) addresses() {
+	have, err := a.k.addrs()
+	if err != nil {
+		a.fail(fmt.Errorf("netconfig: %w", err))
+		return
+	}
+	for _, f := range a.found {
+		a.linkAddresses(f, have[f.index])
+	}
+}
+
+// linkAddresses adds what is missing before it removes what is unwanted:
+// when a link loses its last IPv4 address the kernel flushes every IPv4
+// route over it, also routes netconfig does not own. An address that only
+// changes its prefix length cannot be added twice (IPv6), so it is added
+// after the removals. Removing an IPv4 primary address also removes its
+// secondaries, so what is still missing then is added from a fresh list.
+func (a *apply) linkAddresses(f found, have []kernelAddr) {
+	add, del := diffAddrs(f.ifc.Addrs(), have)
+	first, _ := splitAdds(add, del) // the rest is added from a fresh list below
+	a.addAddrs(f, first)
+	for _, p := range del {
+		if err := a.k.delAddr(f.index, p); err != nil {
+			a.fail(fmt.Errorf("netconfig: remove %s from %s: %w", p, f.ifc.Name, err))
+			continue
+		}
+		a.changef("%s: removed address %s", f.ifc.Name, p)
+	}
+	if len(del) == 0 {
+		return
+	}
+	all, err := a.k.addrs()
+	if err != nil {
+		a.fail(fmt.Errorf("netconfig: %w", err))
+		return
+	}
+	missing, _ := diffAddrs(f.ifc.Addrs(), all[f.index])
+	a.addAddrs(f, missing)
+}
+
+func (a *apply) addAddrs(f found, ps []netip.Prefix) {
+	for _, p := range ps {
+		if err := a.k.addAddr(f.index, p); err != nil {
+			a.fail(fmt.Errorf("netconfig: add %s to %s: %w", p, f.ifc.Name, err))
+			continue
+		}
+		a.changef("%s: added address %s", f.ifc.Name, p)
+	}
+}
+
+// routes makes the routes with netconfig's Protocol exactly the
+// extra_routes of the found links. Routes of a configured link that is
+// absent are gone with the link, so they are neither wanted nor found.
+func (a *apply) routes() {
+	var want []route
+	for _, f := range a.found {
+		rs, err := wantedRoutes(f.ifc, f.index)
+		if err != nil {
+			a.fail(fmt.Errorf("netconfig: %s: %w", f.ifc.Name, err))
+		}
+		want = append(want, rs...)
+	}
+	have, err := a.k.ourRoutes()
+	if err != nil {
+		a.fail(fmt.Errorf("netconfig: %w", err))
+		return
+	}
+	add, del := diffRoutes(want, have)
+	for _, r := range del {
+		desc := r.describe(a.linkName(r.Index))
+		if err := a.k.delRoute(r); err != nil {
+			a.fail(fmt.Errorf("netconfig: remove route %s: %w", desc, err))
+			continue
+		}
+		a.changef("removed route %s", desc)
+	}
+	for _, r := range add {
+		desc := r.describe(a.linkName(r.Index))
+		if err := a.k.addRoute(r); err != nil {
+			a.fail(fmt.Errorf("netconfig: add route %s: %w", desc, err))
+			continue
+		}
+		a.changef("added route %s", desc)
+	}
+}
+
+func (a *apply) linkName(index uint32) string {
+	if l := a.link(index); l != nil {
+		return l.Name
+	}
+	return fmt.Sprintf("#%d", index)
+}
+
+// result reads back the found links as they are now.
+func (a *apply) result() ([]state.Link, error) {
+	links, err := a.k.links()
+	if err != nil {
+		return nil, fmt.Errorf("netconfig: %w", err)
+	}
+	addrs, err := a.k.addrs()
+	if err != nil {
+		return nil, fmt.Errorf("netconfig: %w", err)
+	}
+	out := []state.Link{}
+	for _, f := range a.found {
+		for _, l := range links {
+			if l.Index != f.index {
+				continue
+			}
+			ps := []netip.Prefix{}
+			for _, ad := range addrs[l.Index] {
+				ps = append(ps, ad.Prefix)
+			}
+			sortPrefixes(ps)
+			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps})
+		}
+	}
+	return out, nil
+}

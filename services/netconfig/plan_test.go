@@ -1,0 +1,265 @@
+package netconfig
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/homerouter/homerouter/state"
+	"golang.org/x/sys/unix"
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func TestOwned(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		addr kernelAddr
+		want bool
+	}{
+		{"ipv4 static", kernelAddr{pfx("10.42.0.1/24"), unix.IFA_F_PERMANENT}, true},
+		{"ipv4 with lifetime (DHCP)", kernelAddr{pfx("10.42.0.1/24"), 0}, true},
+		{"ipv6 static", kernelAddr{pfx("fd00:42::1/64"), unix.IFA_F_PERMANENT}, true},
+		{"ipv6 static tentative", kernelAddr{pfx("fd00:42::1/64"), unix.IFA_F_PERMANENT | unix.IFA_F_TENTATIVE}, true},
+		{"ipv6 SLAAC", kernelAddr{pfx("fd00:42::5054:ff:fe12:3456/64"), unix.IFA_F_MANAGETEMPADDR}, false},
+		{"ipv6 temporary", kernelAddr{pfx("fd00:42::1234/64"), unix.IFA_F_TEMPORARY}, false},
+		{"ipv6 link-local", kernelAddr{pfx("fe80::1/64"), unix.IFA_F_PERMANENT}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := owned(tt.addr); got != tt.want {
+				t.Errorf("owned(%v) = %v, want %v", tt.addr, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDiffAddrs(t *testing.T) {
+	perm := func(s string) kernelAddr { return kernelAddr{pfx(s), unix.IFA_F_PERMANENT} }
+	for _, tt := range []struct {
+		name string
+		want []netip.Prefix
+		have []kernelAddr
+		add  []netip.Prefix
+		del  []netip.Prefix
+	}{
+		{name: "empty"},
+		{
+			name: "fresh link",
+			want: []netip.Prefix{pfx("10.42.0.1/24"), pfx("fd00:42::1/64")},
+			have: []kernelAddr{perm("fe80::1/64")},
+			add:  []netip.Prefix{pfx("10.42.0.1/24"), pfx("fd00:42::1/64")},
+		},
+		{
+			name: "in place",
+			want: []netip.Prefix{pfx("10.42.0.1/24")},
+			have: []kernelAddr{perm("10.42.0.1/24"), perm("fe80::1/64")},
+		},
+		{
+			name: "address changed",
+			want: []netip.Prefix{pfx("10.43.0.1/24")},
+			have: []kernelAddr{perm("10.42.0.1/24")},
+			add:  []netip.Prefix{pfx("10.43.0.1/24")},
+			del:  []netip.Prefix{pfx("10.42.0.1/24")},
+		},
+		{
+			name: "prefix length changed",
+			want: []netip.Prefix{pfx("10.42.0.1/24")},
+			have: []kernelAddr{perm("10.42.0.1/16")},
+			add:  []netip.Prefix{pfx("10.42.0.1/24")},
+			del:  []netip.Prefix{pfx("10.42.0.1/16")},
+		},
+		{
+			name: "kernel-made and link-local kept",
+			have: []kernelAddr{
+				perm("fe80::1/64"),
+				{pfx("fd00:42::5054:ff:fe12:3456/64"), unix.IFA_F_MANAGETEMPADDR},
+				perm("fd00:99::1/64"),
+				{pfx("10.99.0.5/24"), 0},
+			},
+			del: []netip.Prefix{pfx("fd00:99::1/64"), pfx("10.99.0.5/24")},
+		},
+		{
+			name: "duplicate wanted added once",
+			want: []netip.Prefix{pfx("10.42.0.1/24"), pfx("10.42.0.1/24")},
+			add:  []netip.Prefix{pfx("10.42.0.1/24")},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			add, del := diffAddrs(tt.want, tt.have)
+			opt := cmpopts.EquateEmpty()
+			if d := cmp.Diff(tt.add, add, opt, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+				t.Errorf("add (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tt.del, del, opt, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+				t.Errorf("del (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestDiffRoutes(t *testing.T) {
+	gw := netip.MustParseAddr
+	r := func(dst, via string, index, prio uint32) route {
+		rt := route{Dst: pfx(dst), Index: index, Priority: prio}
+		if via != "" {
+			rt.Gateway = gw(via)
+		}
+		return rt
+	}
+	for _, tt := range []struct {
+		name             string
+		want, have       []route
+		wantAdd, wantDel []route
+	}{
+		{name: "empty"},
+		{
+			name:    "add",
+			want:    []route{r("10.10.0.0/16", "10.42.0.254", 3, 0), r("10.11.0.0/16", "", 3, 0)},
+			wantAdd: []route{r("10.10.0.0/16", "10.42.0.254", 3, 0), r("10.11.0.0/16", "", 3, 0)},
+		},
+		{
+			name: "present, kernel filled in the IPv6 metric",
+			want: []route{r("fd00:10::/48", "fd00:42::fe", 3, 0)},
+			have: []route{r("fd00:10::/48", "fd00:42::fe", 3, 1024)},
+		},
+		{
+			name:    "removed from config",
+			have:    []route{r("10.10.0.0/16", "10.42.0.254", 3, 0)},
+			wantDel: []route{r("10.10.0.0/16", "10.42.0.254", 3, 0)},
+		},
+		{
+			name:    "gateway changed",
+			want:    []route{r("10.10.0.0/16", "10.42.0.253", 3, 0)},
+			have:    []route{r("10.10.0.0/16", "10.42.0.254", 3, 0)},
+			wantAdd: []route{r("10.10.0.0/16", "10.42.0.253", 3, 0)},
+			wantDel: []route{r("10.10.0.0/16", "10.42.0.254", 3, 0)},
+		},
+		{
+			name:    "link changed (renumbered after replug)",
+			want:    []route{r("10.10.0.0/16", "", 7, 0)},
+			have:    []route{r("10.10.0.0/16", "", 3, 0)},
+			wantAdd: []route{r("10.10.0.0/16", "", 7, 0)},
+			wantDel: []route{r("10.10.0.0/16", "", 3, 0)},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			add, del := diffRoutes(tt.want, tt.have)
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			if d := cmp.Diff(tt.wantAdd, add, opts...); d != "" {
+				t.Errorf("add (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(tt.wantDel, del, opts...); d != "" {
+				t.Errorf("del (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestWantedRoutes(t *testing.T) {
+	ifc := state.Interface{Name: "lan0", ExtraRoutes: []state.Route{
+		{Destination: "10.10.0.0/16", Gateway: "10.42.0.254"},
+		{Destination: "10.11.0.0/16"},
+		{Destination: "fd00:10::/48", Gateway: "fd00:42::fe"},
+	}}
+	got, err := wantedRoutes(ifc, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []route{
+		{Dst: pfx("10.10.0.0/16"), Gateway: netip.MustParseAddr("10.42.0.254"), Index: 5},
+		{Dst: pfx("10.11.0.0/16"), Index: 5},
+		{Dst: pfx("fd00:10::/48"), Gateway: netip.MustParseAddr("fd00:42::fe"), Index: 5},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("wantedRoutes = %v, want %v", got, want)
+	}
+	ifc.ExtraRoutes = append(ifc.ExtraRoutes, state.Route{Destination: "bogus"})
+	if _, err := wantedRoutes(ifc, 5); err == nil {
+		t.Error("wantedRoutes accepted destination \"bogus\"")
+	}
+}
+
+func TestMatchLink(t *testing.T) {
+	links := []kernelLink{
+		{Index: 1, Name: "lo"},
+		{Index: 2, Name: "eth0", MAC: "02:77:00:00:00:01"},
+		{Index: 3, Name: "uplink0", MAC: "02:77:00:00:01:01"},                              // spoofed earlier, veth: no permanent MAC
+		{Index: 4, Name: "enp2s0", MAC: "02:aa:00:00:00:01", PermMAC: "00:0d:b9:00:00:04"}, // spoofed NIC
+		{Index: 5, Name: "lan0", MAC: "02:77:00:00:00:05"},
+	}
+	for _, tt := range []struct {
+		name      string
+		ifc       state.Interface
+		claimed   map[uint32]bool
+		wantIndex uint32 // 0: no match
+	}{
+		{"by current MAC", state.Interface{HardwareAddr: "02:77:00:00:00:01", Name: "wan"}, nil, 2},
+		{"unknown MAC", state.Interface{HardwareAddr: "02:77:00:00:00:0A", Name: "x"}, nil, 0},
+		{"by permanent MAC, upper case", state.Interface{HardwareAddr: "00:0D:B9:00:00:04", Name: "x"}, nil, 4},
+		{"by name and spoofed MAC", state.Interface{HardwareAddr: "02:77:00:00:00:09", SpoofHardwareAddr: "02:77:00:00:01:01", Name: "uplink0"}, nil, 3},
+		{"name alone does not do when a MAC is configured", state.Interface{HardwareAddr: "02:77:00:00:00:09", Name: "lan0"}, nil, 0},
+		{"by name", state.Interface{Name: "lan0"}, nil, 5},
+		{"claimed by an earlier entry", state.Interface{Name: "lan0"}, map[uint32]bool{5: true}, 0},
+		{"absent", state.Interface{Name: "usb0"}, nil, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, ok := matchLink(tt.ifc, links, tt.claimed)
+			if !ok {
+				l.Index = 0
+			}
+			if l.Index != tt.wantIndex {
+				t.Errorf("matchLink = link %d, want %d", l.Index, tt.wantIndex)
+			}
+		})
+	}
+}
+
+func TestBroadcast(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.42.0.1/24": "10.42.0.255",
+		"10.42.0.1/16": "10.42.255.255",
+		"10.42.0.1/30": "10.42.0.3",
+		"10.42.0.1/20": "10.42.15.255",
+	} {
+		if got := broadcast(pfx(in)).String(); got != want {
+			t.Errorf("broadcast(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestSortPrefixes(t *testing.T) {
+	ps := []netip.Prefix{pfx("fe80::1/64"), pfx("10.42.0.1/24"), pfx("fd00:42::1/64"), pfx("10.42.0.1/16"), pfx("10.4.0.1/8")}
+	sortPrefixes(ps)
+	want := []netip.Prefix{pfx("10.4.0.1/8"), pfx("10.42.0.1/16"), pfx("10.42.0.1/24"), pfx("fd00:42::1/64"), pfx("fe80::1/64")}
+	if !slices.Equal(ps, want) {
+		t.Errorf("sorted = %v, want %v", ps, want)
+	}
+}
+
+func TestSplitAdds(t *testing.T) {
+	ps := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, pfx(s))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name                 string
+		add, del             []netip.Prefix
+		wantFirst, wantLater []netip.Prefix
+	}{
+		{name: "new subnet first", add: ps("10.43.0.1/24"), del: ps("10.42.0.1/24"), wantFirst: ps("10.43.0.1/24")},
+		{name: "same address, new length later", add: ps("fd00:42::1/56", "10.42.0.1/24"), del: ps("fd00:42::1/64", "10.42.0.1/16"), wantLater: ps("fd00:42::1/56", "10.42.0.1/24")},
+		{name: "nothing removed", add: ps("10.42.0.1/24"), wantFirst: ps("10.42.0.1/24")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first, later := splitAdds(tt.add, tt.del)
+			if !slices.Equal(first, tt.wantFirst) || !slices.Equal(later, tt.wantLater) {
+				t.Errorf("splitAdds = %v, %v; want %v, %v", first, later, tt.wantFirst, tt.wantLater)
+			}
+		})
+	}
+}
