@@ -35,9 +35,17 @@ deps:
 	fi
 	$(GO) mod download
 
+# test prints one line per test, so the log shows that the lab tests ran
+# rather than skipped; on failure it prints everything the tests said.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	@mkdir -p build
+	@echo "go test -v -count=1 -timeout 20m ./... (full log: build/test.log)"
+	@$(GO) test -v -count=1 -timeout 20m ./... > build/test.log 2>&1; rc=$$?; \
+	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|^panic:' build/test.log; \
+	if [ $$rc -ne 0 ]; then echo "--- full log:"; grep -v '^=== ' build/test.log; fi; \
+	exit $$rc
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m ./state/... ./services/... ./internal/lab/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
@@ -12,10 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/homerouter/homerouter/internal/lab"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -28,83 +29,46 @@ import (
 // namespace the parent made; its value is the namespace's name.
 const insideEnv = "HOMEROUTER_NETCONFIG_NETNS"
 
-// labEnv set to "required" turns a skip for missing prerequisites into a
-// failure, so that CI cannot pass by skipping.
-const labEnv = "HOMEROUTER_LAB"
-
-var namespaces atomic.Int64
-
-func labPrerequisites(t *testing.T) {
-	t.Helper()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "not running as root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		reason = err.Error()
+func TestMain(m *testing.M) {
+	// TestInNamespace is the child half of TestNetconfigLab; outside the
+	// namespace it has nothing to do, so it is not run (rather than
+	// reported as skipped).
+	if os.Getenv(insideEnv) == "" {
+		flag.Set("test.skip", "^TestInNamespace$")
 	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv(labEnv) == "required" {
-		t.Fatalf("lab prerequisite missing (%s=required): %s", labEnv, reason)
-	}
-	t.Skipf("lab prerequisite missing: %s (set %s=required to fail instead)", reason, labEnv)
+	os.Exit(m.Run())
 }
 
-// runInNamespace runs the test named test of this binary inside a fresh
-// network namespace, which it deletes when t ends, also on failure.
-func runInNamespace(t *testing.T, test string) {
-	t.Helper()
-	name := fmt.Sprintf("hrnc%d-%d", os.Getpid(), namespaces.Add(1))
-	etc := filepath.Join("/etc/netns", name)
-	t.Cleanup(func() {
-		if err := os.RemoveAll(etc); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	if err := os.MkdirAll(etc, 0o755); err != nil {
+// TestNetconfigLab runs TestInNamespace in a fresh network namespace.
+func TestNetconfigLab(t *testing.T) {
+	const test = "TestInNamespace"
+	l := lab.NewT(t)
+	ns, err := l.Netns("nc")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("cleanup: ip netns del %s: %v\n%s", name, err, out)
-		}
-	})
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", name, exe,
-		"-test.run", "^"+test+"$", "-test.v", "-test.count=1", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(), insideEnv+"="+name)
+	cmd := ns.Command(ctx, exe, "-test.run", "^"+test+"$", "-test.v", "-test.count=1", "-test.timeout=90s")
+	cmd.Env = append(os.Environ(), insideEnv+"="+ns.Name())
 	out, err := cmd.CombinedOutput()
-	t.Logf("output of %s in namespace %s:\n%s", test, name, out)
+	t.Logf("output of %s in namespace %s:\n%s", test, ns.Name(), out)
 	if err != nil {
-		t.Fatalf("%s in namespace %s: %v", test, name, err)
+		t.Fatalf("%s in namespace %s: %v", test, ns.Name(), err)
 	}
 	if !strings.Contains(string(out), "--- PASS: "+test) {
-		t.Fatalf("%s did not pass in namespace %s", test, name)
+		t.Fatalf("%s did not pass in namespace %s", test, ns.Name())
 	}
 }
 
-// TestNetconfigLab runs TestInNamespace in a fresh network namespace.
-func TestNetconfigLab(t *testing.T) {
-	labPrerequisites(t)
-	runInNamespace(t, "TestInNamespace")
-}
+// child holds helpers for the child, which runs inside the namespace.
+type child struct{ t *testing.T }
 
-// lab holds helpers for the child, which runs inside the namespace.
-type lab struct{ t *testing.T }
-
-func (l lab) ip(args ...string) string {
+func (l child) ip(args ...string) string {
 	l.t.Helper()
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
@@ -113,7 +77,7 @@ func (l lab) ip(args ...string) string {
 	return string(out)
 }
 
-func (l lab) ipJSON(v any, args ...string) {
+func (l child) ipJSON(v any, args ...string) {
 	l.t.Helper()
 	if err := json.Unmarshal([]byte(l.ip(append([]string{"-j"}, args...)...)), v); err != nil {
 		l.t.Fatalf("ip -j %s: %v", strings.Join(args, " "), err)
@@ -131,7 +95,7 @@ type ipLink struct {
 func (l ipLink) up() bool { return slices.Contains(l.Flags, "UP") }
 
 // link returns the link called name, if there is one.
-func (l lab) link(name string) (ipLink, bool) {
+func (l child) link(name string) (ipLink, bool) {
 	l.t.Helper()
 	var links []ipLink
 	l.ipJSON(&links, "link", "show")
@@ -143,7 +107,7 @@ func (l lab) link(name string) (ipLink, bool) {
 	return ipLink{}, false
 }
 
-func (l lab) mustLink(name string) ipLink {
+func (l child) mustLink(name string) ipLink {
 	l.t.Helper()
 	k, ok := l.link(name)
 	if !ok {
@@ -153,7 +117,7 @@ func (l lab) mustLink(name string) ipLink {
 }
 
 // addrs returns the addresses of the link as "addr/len".
-func (l lab) addrs(name string) []string {
+func (l child) addrs(name string) []string {
 	l.t.Helper()
 	var links []struct {
 		AddrInfo []struct {
@@ -173,7 +137,7 @@ func (l lab) addrs(name string) []string {
 
 // routes returns the routes with netconfig's protocol, like `ip route`
 // prints them: "DST [via GW] dev DEV".
-func (l lab) routes() []string {
+func (l child) routes() []string {
 	l.t.Helper()
 	var out []string
 	for _, family := range []string{"-4", "-6"} {
@@ -195,7 +159,7 @@ func (l lab) routes() []string {
 	return out
 }
 
-func (l lab) sysctl(key string) string {
+func (l child) sysctl(key string) string {
 	l.t.Helper()
 	b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")))
 	if err != nil {
@@ -205,7 +169,7 @@ func (l lab) sysctl(key string) string {
 }
 
 // waitFor polls cond, which reads the kernel's state, until it holds.
-func (l lab) waitFor(what string, cond func() bool) {
+func (l child) waitFor(what string, cond func() bool) {
 	l.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
@@ -216,7 +180,7 @@ func (l lab) waitFor(what string, cond func() bool) {
 	}
 }
 
-func (l lab) wantAddrs(name string, present, absent []string) {
+func (l child) wantAddrs(name string, present, absent []string) {
 	l.t.Helper()
 	got := l.addrs(name)
 	for _, a := range present {
@@ -231,7 +195,7 @@ func (l lab) wantAddrs(name string, present, absent []string) {
 	}
 }
 
-func (l lab) wantRoutes(want ...string) {
+func (l child) wantRoutes(want ...string) {
 	l.t.Helper()
 	slices.Sort(want)
 	if got := l.routes(); !slices.Equal(got, want) {
@@ -278,10 +242,7 @@ func baseConfig() state.Interfaces {
 // the namespace that test makes, because it renames links.
 func TestInNamespace(t *testing.T) {
 	ns := os.Getenv(insideEnv)
-	if ns == "" {
-		t.Skip("runs only inside the network namespace TestNetconfigLab makes")
-	}
-	l := lab{t}
+	l := child{t}
 	// Guard: a fresh namespace has only lo. Never touch another's links.
 	var links []ipLink
 	l.ipJSON(&links, "link", "show")
@@ -307,7 +268,7 @@ func TestInNamespace(t *testing.T) {
 	cfg := baseConfig()
 
 	t.Run("first apply", func(t *testing.T) {
-		l := lab{t}
+		l := child{t}
 		got := applyOK(t, n, cfg, true)
 		up := l.mustLink(state.Uplink)
 		if up.Address != "02:77:00:00:01:01" || up.MTU != 1400 || !up.up() {
@@ -353,7 +314,7 @@ func TestInNamespace(t *testing.T) {
 	})
 
 	t.Run("config change", func(t *testing.T) {
-		l := lab{t}
+		l := child{t}
 		l.ip("route", "add", "10.77.0.0/16", "dev", state.LAN) // someone else's
 		cfg.Interfaces[1].Addr = "10.43.0.1/24"
 		cfg.Interfaces[1].ExtraRoutes = cfg.Interfaces[1].ExtraRoutes[1:]
@@ -367,7 +328,7 @@ func TestInNamespace(t *testing.T) {
 	})
 
 	t.Run("name held by an unconfigured link", func(t *testing.T) {
-		l := lab{t}
+		l := child{t}
 		l.ip("link", "add", "blocker", "address", "02:77:00:00:00:aa", "type", "veth", "peer", "name", "blockerpeer")
 		l.ip("link", "add", "d3", "address", "02:77:00:00:00:03", "type", "veth", "peer", "name", "d3peer")
 		t.Cleanup(func() {
@@ -393,7 +354,7 @@ func TestInNamespace(t *testing.T) {
 	})
 
 	t.Run("Run configures a link that appears later", func(t *testing.T) {
-		l := lab{t}
+		l := child{t}
 		later := cfg
 		later.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:04", Name: "usb0", Addr: "10.44.0.1/24"})
 		st.Interfaces.Publish(later)

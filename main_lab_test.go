@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/homerouter/homerouter/internal/lab"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := lab.RemoveBuilds(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// ipLink is the part of `ip -j addr show` the tests look at.
+type ipLink struct {
+	Name     string   `json:"ifname"`
+	Address  string   `json:"address"`
+	Flags    []string `json:"flags"`
+	AddrInfo []struct {
+		Local     string `json:"local"`
+		PrefixLen int    `json:"prefixlen"`
+		Scope     string `json:"scope"`
+	} `json:"addr_info"`
+}
+
+// addrs returns the link's non-link-local addresses as "addr/len".
+func (l ipLink) addrs() []string {
+	var out []string
+	for _, a := range l.AddrInfo {
+		if a.Scope != "link" {
+			out = append(out, a.Local+"/"+strconv.Itoa(a.PrefixLen))
+		}
+	}
+	return out
+}
+
+func links(ctx context.Context, t *testing.T, ns *lab.Netns) map[string]ipLink {
+	t.Helper()
+	out, err := ns.Run(ctx, "ip", "-j", "addr", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []ipLink
+	if err := json.Unmarshal([]byte(out), &ls); err != nil {
+		t.Fatalf("ip -j addr: %v\n%s", err, out)
+	}
+	m := make(map[string]ipLink)
+	for _, l := range ls {
+		m[l.Name] = l
+	}
+	return m
+}
+
+// waitLinks waits until cond holds for the router namespace's links.
+func waitLinks(ctx context.Context, t *testing.T, ns *lab.Netns, what string, cond func(map[string]ipLink) bool) map[string]ipLink {
+	t.Helper()
+	var last map[string]ipLink
+	err := lab.WaitFor(ctx, what, func() error {
+		last = links(ctx, t, ns)
+		if !cond(last) {
+			return fmt.Errorf("links: %+v", last)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// TestRouterLab runs the real binary in the lab's router namespace and
+// checks the foundation end to end: links renamed and addressed, reload of
+// a broken and of a changed interfaces.json, /health.json on loopback and
+// lan0 (never on the uplink), and a prompt stop.
+func TestRouterLab(t *testing.T) {
+	bin := lab.RouterBinary(t)
+	lab.Require(t, "curl", "ss")
+	l := lab.NewT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	perm := t.TempDir()
+	ifacesPath := filepath.Join(perm, "interfaces.json")
+	writeInterfaces := func(lanAddr string, broken bool) {
+		t.Helper()
+		sep := ","
+		if broken {
+			sep = ""
+		}
+		content := "{\n  \"interfaces\": [\n" +
+			"    {\"hardware_addr\": \"" + lab.RouterWANMAC + "\", \"name\": \"uplink0\"},\n" +
+			"    {\"hardware_addr\": \"" + lab.RouterLANMAC + "\", \"name\": \"lan0\"" + sep + " \"addr\": \"" + lanAddr + "\"}\n" +
+			"  ]\n}\n"
+		if err := os.WriteFile(ifacesPath, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeInterfaces("192.168.42.1/24", false)
+
+	h, err := lab.NewHome(l, lab.HomeOptions{PermDir: perm, NoPeers: true, NoRouter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The LAN client can reach both the old and the new lan0 subnet.
+	for _, a := range []string{"192.168.42.2/24", "10.42.0.2/24"} {
+		if _, err := h.LAN.Run(ctx, "ip", "addr", "add", a, "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.RouterProc, err = l.Start(h.Router, bin, "run", "-perm", perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitRouterHealthy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("links renamed and addressed", func(t *testing.T) {
+		ls := waitLinks(ctx, t, h.Router, "uplink0 and lan0 configured", func(ls map[string]ipLink) bool {
+			return slices.Contains(ls["lan0"].addrs(), "192.168.42.1/24")
+		})
+		if _, ok := ls["wan"]; ok {
+			t.Error("link wan was not renamed")
+		}
+		if ls["uplink0"].Address != lab.RouterWANMAC || ls["lan0"].Address != lab.RouterLANMAC {
+			t.Errorf("uplink0 is %s, lan0 is %s; want %s and %s", ls["uplink0"].Address, ls["lan0"].Address, lab.RouterWANMAC, lab.RouterLANMAC)
+		}
+		if !slices.Contains(ls["lan0"].Flags, "UP") {
+			t.Errorf("lan0 flags %v, want UP", ls["lan0"].Flags)
+		}
+		if got := ls["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24"}) {
+			t.Errorf("lan0 addresses %v, want [192.168.42.1/24]", got)
+		}
+	})
+
+	t.Run("health on loopback and lan0 only", func(t *testing.T) {
+		code, body, err := h.RouterHealth(ctx, "http://127.0.0.1:80/health.json")
+		if err != nil || code != 200 || !strings.Contains(body, `"first_error": ""`) {
+			t.Errorf("health on 127.0.0.1:80: %d %v\n%s", code, err, body)
+		}
+		if out, err := h.LAN.Run(ctx, "curl", "-sSf", "-m", "5", "http://192.168.42.1/health.json"); err != nil {
+			t.Errorf("health from the LAN on 192.168.42.1: %v", err)
+		} else if !strings.Contains(out, `"first_error": ""`) {
+			t.Errorf("health from the LAN: %s", out)
+		}
+		// From the ISP, uplink0's link-local address is reachable but
+		// refuses HTTP: curl's exit 7 is "connection refused", not a
+		// timeout that would prove nothing.
+		if err := h.Router.WaitLinkLocal(ctx, "uplink0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.ISP.WaitLinkLocal(ctx, "isp0"); err != nil {
+			t.Fatal(err)
+		}
+		var ll string
+		for _, a := range links(ctx, t, h.Router)["uplink0"].AddrInfo {
+			if a.Scope == "link" {
+				ll = a.Local
+			}
+		}
+		cmd := h.ISP.Command(ctx, "curl", "-sS", "-m", "5", "-g", "http://["+ll+"%isp0]:80/health.json")
+		if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 7 {
+			t.Errorf("HTTP to uplink0 (%s) from the ISP: curl %v, want exit 7 (refused): %s", ll, err, out)
+		}
+		out, err := h.Router.Run(ctx, "ss", "-Htln")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 4 {
+				continue
+			}
+			switch local := f[3]; local {
+			case "127.0.0.1:80", "[::1]:80", "192.168.42.1:80":
+			default:
+				t.Errorf("router listens on %s; want only loopback and lan0", local)
+			}
+		}
+	})
+
+	t.Run("SIGHUP with a broken file keeps the router running", func(t *testing.T) {
+		writeInterfaces("10.42.0.1/24", true)
+		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RouterProc.WaitOutput(ctx, `interfaces.json:4:`); err != nil {
+			t.Fatal(err)
+		}
+		var code int
+		var body string
+		if err := lab.WaitFor(ctx, "503 from /health.json", func() error {
+			code, body, err = h.RouterHealth(ctx, "")
+			if err != nil || code != 503 {
+				return fmt.Errorf("health: %d %v", code, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var health struct {
+			FirstError string `json:"first_error"`
+		}
+		if err := json.Unmarshal([]byte(body), &health); err != nil {
+			t.Fatal(err)
+		}
+		if want := `interfaces.json:4:`; !strings.Contains(health.FirstError, want) {
+			t.Errorf("first_error = %q, want it to name %s", health.FirstError, want)
+		}
+		if got := links(ctx, t, h.Router)["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24"}) {
+			t.Errorf("after a broken reload lan0 has %v, want [192.168.42.1/24] kept", got)
+		}
+		select {
+		case <-h.RouterProc.Exited():
+			t.Fatalf("router exited: %v", h.RouterProc.Err())
+		default:
+		}
+	})
+
+	t.Run("SIGHUP with a new lan0 address applies it", func(t *testing.T) {
+		writeInterfaces("10.42.0.1/24", false)
+		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitLinks(ctx, t, h.Router, "lan0 readdressed", func(ls map[string]ipLink) bool {
+			return slices.Equal(ls["lan0"].addrs(), []string{"10.42.0.1/24"})
+		})
+		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.WaitFor(ctx, "health on the new lan0 address", func() error {
+			_, err := h.LAN.Run(ctx, "curl", "-sSf", "-m", "2", "http://10.42.0.1/health.json")
+			return err
+		}); err != nil {
+			t.Error(err)
+		}
+		if _, err := h.LAN.Run(ctx, "curl", "-sS", "-m", "2", "http://192.168.42.1/health.json"); err == nil {
+			t.Error("still answering on the old lan0 address")
+		}
+	})
+
+	t.Run("restart with the same config changes nothing", func(t *testing.T) {
+		before := links(ctx, t, h.Router)
+		stopRouter(ctx, t, h.RouterProc)
+		again, err := l.Start(h.Router, bin, "run", "-perm", perm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.RouterProc = again
+		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		after := links(ctx, t, h.Router)
+		for _, name := range []string{"uplink0", "lan0"} {
+			if !slices.Equal(before[name].addrs(), after[name].addrs()) || before[name].Address != after[name].Address {
+				t.Errorf("%s changed across a restart: %+v -> %+v", name, before[name], after[name])
+			}
+		}
+		if out := again.Output(); changeLogged(out) {
+			t.Errorf("second start changed something:\n%s", out)
+		}
+	})
+
+	t.Run("SIGTERM stops within 5 s", func(t *testing.T) {
+		stopRouter(ctx, t, h.RouterProc)
+	})
+}
+
+// changeLogged reports whether netconfig logged a change to the kernel:
+// it logs one line per change, and otherwise only links that are absent.
+func changeLogged(out string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "netconfig: ") && !strings.Contains(line, "is absent") {
+			return true
+		}
+	}
+	return false
+}
+
+func stopRouter(ctx context.Context, t *testing.T, p *lab.Process) {
+	t.Helper()
+	start := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+	case <-ctx.Done():
+		t.Fatal("router did not exit")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("router took %v to stop, want at most 5 s", took)
+	}
+	if err := p.Err(); err != nil {
+		t.Errorf("router exit: %v\n%s", err, p.Output())
+	}
+}
