@@ -18,6 +18,10 @@ import (
 const hookScript = `#!/bin/sh
 # Written by the homerouter lab: record the DHCP client's environment,
 # change nothing (no addresses, routes or resolv.conf).
+case "$HR_LAB_OUT" in
+/*) ;;
+*) echo "lab hook: HR_LAB_OUT must be an absolute path, got '$HR_LAB_OUT'" >&2; exit 1 ;;
+esac
 n=0
 while [ -e "$HR_LAB_OUT.$n" ]; do n=$((n+1)); done
 HR_LAB_EVENT="$1" env -0 > "$HR_LAB_OUT.$n.tmp" && mv "$HR_LAB_OUT.$n.tmp" "$HR_LAB_OUT.$n"
