@@ -387,7 +387,10 @@ func deleteNetns(name string) error {
 	var errs []error
 	if _, err := os.Stat(filepath.Join("/run/netns", name)); err == nil {
 		killNetnsPids(ctx, ip, name)
-		if out, err := exec.CommandContext(ctx, ip, "netns", "delete", name).CombinedOutput(); err != nil {
+		out, err := exec.CommandContext(ctx, ip, "netns", "delete", name).CombinedOutput()
+		if _, statErr := os.Stat(filepath.Join("/run/netns", name)); err != nil && !errors.Is(statErr, fs.ErrNotExist) {
+			// Gone anyway is fine: another test process's Sweep may
+			// have deleted it at the same time.
 			errs = append(errs, fmt.Errorf("lab: delete namespace %s: %w: %s", name, err, bytes.TrimSpace(out)))
 		}
 	}
