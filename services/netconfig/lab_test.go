@@ -33,8 +33,13 @@ func TestMain(m *testing.M) {
 	// TestInNamespace is the child half of TestNetconfigLab; outside the
 	// namespace it has nothing to do, so it is not run (rather than
 	// reported as skipped).
+	flag.Parse()
 	if os.Getenv(insideEnv) == "" {
-		flag.Set("test.skip", "^TestInNamespace$")
+		skip := "^TestInNamespace$"
+		if given := flag.Lookup("test.skip").Value.String(); given != "" {
+			skip = given + "|" + skip
+		}
+		flag.Set("test.skip", skip)
 	}
 	os.Exit(m.Run())
 }
