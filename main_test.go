@@ -55,6 +55,15 @@ func TestCheckCommand(t *testing.T) {
 	}
 }
 
+// TestExamplePerm keeps the example /perm in testdata (which the README
+// points people at) valid.
+func TestExamplePerm(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"check", "-perm", "testdata/perm"}, &stdout, &stderr); err != nil {
+		t.Fatalf("check testdata/perm: %v\n%s", err, stderr.String())
+	}
+}
+
 func TestCommandLine(t *testing.T) {
 	for _, tc := range []struct {
 		args    []string

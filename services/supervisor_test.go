@@ -20,13 +20,8 @@ import (
 // shutdown is prompt.
 func TestSupervisorRestartsPanickingService(t *testing.T) {
 	st := state.NewStore(t.TempDir())
-	var logs strings.Builder
-	var logMu sync.Mutex
-	logger := log.New(writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logs.Write(p)
-	}), "", 0)
+	var logs syncBuffer
+	logger := log.New(&logs, "", 0)
 	sup := NewSupervisor(st, logger, Backoff{})
 
 	var mu sync.Mutex
@@ -86,11 +81,9 @@ func TestSupervisorRestartsPanickingService(t *testing.T) {
 	if s := statusOf(st, "ticker"); s.State != "running" || s.Restarts != 0 {
 		t.Errorf("ticker status = %+v, want running with no restarts", s)
 	}
-	logMu.Lock()
 	if !strings.Contains(logs.String(), "panicker panicked: boom\ngoroutine ") {
 		t.Errorf("log does not hold the panic with its stack:\n%s", logs.String())
 	}
-	logMu.Unlock()
 
 	start := time.Now()
 	cancel()
@@ -177,6 +170,54 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-type writerFunc func([]byte) (int, error)
+// TestSupervisorBackoffResets: delays double while a service keeps
+// failing, and start again from Min once a run lasted ResetAfter. The
+// delays are read from the log, so the test does not time anything.
+func TestSupervisorBackoffResets(t *testing.T) {
+	st := state.NewStore(t.TempDir())
+	var logs syncBuffer
+	sup := NewSupervisor(st, log.New(&logs, "", 0), Backoff{Min: time.Millisecond, Max: 4 * time.Millisecond, ResetAfter: 50 * time.Millisecond})
+	var runs atomic.Int32
+	svc := Service{Name: "flaky", Run: func(ctx context.Context) error {
+		// Every run fails at once, but run 5 is healthy for a while first.
+		if runs.Add(1) == 5 {
+			time.Sleep(60 * time.Millisecond)
+		}
+		return errors.New("down")
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sup.Supervise(ctx, []Service{svc})
+	waitFor(t, "eight runs", func() bool { return runs.Load() >= 8 })
+	cancel()
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+	var delays []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, "restarting in "); ok {
+			d, _, _ := strings.Cut(rest, ":")
+			delays = append(delays, d)
+		}
+	}
+	want := []string{"1ms", "2ms", "4ms", "4ms", "1ms", "2ms", "4ms"}
+	if len(delays) < len(want) || !slices.Equal(delays[:len(want)], want) {
+		t.Errorf("restart delays %v, want %v first", delays, want)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for the supervisor's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
