@@ -16,13 +16,7 @@ import (
 	"github.com/homerouter/homerouter/internal/lab"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := lab.RemoveBuilds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.Main(m) }
 
 // ipLink is the part of `ip -j addr show` the tests look at.
 type ipLink struct {

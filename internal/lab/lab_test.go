@@ -3,7 +3,6 @@ package lab_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,13 +16,7 @@ import (
 	"github.com/homerouter/homerouter/internal/lab"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := lab.RemoveBuilds(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { lab.Main(m) }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	t.Helper()

@@ -134,3 +134,13 @@ func RemoveBuilds() error {
 	}
 	return nil
 }
+
+// Main runs a package's tests and then removes the router build that
+// RouterBinary made. Call it from TestMain in packages that use the lab.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := RemoveBuilds(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
