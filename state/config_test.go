@@ -149,6 +149,36 @@ func TestCheckErrors(t *testing.T) {
 			want:  []string{`interfaces.json:2:1: unexpected data after the top-level value`},
 		},
 		{
+			name:  "bad escape inside a string",
+			files: map[string]string{"interfaces.json": "{\"interfaces\": [\n  {\"name\": \"lan0\",\n   \"addr\": \"10.42.0.1\\q/24\"}]}"},
+			want:  []string{`interfaces.json:3:23: interfaces[0].addr: invalid character 'q' in string escape code`},
+		},
+		{
+			name:  "bad number",
+			files: map[string]string{"interfaces.json": "{\"interfaces\": [\n  {\"name\": \"lan0\",\n   \"mtu\": -x}]}"},
+			want:  []string{`interfaces.json:3:12: interfaces[0].mtu: invalid character 'x' in numeric literal`},
+		},
+		{
+			name:  "field given twice",
+			files: map[string]string{"interfaces.json": "{\"interfaces\": [\n  {\"name\": \"lan0\",\n   \"name\": \"uplink0\"}]}"},
+			want:  []string{`interfaces.json:3:4: interfaces[0].name: given twice (first on line 2); only one can count`},
+		},
+		{
+			name:  "null file",
+			files: map[string]string{"interfaces.json": "null\n"},
+			want:  []string{`interfaces.json:1:1: expected an object, got null`},
+		},
+		{
+			name:  "IPv4-mapped IPv6 address",
+			files: map[string]string{"interfaces.json": `{"interfaces": [{"name": "lan0", "addr": "::ffff:10.0.0.1/120"}]}`},
+			want:  []string{`interfaces.json:1:42: interfaces[0].addr: "::ffff:10.0.0.1/120" is not an address/prefix: write IPv4 as a.b.c.d/n, IPv6 without a zone`},
+		},
+		{
+			name:  "control character in a name",
+			files: map[string]string{"interfaces.json": `{"interfaces": [{"name": "lan\u00000"}]}`},
+			want:  []string{`interfaces.json:1:26: interfaces[0].name: "lan\x000" is not a valid link name`},
+		},
+		{
 			name:  "missing interfaces.json",
 			files: map[string]string{},
 			want:  []string{`interfaces.json: missing: without it the router does not know which link is which`},

@@ -126,11 +126,14 @@ func (w *walker) token(path string) (json.Token, int, error) {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		// The decoder's Offset is where it stopped, at or before the
-		// offending byte; point at the byte itself.
-		off = int(se.Offset)
-		for off < len(w.d.data) && isSpace(w.d.data[off]) {
-			off++
+		// The streaming decoder's Offset is not always from the start
+		// of the file (inside a string or number it is not), but
+		// Unmarshal's is: it points just past the offending byte. The
+		// walk consumed only valid input before this token, so the
+		// first error Unmarshal finds is this one.
+		var v any
+		if err := json.Unmarshal(w.d.data, &v); errors.As(err, &se) && se.Offset > 0 {
+			return nil, 0, w.fail(int(se.Offset)-1, path, "%s", se.Error())
 		}
 		return nil, 0, w.fail(off, path, "%s", se.Error())
 	case err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF):
@@ -153,6 +156,9 @@ func (w *walker) value(t reflect.Type, path string) error {
 		t = t.Elem()
 	}
 	if tok == nil { // null leaves the zero value: "not set"
+		if path == "" {
+			return w.fail(off, path, "expected %s, got null", describe(t))
+		}
 		return nil
 	}
 	kind := t.Kind()
@@ -218,6 +224,7 @@ func (w *walker) value(t reflect.Type, path string) error {
 
 func (w *walker) object(t reflect.Type, path string) error {
 	fields := jsonFields(t)
+	seen := make(map[string]int) // key -> offset, to reject a key given twice
 	for w.dec.More() {
 		tok, off, err := w.token(path)
 		if err != nil {
@@ -225,6 +232,11 @@ func (w *walker) object(t reflect.Type, path string) error {
 		}
 		key := tok.(string) // the decoder only returns strings as object keys
 		sub := joinPath(path, key)
+		if first, dup := seen[key]; dup {
+			line, _ := lineCol(w.d.data, first)
+			return w.fail(off, sub, "given twice (first on line %d); only one can count", line)
+		}
+		seen[key] = off
 		f, ok := fields[key]
 		if !ok {
 			if known := knownNames(fields); known != "" {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 )
 
 // Well-known link names. The router treats uplink0 as the internet side and
@@ -107,7 +106,7 @@ func (c *Interfaces) validate(d *decoded) ConfigErrors {
 			errs = append(errs, d.errorf(p, `"name" is missing`))
 		case len(ifc.Name) > 15:
 			errs = append(errs, d.errorf(p+".name", "%q is longer than 15 bytes", ifc.Name))
-		case strings.ContainsAny(ifc.Name, "/: \t\n") || ifc.Name == "." || ifc.Name == "..":
+		case !validLinkName(ifc.Name):
 			errs = append(errs, d.errorf(p+".name", "%q is not a valid link name", ifc.Name))
 		case names[ifc.Name] != "":
 			errs = append(errs, d.errorf(p+".name", "%q is already used by %s", ifc.Name, names[ifc.Name]))
@@ -137,6 +136,10 @@ func (c *Interfaces) validate(d *decoded) ConfigErrors {
 			pfx, err := netip.ParsePrefix(s)
 			if err != nil {
 				errs = append(errs, d.errorf(path, "%q is not an address/prefix", s))
+				return
+			}
+			if pfx.Addr().Is4In6() || pfx.Addr().Zone() != "" {
+				errs = append(errs, d.errorf(path, "%q is not an address/prefix: write IPv4 as a.b.c.d/n, IPv6 without a zone", s))
 				return
 			}
 			if prev := addrs[pfx.Addr()]; prev != "" {
@@ -177,4 +180,18 @@ func (c *Interfaces) validate(d *decoded) ConfigErrors {
 		}
 	}
 	return errs
+}
+
+// validLinkName reports whether the kernel accepts name for a link: not
+// "." or "..", and no '/', ':', whitespace or control characters.
+func validLinkName(name string) bool {
+	if name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c <= ' ' || c == 0x7f || c == '/' || c == ':' {
+			return false
+		}
+	}
+	return true
 }

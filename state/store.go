@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
+	"strings"
 	"sync"
 	"time"
 )
@@ -116,10 +116,7 @@ func loadInto[T any, PT interface {
 			}
 		}
 		if s != nil {
-			t := topic(s)
-			if old, ver := t.Get(); ver == 0 || !reflect.DeepEqual(old, v) {
-				t.Publish(v)
-			}
+			topic(s).PublishIfChanged(v)
 		}
 		return nil
 	}
@@ -162,7 +159,8 @@ func (s *Store) Reload() []error {
 	for i, f := range configFiles {
 		status[i] = FileStatus{File: f.name, Loaded: now}
 		if errs[i] != nil {
-			status[i].Error = errs[i].Error()
+			// One line, for logs and /health.json's first_error.
+			status[i].Error = strings.ReplaceAll(errs[i].Error(), "\n", "; ")
 		}
 	}
 	s.ConfigStatus.Publish(status)

@@ -41,10 +41,27 @@ func (t *Topic[T]) Name() string { return t.name }
 func (t *Topic[T]) Publish(v T) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.publishLocked(v)
+}
+
+func (t *Topic[T]) publishLocked(v T) {
 	t.val = v
 	t.version++
 	close(t.changed)
 	t.changed = make(chan struct{})
+}
+
+// PublishIfChanged publishes v unless the topic already holds a deeply
+// equal value, and reports whether it published. Reconcilers use it so
+// that re-deriving the same output wakes nobody.
+func (t *Topic[T]) PublishIfChanged(v T) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.version > 0 && reflect.DeepEqual(t.val, v) {
+		return false
+	}
+	t.publishLocked(v)
+	return true
 }
 
 // Get returns the current value and its version (0 when never published).

@@ -44,7 +44,6 @@ import (
 	"log"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"sync"
 
@@ -123,8 +122,8 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces) (changes []
 	links, err = a.result()
 	if err != nil {
 		a.errs = append(a.errs, err)
-	} else if old, version := n.st.Links.Get(); version == 0 || !reflect.DeepEqual(old, links) {
-		n.st.Links.Publish(links)
+	} else {
+		n.st.Links.PublishIfChanged(links)
 	}
 	return a.changes, links, errors.Join(a.errs...)
 }
