@@ -28,10 +28,12 @@ deps:
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
-		policy=/usr/sbin/policy-rc.d; made=; \
-		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; made=1; fi; \
+		policy=/usr/sbin/policy-rc.d; \
+		if [ ! -e $$policy ]; then \
+			trap 'rm -f $$policy' EXIT INT TERM; \
+			printf '#!/bin/sh\nexit 101\n' > $$policy; chmod +x $$policy; \
+		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-		rc=$$?; [ -n "$$made" ] && rm -f $$policy; exit $$rc; \
 	fi
 	$(GO) mod download
 
@@ -48,7 +50,7 @@ test: deps
 	@# Again under the race detector. TestWriteFileAtomicKilled is about
 	@# SIGKILL, not data races, and ran above; under -race its child is
 	@# too slow to be killed mid-write often enough to prove anything.
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' ./state/... ./services/... ./internal/lab/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' . ./state/... ./services/... ./internal/lab/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -121,8 +121,18 @@ func runRouter(args []string, stderr io.Writer) error {
 	}
 	mainLog := logger("homerouter")
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
-
 	st := state.NewStore(dir)
+
+	web, err := httpd.New(st, logger("httpd"), httpAddr)
+	if err != nil {
+		return err
+	}
+
+	// Signals first: a SIGHUP that arrives while the config loads must
+	// not kill the router (the default action).
+	ctx, reloads, stop := platform.Signals(context.Background())
+	defer stop()
+
 	configLog := logger("config")
 	reload := func() {
 		for _, err := range st.Reload() {
@@ -130,9 +140,6 @@ func runRouter(args []string, stderr io.Writer) error {
 		}
 	}
 	reload()
-
-	ctx, reloads, stop := platform.Signals(context.Background())
-	defer stop()
 	go func() {
 		for {
 			select {
@@ -146,8 +153,8 @@ func runRouter(args []string, stderr io.Writer) error {
 	}()
 
 	svcs := []services.Service{
-		{Name: "netconfig", Run: netconfig.New(st, logger("netconfig")).Run},
-		{Name: "httpd", Run: httpd.New(st, logger("httpd"), httpAddr).Run},
+		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
+		{Name: httpd.ServiceName, Run: web.Run},
 	}
 	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
 	mainLog.Printf("stopped")

@@ -88,6 +88,7 @@ func TestRouterLab(t *testing.T) {
 
 	perm := t.TempDir()
 	ifacesPath := filepath.Join(perm, "interfaces.json")
+	extra := "" // more entries for interfaces.json
 	writeInterfaces := func(lanAddr string, broken bool) {
 		t.Helper()
 		sep := ","
@@ -96,8 +97,8 @@ func TestRouterLab(t *testing.T) {
 		}
 		content := "{\n  \"interfaces\": [\n" +
 			"    {\"hardware_addr\": \"" + lab.RouterWANMAC + "\", \"name\": \"uplink0\"},\n" +
-			"    {\"hardware_addr\": \"" + lab.RouterLANMAC + "\", \"name\": \"lan0\"" + sep + " \"addr\": \"" + lanAddr + "\"}\n" +
-			"  ]\n}\n"
+			"    {\"hardware_addr\": \"" + lab.RouterLANMAC + "\", \"name\": \"lan0\"" + sep + " \"addr\": \"" + lanAddr + "\", \"extra_addrs\": [\"fd00:42::1/64\"]}\n" +
+			extra + "  ]\n}\n"
 		if err := os.WriteFile(ifacesPath, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -109,8 +110,8 @@ func TestRouterLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The LAN client can reach both the old and the new lan0 subnet.
-	for _, a := range []string{"192.168.42.2/24", "10.42.0.2/24"} {
-		if _, err := h.LAN.Run(ctx, "ip", "addr", "add", a, "dev", "eth0"); err != nil {
+	for _, a := range []string{"192.168.42.2/24", "10.42.0.2/24", "fd00:42::2/64"} {
+		if _, err := h.LAN.Run(ctx, "ip", "addr", "add", a, "dev", "eth0", "nodad"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,7 +124,7 @@ func TestRouterLab(t *testing.T) {
 
 	t.Run("links renamed and addressed", func(t *testing.T) {
 		ls := waitLinks(ctx, t, h.Router, "uplink0 and lan0 configured", func(ls map[string]ipLink) bool {
-			return slices.Contains(ls["lan0"].addrs(), "192.168.42.1/24")
+			return slices.Contains(ls["lan0"].addrs(), "192.168.42.1/24") && slices.Contains(ls["lan0"].addrs(), "fd00:42::1/64")
 		})
 		if _, ok := ls["wan"]; ok {
 			t.Error("link wan was not renamed")
@@ -134,8 +135,8 @@ func TestRouterLab(t *testing.T) {
 		if !slices.Contains(ls["lan0"].Flags, "UP") {
 			t.Errorf("lan0 flags %v, want UP", ls["lan0"].Flags)
 		}
-		if got := ls["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24"}) {
-			t.Errorf("lan0 addresses %v, want [192.168.42.1/24]", got)
+		if got := ls["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24", "fd00:42::1/64"}) {
+			t.Errorf("lan0 addresses %v, want [192.168.42.1/24 fd00:42::1/64]", got)
 		}
 	})
 
@@ -168,20 +169,15 @@ func TestRouterLab(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 7 {
 			t.Errorf("HTTP to uplink0 (%s) from the ISP: curl %v, want exit 7 (refused): %s", ll, err, out)
 		}
-		out, err := h.Router.Run(ctx, "ss", "-Htln")
-		if err != nil {
-			t.Fatal(err)
+		if err := lab.WaitFor(ctx, "health from the LAN on fd00:42::1", func() error {
+			_, err := h.LAN.Run(ctx, "curl", "-sSf", "-m", "2", "http://[fd00:42::1]/health.json")
+			return err
+		}); err != nil {
+			t.Error(err)
 		}
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 4 {
-				continue
-			}
-			switch local := f[3]; local {
-			case "127.0.0.1:80", "[::1]:80", "192.168.42.1:80":
-			default:
-				t.Errorf("router listens on %s; want only loopback and lan0", local)
-			}
+		want := []string{"127.0.0.1:80", "192.168.42.1:80", "[::1]:80", "[fd00:42::1]:80"}
+		if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
+			t.Errorf("router listens on %v, want only loopback and lan0: %v", got, want)
 		}
 	})
 
@@ -213,8 +209,8 @@ func TestRouterLab(t *testing.T) {
 		if want := `interfaces.json:4:`; !strings.Contains(health.FirstError, want) {
 			t.Errorf("first_error = %q, want it to name %s", health.FirstError, want)
 		}
-		if got := links(ctx, t, h.Router)["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24"}) {
-			t.Errorf("after a broken reload lan0 has %v, want [192.168.42.1/24] kept", got)
+		if got := links(ctx, t, h.Router)["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24", "fd00:42::1/64"}) {
+			t.Errorf("after a broken reload lan0 has %v, want [192.168.42.1/24 fd00:42::1/64] kept", got)
 		}
 		select {
 		case <-h.RouterProc.Exited():
@@ -229,7 +225,7 @@ func TestRouterLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitLinks(ctx, t, h.Router, "lan0 readdressed", func(ls map[string]ipLink) bool {
-			return slices.Equal(ls["lan0"].addrs(), []string{"10.42.0.1/24"})
+			return slices.Equal(ls["lan0"].addrs(), []string{"10.42.0.1/24", "fd00:42::1/64"})
 		})
 		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
 			t.Fatal(err)
@@ -240,8 +236,9 @@ func TestRouterLab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
-		if _, err := h.LAN.Run(ctx, "curl", "-sS", "-m", "2", "http://192.168.42.1/health.json"); err == nil {
-			t.Error("still answering on the old lan0 address")
+		want := []string{"10.42.0.1:80", "127.0.0.1:80", "[::1]:80", "[fd00:42::1]:80"}
+		if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
+			t.Errorf("after the address change the router listens on %v, want %v", got, want)
 		}
 	})
 
@@ -253,7 +250,9 @@ func TestRouterLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.RouterProc = again
-		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
+		// httpd listens on lan0's address once netconfig has published
+		// it, that is, after netconfig's first apply.
+		if err := again.WaitOutput(ctx, "httpd: listening on http://10.42.0.1:80"); err != nil {
 			t.Fatal(err)
 		}
 		after := links(ctx, t, h.Router)
@@ -264,6 +263,39 @@ func TestRouterLab(t *testing.T) {
 		}
 		if out := again.Output(); changeLogged(out) {
 			t.Errorf("second start changed something:\n%s", out)
+		}
+	})
+
+	t.Run("an entry that cannot be applied is reported, the rest keeps working", func(t *testing.T) {
+		// nic9 is to be renamed taken0, a name another link holds.
+		if _, err := h.Router.Run(ctx, "ip", "link", "add", "taken0", "type", "veth", "peer", "name", "nic9", "address", "02:77:00:00:00:09"); err != nil {
+			t.Fatal(err)
+		}
+		extra = "    ,{\"hardware_addr\": \"02:77:00:00:00:09\", \"name\": \"taken0\"}\n"
+		writeInterfaces("10.42.0.1/24", false)
+		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		want := "homerouter/services/netconfig: netconfig: rename nic9 to taken0: link"
+		if err := lab.WaitFor(ctx, "503 naming the entry", func() error {
+			code, body, err := h.RouterHealth(ctx, "")
+			if err != nil || code != 503 || !strings.Contains(body, want) {
+				return fmt.Errorf("health: %d %v %s", code, err, body)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.LAN.Run(ctx, "curl", "-sS", "-m", "2", "http://10.42.0.1/health.json"); err != nil {
+			t.Errorf("LAN lost the router while an entry failed: %v", err)
+		}
+		extra = ""
+		writeInterfaces("10.42.0.1/24", false)
+		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -281,6 +313,23 @@ func changeLogged(out string) bool {
 		}
 	}
 	return false
+}
+
+// listening returns the router's listening TCP sockets, sorted.
+func listening(ctx context.Context, t *testing.T, ns *lab.Netns) []string {
+	t.Helper()
+	out, err := ns.Run(ctx, "ss", "-Htln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var socks []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			socks = append(socks, f[3])
+		}
+	}
+	slices.Sort(socks)
+	return socks
 }
 
 func stopRouter(ctx context.Context, t *testing.T, p *lab.Process) {

@@ -77,6 +77,7 @@ func TestCommandLine(t *testing.T) {
 		{args: []string{"check"}, wantErr: true, wantOut: ""},
 		{args: []string{"run", "-perm", "/nonexistent"}, wantErr: true},
 		{args: []string{"run", "-bogus"}, wantErr: true, wantOut: "flag provided but not defined: -bogus"},
+		{args: []string{"run", "-perm", ".", "-http", "localhost:80"}, wantErr: true},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out bytes.Buffer

@@ -31,6 +31,14 @@ type Store struct {
 	// Links is what netconfig last applied to the configured links.
 	Links *Topic[[]Link]
 
+	// Problems are what running services report without failing, by
+	// service name: a config entry that cannot be applied, a link that
+	// refused a change. /health.json shows them; the service goes on
+	// and retries. Set them with ReportProblem.
+	Problems *Topic[map[string]string]
+
+	problemsMu sync.Mutex // orders ReportProblem's read-modify-publish
+
 	reloadMu sync.Mutex // one Reload at a time
 }
 
@@ -140,7 +148,26 @@ func NewStore(dir string) *Store {
 		ConfigStatus:    NewTopic[[]FileStatus]("config"),
 		Services:        NewTopic[[]ServiceStatus]("services"),
 		Links:           NewTopic[[]Link]("links"),
+		Problems:        NewTopic[map[string]string]("problems"),
 	}
+}
+
+// ReportProblem records err as service's current problem, or clears it
+// when err is nil.
+func (s *Store) ReportProblem(service string, err error) {
+	s.problemsMu.Lock()
+	defer s.problemsMu.Unlock()
+	old := s.Problems.Value()
+	m := make(map[string]string, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if err != nil {
+		m[service] = strings.ReplaceAll(err.Error(), "\n", "; ")
+	} else {
+		delete(m, service)
+	}
+	s.Problems.PublishIfChanged(m)
 }
 
 // Dir returns the perm directory.

@@ -25,8 +25,8 @@ type Check struct {
 	Children []Check `json:"children,omitempty"`
 }
 
-// health computes the check tree from the store: every config file loaded
-// and every service running.
+// health computes the check tree from the store: every config file loaded,
+// every service running and reporting no problem.
 func health(st *state.Store) Health {
 	config := Check{Name: "config", OK: true}
 	for _, f := range st.ConfigStatus.Value() {
@@ -34,13 +34,16 @@ func health(st *state.Store) Health {
 		config.Children = append(config.Children, c)
 	}
 	services := Check{Name: "services", OK: true}
+	problems := st.Problems.Value()
 	for _, s := range st.Services.Value() {
 		c := Check{Name: s.Name, OK: s.State == "running", Detail: s}
-		if !c.OK {
+		switch {
+		case !c.OK && s.LastError != "":
+			c.Error = fmt.Sprintf("%s after: %s", s.State, s.LastError)
+		case !c.OK:
 			c.Error = s.State
-			if s.LastError != "" {
-				c.Error = fmt.Sprintf("%s after: %s", s.State, s.LastError)
-			}
+		case problems[s.Name] != "":
+			c.Error = problems[s.Name]
 		}
 		services.Children = append(services.Children, c)
 	}

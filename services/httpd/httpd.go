@@ -17,7 +17,11 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -30,17 +34,33 @@ const DefaultAddr = ":80"
 type Server struct {
 	st     *state.Store
 	logger *log.Logger
-	addr   string
+	host   netip.Addr // valid: listen only there
+	port   uint16
 }
 
 // New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
 // that address, or ":PORT" to listen on PORT on lan0's addresses and on
-// loopback.
-func New(st *state.Store, logger *log.Logger, addr string) *Server {
+// loopback; "" means DefaultAddr.
+func New(st *state.Store, logger *log.Logger, addr string) (*Server, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	return &Server{st: st, logger: logger, addr: addr}
+	s := &Server{st: st, logger: logger}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("httpd: listen address %q: %w", addr, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("httpd: listen address %q: bad port", addr)
+	}
+	s.port = uint16(p)
+	if host != "" {
+		if s.host, err = netip.ParseAddr(host); err != nil {
+			return nil, fmt.Errorf("httpd: listen address %q: host must be an IP address", addr)
+		}
+	}
+	return s, nil
 }
 
 // Handler serves the router's pages from st.
@@ -60,21 +80,25 @@ func Handler(st *state.Store) http.Handler {
 	return mux
 }
 
-// Run serves until ctx is done.
+// listenRetry is how long Run waits before trying again to listen on an
+// address that failed (the port taken by another program, say).
+const listenRetry = 5 * time.Second
+
+// Run serves until ctx is done, following lan0's addresses. An address it
+// cannot listen on is logged, reported in st.Problems and retried; the
+// other addresses keep serving, so a problem on one never takes away
+// loopback or the LAN.
 func (s *Server) Run(ctx context.Context) error {
-	host, portStr, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		return fmt.Errorf("httpd: listen address %q: %w", s.addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return fmt.Errorf("httpd: listen address %q: bad port", s.addr)
-	}
 	srv := &http.Server{
 		Handler:           Handler(s.st),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.logger,
 	}
+	// Freebind: lan0's IPv6 addresses stay tentative while duplicate
+	// address detection runs, or for as long as the LAN cable is out;
+	// listen anyway, and serve once the address is usable.
+	lc := net.ListenConfig{Control: freebind}
 	listeners := make(map[netip.AddrPort]net.Listener)
 	defer func() {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -83,19 +107,15 @@ func (s *Server) Run(ctx context.Context) error {
 		for _, l := range listeners {
 			l.Close()
 		}
+		s.st.ReportProblem(ServiceName, nil)
 	}()
 
+	failedBefore := map[netip.AddrPort]string{}
 	for {
 		w := state.WatchAll(s.st.Links)
-		var want []netip.AddrPort
-		if host != "" {
-			a, err := netip.ParseAddr(host)
-			if err != nil {
-				return fmt.Errorf("httpd: listen address %q: %w", s.addr, err)
-			}
-			want = []netip.AddrPort{netip.AddrPortFrom(a, uint16(port))}
-		} else {
-			want = listenAddrs(s.st.Links.Value(), uint16(port))
+		want := []netip.AddrPort{netip.AddrPortFrom(s.host, s.port)}
+		if !s.host.IsValid() {
+			want = listenAddrs(s.st.Links.Value(), s.port)
 		}
 		for ap, l := range listeners {
 			if !slices.Contains(want, ap) {
@@ -104,16 +124,23 @@ func (s *Server) Run(ctx context.Context) error {
 				delete(listeners, ap)
 			}
 		}
+		var errs []error
+		failed := map[netip.AddrPort]string{}
 		for _, ap := range want {
 			if listeners[ap] != nil {
 				continue
 			}
-			l, err := net.Listen("tcp", ap.String())
+			l, err := lc.Listen(ctx, "tcp", ap.String())
 			if err != nil {
-				if ap.Addr() == netip.IPv6Loopback() {
+				if ap.Addr() == netip.IPv6Loopback() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 					continue // a kernel without IPv6 still serves on 127.0.0.1
 				}
-				return fmt.Errorf("httpd: %w", err)
+				failed[ap] = err.Error()
+				if failedBefore[ap] != err.Error() {
+					s.logger.Printf("%v (retrying every %v)", err, listenRetry)
+				}
+				errs = append(errs, err)
+				continue
 			}
 			s.logger.Printf("listening on http://%v", ap)
 			listeners[ap] = l
@@ -123,10 +150,39 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 			}()
 		}
-		if err := w.Wait(ctx); err != nil {
+		failedBefore = failed
+		s.st.ReportProblem(ServiceName, errors.Join(errs...))
+
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(errs) > 0 {
+			wctx, cancel = context.WithTimeout(ctx, listenRetry)
+		}
+		w.Wait(wctx)
+		cancel()
+		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// ServiceName is the name main gives httpd in the supervisor, and the one
+// its problems are reported under.
+const ServiceName = "httpd"
+
+// freebind sets IP_FREEBIND / IPV6_FREEBIND on a listening socket.
+func freebind(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if strings.HasSuffix(network, "6") {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // listenAddrs returns loopback and lan0's addresses (without IPv6

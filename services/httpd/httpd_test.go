@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -19,6 +20,7 @@ func TestHealth(t *testing.T) {
 		name      string
 		files     map[string]string
 		services  []state.ServiceStatus
+		problem   error // reported by netconfig
 		wantCode  int
 		wantFirst string
 	}{
@@ -42,6 +44,14 @@ func TestHealth(t *testing.T) {
 			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: "homerouter/services/httpd: restarting after: httpd: address in use",
 		},
+		{
+			name:      "service reporting a problem",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			problem:   errors.New("netconfig: rename eth1 to lan0: link 3 already has that name"),
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/services/netconfig: netconfig: rename eth1 to lan0: link 3 already has that name",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -51,6 +61,7 @@ func TestHealth(t *testing.T) {
 			st := state.NewStore(dir)
 			st.Reload()
 			st.Services.Publish(tc.services)
+			st.ReportProblem("netconfig", tc.problem)
 
 			rec := httptest.NewRecorder()
 			Handler(st).ServeHTTP(rec, httptest.NewRequest("GET", "/health.json", nil))

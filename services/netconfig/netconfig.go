@@ -46,6 +46,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/homerouter/homerouter/state"
 	"github.com/jsimonetti/rtnetlink/v2"
@@ -73,10 +74,13 @@ func New(st *state.Store, logger *log.Logger) *Netconfig {
 }
 
 // Run is the supervised loop: it applies st.Interfaces whenever that topic
-// changes or the kernel reports a link event, logging each change. It
-// returns ctx.Err() when ctx is done, or the first failed apply so that
-// the supervisor reports it and restarts Run after a backoff (the next run
-// starts over from the kernel's state). Before interfaces.json was first
+// changes or the kernel reports a link event, logging each change. An
+// apply that fails (a name held by a link the config does not claim, a
+// link that vanished half-way) is reported as the service's problem in
+// st.Problems, shown by /health.json, and retried with backoff, while Run
+// goes on following changes: one bad entry must not stop the others from
+// being kept right. Run returns ctx.Err() when ctx is done, or an error
+// when the kernel's link events stop. Before interfaces.json was first
 // loaded it applies nothing, rather than removing routes an empty config
 // does not list.
 func (n *Netconfig) Run(ctx context.Context) error {
@@ -85,6 +89,9 @@ func (n *Netconfig) Run(ctx context.Context) error {
 		return err
 	}
 	defer events.Close()
+	defer n.st.ReportProblem(ServiceName, nil)
+	var retry time.Duration // 0: no retry pending
+	lastErr := ""
 	for {
 		w := state.WatchAll(n.st.Interfaces, events)
 		if err := events.Err(); err != nil {
@@ -95,14 +102,46 @@ func (n *Netconfig) Run(ctx context.Context) error {
 			for _, c := range changes {
 				n.log.Print(c)
 			}
-			if err != nil {
-				return err
+			switch {
+			case err != nil:
+				retry = min(max(2*retry, retryMin), retryMax)
+				if err.Error() != lastErr {
+					n.log.Printf("%v (retrying on every change, and with backoff)", err)
+					lastErr = err.Error()
+				}
+			case lastErr != "":
+				n.log.Printf("applied the config in full again")
+				retry, lastErr = 0, ""
 			}
+			n.st.ReportProblem(ServiceName, err)
 		}
-		if err := w.Wait(ctx); err != nil {
+		if err := waitOrRetry(ctx, w, retry); err != nil {
 			return err
 		}
 	}
+}
+
+// ServiceName is the name main gives netconfig in the supervisor, and the
+// one its problems are reported under.
+const ServiceName = "netconfig"
+
+// Retry delays after a failed apply; any config change or link event
+// retries at once.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+// waitOrRetry waits for w, or for retry to pass when it is not 0. It
+// returns an error only when ctx is done.
+func waitOrRetry(ctx context.Context, w state.Watch, retry time.Duration) error {
+	if retry == 0 {
+		return w.Wait(ctx)
+	}
+	tctx, cancel := context.WithTimeout(ctx, retry)
+	defer cancel()
+	w.Wait(tctx)
+	return ctx.Err()
 }
 
 // Apply makes the kernel match cfg once and returns a human-readable line
