@@ -188,7 +188,14 @@ func (w *walker) value(t reflect.Type, path string) error {
 			return wrong("a list")
 		}
 	case string:
-		if kind == reflect.String || kind == reflect.Interface || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		if reflect.PointerTo(t).Implements(textUnmarshaler) {
+			// Parse it here, where the position is known.
+			if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(tok)); err != nil {
+				return w.fail(off, path, "%v", err)
+			}
+			return nil
+		}
+		if kind == reflect.String || kind == reflect.Interface {
 			return nil
 		}
 		return wrong("a string")

@@ -31,6 +31,13 @@ type Store struct {
 	// Links is what netconfig last applied to the configured links.
 	Links *Topic[[]Link]
 
+	// DHCPv4Lease is the uplink's lease, persisted in dhcp4-lease.json.
+	// Published by the DHCPv4 client; netconfig configures uplink0 from
+	// it. Loaded by LoadState.
+	DHCPv4Lease *Persistent[DHCPv4Lease]
+	// DHCPv4Status is the DHCPv4 client's state, for diagnostics.
+	DHCPv4Status *Topic[DHCPv4Status]
+
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
 	// refused a change. /health.json shows them; the service goes on
@@ -149,7 +156,25 @@ func NewStore(dir string) *Store {
 		Services:        NewTopic[[]ServiceStatus]("services"),
 		Links:           NewTopic[[]Link]("links"),
 		Problems:        NewTopic[map[string]string]("problems"),
+		DHCPv4Lease:     &Persistent[DHCPv4Lease]{Topic: NewTopic[DHCPv4Lease](dhcp4LeaseFile), path: filepath.Join(dir, dhcp4LeaseFile)},
+		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
 	}
+}
+
+const dhcp4LeaseFile = "dhcp4-lease.json"
+
+// LoadState loads the persistent topics (leases) from the perm directory.
+// A file that does not parse is reported and left alone for a person to
+// look at; its topic starts empty and the file is overwritten with the
+// next good value.
+func (s *Store) LoadState() []error {
+	var errs []error
+	lease, err := LoadPersistent[DHCPv4Lease](s.dir, dhcp4LeaseFile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	s.DHCPv4Lease = lease
+	return errs
 }
 
 // ReportProblem records err as service's current problem, or clears it
