@@ -26,7 +26,17 @@ type Persistent[T any] struct {
 // version 0). A file that does not parse is an error, and is left as it
 // is for a person to look at.
 func LoadPersistent[T any](dir, file string) (*Persistent[T], error) {
-	p := &Persistent[T]{Topic: NewTopic[T](file), path: filepath.Join(dir, file)}
+	p := newPersistent[T](dir, file)
+	return p, p.load()
+}
+
+func newPersistent[T any](dir, file string) *Persistent[T] {
+	return &Persistent[T]{Topic: NewTopic[T](file), path: filepath.Join(dir, file)}
+}
+
+// load publishes the file's value, if there is a file.
+func (p *Persistent[T]) load() error {
+	dir, file := filepath.Split(p.path)
 	// Temp files of writes cut short by a crash or power cut are garbage:
 	// the rename never happened.
 	if stale, err := filepath.Glob(filepath.Join(dir, "."+file+".tmp*")); err == nil {
@@ -36,17 +46,17 @@ func LoadPersistent[T any](dir, file string) (*Persistent[T], error) {
 	}
 	data, err := os.ReadFile(p.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return p, nil
+		return nil
 	}
 	if err != nil {
-		return p, fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
 	var v T
 	if _, err := decodeStrict(file, data, &v); err != nil {
-		return p, fmt.Errorf("state: %w", err)
+		return fmt.Errorf("state: %w", err)
 	}
 	p.Topic.Publish(v)
-	return p, nil
+	return nil
 }
 
 // Publish writes v to the file and then publishes it. When the write fails

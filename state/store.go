@@ -156,24 +156,23 @@ func NewStore(dir string) *Store {
 		Services:        NewTopic[[]ServiceStatus]("services"),
 		Links:           NewTopic[[]Link]("links"),
 		Problems:        NewTopic[map[string]string]("problems"),
-		DHCPv4Lease:     &Persistent[DHCPv4Lease]{Topic: NewTopic[DHCPv4Lease](dhcp4LeaseFile), path: filepath.Join(dir, dhcp4LeaseFile)},
+		DHCPv4Lease:     newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
 		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
 	}
 }
 
 const dhcp4LeaseFile = "dhcp4-lease.json"
 
-// LoadState loads the persistent topics (leases) from the perm directory.
+// LoadState loads the persistent topics (leases) from the perm directory,
+// publishing what it finds. Call it before the services start.
 // A file that does not parse is reported and left alone for a person to
 // look at; its topic starts empty and the file is overwritten with the
 // next good value.
 func (s *Store) LoadState() []error {
 	var errs []error
-	lease, err := LoadPersistent[DHCPv4Lease](s.dir, dhcp4LeaseFile)
-	if err != nil {
+	if err := s.DHCPv4Lease.load(); err != nil {
 		errs = append(errs, err)
 	}
-	s.DHCPv4Lease = lease
 	return errs
 }
 

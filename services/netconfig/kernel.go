@@ -18,6 +18,12 @@ import (
 // proto 72` lists them.
 const Protocol = 0x48
 
+// LeaseProtocol is the routing protocol number of the routes netconfig
+// installs on uplink0 from the DHCPv4 lease: RTPROT_DHCP (16), which is
+// what `ip route` shows as "proto dhcp". netconfig owns every route with
+// it on uplink0, in the main table.
+const LeaseProtocol = unix.RTPROT_DHCP
+
 // kernel is the rtnetlink connection of one Apply.
 type kernel struct {
 	rt *rtnetlink.Conn
@@ -139,11 +145,13 @@ func parseAddr(m rtnetlink.AddressMessage) (kernelAddr, bool) {
 	if flags == 0 {
 		flags = uint32(m.Flags)
 	}
-	return kernelAddr{Prefix: netip.PrefixFrom(addr.Unmap(), int(m.PrefixLength)), Flags: flags}, true
+	brd, _ := netip.AddrFromSlice(m.Attributes.Broadcast)
+	return kernelAddr{Prefix: netip.PrefixFrom(addr.Unmap(), int(m.PrefixLength)), Flags: flags, Broadcast: brd.Unmap()}, true
 }
 
-// addrMessage is the request that adds or removes p on link index.
-func addrMessage(index uint32, p netip.Prefix) *rtnetlink.AddressMessage {
+// addrMessage is the request that adds or removes p on link index, with
+// the IPv4 broadcast address brd (invalid: none).
+func addrMessage(index uint32, p netip.Prefix, brd netip.Addr) *rtnetlink.AddressMessage {
 	ip := net.IP(p.Addr().AsSlice())
 	m := &rtnetlink.AddressMessage{
 		Family:       unix.AF_INET6,
@@ -154,32 +162,44 @@ func addrMessage(index uint32, p netip.Prefix) *rtnetlink.AddressMessage {
 	if p.Addr().Is4() {
 		m.Family = unix.AF_INET
 		m.Attributes.Local = ip
-		if p.Bits() < 31 {
-			m.Attributes.Broadcast = broadcast(p)
+		if brd.Is4() {
+			m.Attributes.Broadcast = net.IP(brd.AsSlice())
 		}
 	}
 	return m
 }
 
 // broadcast returns the highest address of IPv4 network p.
-func broadcast(p netip.Prefix) net.IP {
+func broadcast(p netip.Prefix) netip.Addr {
 	b := p.Addr().As4()
 	for i := p.Bits(); i < 32; i++ {
 		b[i/8] |= 1 << (7 - i%8)
 	}
-	return net.IP(b[:])
+	return netip.AddrFrom4(b)
 }
 
-func (k *kernel) addAddr(index uint32, p netip.Prefix) error {
-	return k.rt.Address.New(addrMessage(index, p))
+// defaultBroadcast is the broadcast address an IPv4 address p gets when
+// nobody says otherwise: the subnet's highest address, or none for IPv6
+// and for /31 and /32, which have no broadcast address.
+func defaultBroadcast(p netip.Prefix) netip.Addr {
+	if !p.Addr().Is4() || p.Bits() >= 31 {
+		return netip.Addr{}
+	}
+	return broadcast(p)
+}
+
+func (k *kernel) addAddr(index uint32, w wantAddr) error {
+	return k.rt.Address.New(addrMessage(index, w.Prefix, w.Broadcast))
 }
 
 func (k *kernel) delAddr(index uint32, p netip.Prefix) error {
-	return k.rt.Address.Delete(addrMessage(index, p))
+	return k.rt.Address.Delete(addrMessage(index, p, netip.Addr{}))
 }
 
-// ourRoutes lists the routes in the main table with netconfig's Protocol.
-func (k *kernel) ourRoutes() ([]route, error) {
+// ourRoutes lists the routes netconfig owns, all in the main table: those
+// with its Protocol on any link, and those with LeaseProtocol on the link
+// uplink (0: uplink0 is not configured or absent, so none).
+func (k *kernel) ourRoutes(uplink uint32) ([]route, error) {
 	msgs, err := k.rt.Route.List()
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
@@ -190,7 +210,9 @@ func (k *kernel) ourRoutes() ([]route, error) {
 		if m.Attributes.Table != 0 {
 			table = m.Attributes.Table
 		}
-		if m.Protocol != Protocol || table != unix.RT_TABLE_MAIN {
+		ours := m.Protocol == Protocol ||
+			m.Protocol == LeaseProtocol && uplink != 0 && m.Attributes.OutIface == uplink
+		if !ours || table != unix.RT_TABLE_MAIN {
 			continue
 		}
 		if r, ok := parseRoute(m); ok {
@@ -216,10 +238,13 @@ func parseRoute(m rtnetlink.RouteMessage) (route, bool) {
 		return route{}, false
 	}
 	gw, _ := netip.AddrFromSlice(m.Attributes.Gateway)
+	src, _ := netip.AddrFromSlice(m.Attributes.Src)
 	return route{
 		Dst:      netip.PrefixFrom(dst.Unmap(), int(m.DstLength)),
 		Gateway:  gw.Unmap(),
 		Index:    m.Attributes.OutIface,
+		Protocol: m.Protocol,
+		Src:      src.Unmap(),
 		Priority: m.Attributes.Priority,
 	}, true
 }
@@ -231,7 +256,7 @@ func routeMessage(r route, add bool) *rtnetlink.RouteMessage {
 		Family:    unix.AF_INET6,
 		DstLength: uint8(r.Dst.Bits()),
 		Table:     unix.RT_TABLE_MAIN,
-		Protocol:  Protocol,
+		Protocol:  r.Protocol,
 		Scope:     unix.RT_SCOPE_NOWHERE,
 		Attributes: rtnetlink.RouteAttributes{
 			Dst:      net.IP(r.Dst.Addr().AsSlice()),
@@ -244,6 +269,9 @@ func routeMessage(r route, add bool) *rtnetlink.RouteMessage {
 	}
 	if r.Gateway.IsValid() {
 		m.Attributes.Gateway = net.IP(r.Gateway.AsSlice())
+	}
+	if r.Src.IsValid() {
+		m.Attributes.Src = net.IP(r.Src.AsSlice())
 	}
 	if add {
 		m.Type = unix.RTN_UNICAST

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,6 +165,86 @@ func (l child) routes() []string {
 	return out
 }
 
+// dhcpRoutes returns uplink0's IPv4 routes in the main table with
+// LeaseProtocol, as "DST [via GW] dev DEV [scope link] [src SRC]".
+func (l child) dhcpRoutes() []string {
+	l.t.Helper()
+	var rs []struct {
+		Dst     string `json:"dst"`
+		Gateway string `json:"gateway"`
+		Dev     string `json:"dev"`
+		Scope   string `json:"scope"`
+		Src     string `json:"prefsrc"`
+	}
+	l.ipJSON(&rs, "-4", "route", "show", "table", "main", "proto", fmt.Sprint(LeaseProtocol))
+	var out []string
+	for _, r := range rs {
+		if r.Dev != state.Uplink {
+			continue
+		}
+		s := r.Dst
+		if r.Gateway != "" {
+			s += " via " + r.Gateway
+		}
+		s += " dev " + r.Dev
+		if r.Scope != "" && r.Scope != "global" {
+			s += " scope " + r.Scope
+		}
+		if r.Src != "" {
+			s += " src " + r.Src
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (l child) wantDHCPRoutes(want ...string) {
+	l.t.Helper()
+	slices.Sort(want)
+	if got := l.dhcpRoutes(); !slices.Equal(got, want) {
+		l.t.Errorf("routes with protocol dhcp:\n got %q\nwant %q", got, want)
+	}
+}
+
+// broadcasts returns the IPv4 addresses of the link as "addr/len brd B"
+// (or "addr/len" without a broadcast address).
+func (l child) broadcasts(name string) []string {
+	l.t.Helper()
+	var links []struct {
+		AddrInfo []struct {
+			Family    string `json:"family"`
+			Local     string `json:"local"`
+			PrefixLen int    `json:"prefixlen"`
+			Broadcast string `json:"broadcast"`
+		} `json:"addr_info"`
+	}
+	l.ipJSON(&links, "addr", "show", "dev", name)
+	var out []string
+	for _, k := range links {
+		for _, a := range k.AddrInfo {
+			if a.Family != "inet" {
+				continue
+			}
+			s := fmt.Sprintf("%s/%d", a.Local, a.PrefixLen)
+			if a.Broadcast != "" {
+				s += " brd " + a.Broadcast
+			}
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (l child) wantBroadcasts(name string, want ...string) {
+	l.t.Helper()
+	slices.Sort(want)
+	if got := l.broadcasts(name); !slices.Equal(got, want) {
+		l.t.Errorf("IPv4 addresses of %s:\n got %q\nwant %q", name, got, want)
+	}
+}
+
 func (l child) sysctl(key string) string {
 	l.t.Helper()
 	b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/")))
@@ -208,11 +289,12 @@ func (l child) wantRoutes(want ...string) {
 	}
 }
 
-// applyOK applies cfg and fails the test on an error; wantChange says
-// whether the apply is expected to change something.
+// applyOK applies cfg with the lease published on n's Store, as Run
+// does, and fails the test on an error; wantChange says whether the apply
+// is expected to change something.
 func applyOK(t *testing.T, n *Netconfig, cfg state.Interfaces, wantChange bool) []state.Link {
 	t.Helper()
-	changes, links, err := n.Apply(context.Background(), cfg)
+	changes, links, err := n.Apply(context.Background(), cfg, n.st.DHCPv4Lease.Value())
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -332,6 +414,98 @@ func TestInNamespace(t *testing.T) {
 		applyOK(t, n, cfg, false)
 	})
 
+	t.Run("DHCPv4 lease", func(t *testing.T) {
+		l := child{t}
+		// Not ours: a dhcp route on another link (we own proto dhcp on
+		// uplink0 only), and a static route on uplink0.
+		l.ip("route", "add", "10.67.0.0/16", "dev", state.LAN, "proto", "dhcp")
+		t.Cleanup(func() { exec.Command("ip", "route", "del", "10.67.0.0/16", "dev", state.LAN).Run() })
+		lcfg := cfg
+		lcfg.Interfaces = slices.Clone(cfg.Interfaces)
+		lcfg.Interfaces[0].ExtraRoutes = []state.Route{{Destination: "10.12.0.0/16"}}
+		extra := []string{"10.11.0.0/16 dev lan0", "fd00:10::/48 via fd00:42::fe dev lan0", "10.12.0.0/16 dev uplink0"}
+		// survivors checks what netconfig must leave or keep whatever
+		// the lease: its extra_routes and the routes of others.
+		survivors := func(t *testing.T) {
+			t.Helper()
+			l := child{t}
+			l.wantRoutes(extra...)
+			for _, r := range [][]string{{"10.77.0.0/16", "dev lan0"}, {"10.67.0.0/16", "dev lan0 proto dhcp"}} {
+				if got := l.ip("route", "show", r[0]); !strings.Contains(got, r[1]) {
+					t.Errorf("foreign route %s %s is gone: %q", r[0], r[1], got)
+				}
+			}
+		}
+		ip := netip.MustParseAddr
+		step := func(name string, lease state.DHCPv4Lease, check func(t *testing.T, l child)) {
+			t.Run(name, func(t *testing.T) {
+				if err := st.DHCPv4Lease.Publish(lease); err != nil {
+					t.Fatal(err)
+				}
+				applyOK(t, n, lcfg, true)
+				check(t, child{t})
+				survivors(t)
+				applyOK(t, n, lcfg, false)
+			})
+		}
+
+		applyOK(t, n, lcfg, true) // the uplink's extra route
+		step("first lease", state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Router: ip("10.77.0.1")}, func(t *testing.T, l child) {
+			l.wantBroadcasts(state.Uplink, "10.77.0.150/24 brd 10.77.0.255")
+			l.wantDHCPRoutes("default via 10.77.0.1 dev uplink0 src 10.77.0.150")
+		})
+		step("the server's broadcast address", state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Router: ip("10.77.0.1"), Broadcast: ip("10.77.0.127")}, func(t *testing.T, l child) {
+			l.wantBroadcasts(state.Uplink, "10.77.0.150/24 brd 10.77.0.127")
+			l.wantDHCPRoutes("default via 10.77.0.1 dev uplink0 src 10.77.0.150")
+			// Added only now: changing the broadcast address removes
+			// the only address for a moment, and with it every route
+			// of uplink0 (netconfig puts back its own).
+			l.ip("route", "add", "10.66.0.0/16", "dev", state.Uplink, "proto", "static")
+		})
+		step("new address and router", state.DHCPv4Lease{Addr: pfx("10.77.1.50/24"), Router: ip("10.77.1.1")}, func(t *testing.T, l child) {
+			l.wantBroadcasts(state.Uplink, "10.77.1.50/24 brd 10.77.1.255")
+			l.wantDHCPRoutes("default via 10.77.1.1 dev uplink0 src 10.77.1.50")
+			if got := l.ip("route", "show", "10.66.0.0/16"); !strings.Contains(got, "dev uplink0 proto static") {
+				t.Errorf("foreign route 10.66.0.0/16 on uplink0 is gone: %q", got)
+			}
+		})
+		step("router off the subnet", state.DHCPv4Lease{Addr: pfx("10.77.0.150/32"), Router: ip("10.77.0.1")}, func(t *testing.T, l child) {
+			l.wantBroadcasts(state.Uplink, "10.77.0.150/32")
+			l.wantDHCPRoutes("10.77.0.1 dev uplink0 scope link src 10.77.0.150", "default via 10.77.0.1 dev uplink0 src 10.77.0.150")
+			if got := l.ip("route", "get", "10.200.0.1"); !strings.Contains(got, "via 10.77.0.1 dev uplink0 src 10.77.0.150") {
+				t.Errorf("ip route get 10.200.0.1 = %q, want via 10.77.0.1 dev uplink0 src 10.77.0.150", got)
+			}
+		})
+		step("classless static routes", state.DHCPv4Lease{
+			Addr:   pfx("10.77.0.150/24"),
+			Router: ip("10.77.0.1"),
+			Routes: []state.DHCPv4Route{
+				{Destination: pfx("10.60.0.0/16"), Gateway: ip("10.77.0.2")},
+				{Destination: pfx("10.61.0.0/16"), Gateway: ip("0.0.0.0")},
+				{Destination: pfx("10.62.0.0/16"), Gateway: ip("10.78.0.1")},
+			},
+		}, func(t *testing.T, l child) {
+			l.wantBroadcasts(state.Uplink, "10.77.0.150/24 brd 10.77.0.255")
+			l.wantDHCPRoutes(
+				"10.60.0.0/16 via 10.77.0.2 dev uplink0 src 10.77.0.150",
+				"10.61.0.0/16 dev uplink0 scope link src 10.77.0.150",
+				"10.78.0.1 dev uplink0 scope link src 10.77.0.150",
+				"10.62.0.0/16 via 10.78.0.1 dev uplink0 src 10.77.0.150",
+			)
+		})
+		step("no lease", state.DHCPv4Lease{}, func(t *testing.T, l child) {
+			// The kernel flushed uplink0's routes with its last IPv4
+			// address (the foreign 10.66.0.0/16 too); netconfig put
+			// its extra route back.
+			l.wantBroadcasts(state.Uplink)
+			l.wantDHCPRoutes()
+		})
+		applyOK(t, n, cfg, true) // without the uplink's extra route again
+	})
+	if t.Failed() {
+		return
+	}
+
 	t.Run("name held by an unconfigured link", func(t *testing.T) {
 		l := child{t}
 		l.ip("link", "add", "blocker", "address", "02:77:00:00:00:aa", "type", "veth", "peer", "name", "blockerpeer")
@@ -343,7 +517,7 @@ func TestInNamespace(t *testing.T) {
 		blocked := cfg
 		blocked.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:03", Name: "blocker", Addr: "10.45.0.1/24"})
 		for range 2 {
-			changes, _, err := n.Apply(context.Background(), blocked)
+			changes, _, err := n.Apply(context.Background(), blocked, st.DHCPv4Lease.Value())
 			if err == nil || !strings.Contains(err.Error(), "rename d3 to blocker") {
 				t.Errorf("Apply error = %v, want one about renaming d3 to blocker", err)
 			}
@@ -393,6 +567,21 @@ func TestInNamespace(t *testing.T) {
 		l.waitFor("lan0 back up with 10.43.0.1/24 and fd00:42::1/64", func() bool {
 			a := l.addrs(state.LAN)
 			return l.mustLink(state.LAN).up() && slices.Contains(a, "10.43.0.1/24") && slices.Contains(a, "fd00:42::1/64")
+		})
+		// A new lease reaches Run through its topic, and so does its end.
+		lease := state.DHCPv4Lease{Addr: pfx("10.77.2.20/24"), Router: netip.MustParseAddr("10.77.2.1")}
+		if err := st.DHCPv4Lease.Publish(lease); err != nil {
+			t.Fatal(err)
+		}
+		l.waitFor("uplink0 with 10.77.2.20/24 and a default route via 10.77.2.1", func() bool {
+			return slices.Contains(l.addrs(state.Uplink), "10.77.2.20/24") &&
+				slices.Equal(l.dhcpRoutes(), []string{"default via 10.77.2.1 dev uplink0 src 10.77.2.20"})
+		})
+		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{}); err != nil {
+			t.Fatal(err)
+		}
+		l.waitFor("the lease's address and routes to go", func() bool {
+			return !slices.Contains(l.addrs(state.Uplink), "10.77.2.20/24") && len(l.dhcpRoutes()) == 0
 		})
 	})
 

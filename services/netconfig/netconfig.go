@@ -1,8 +1,10 @@
-// Package netconfig makes the kernel's links match /perm/interfaces.json:
-// it finds each configured link, renames it, sets its MAC and MTU, brings
-// it up, gives it its addresses and extra routes, and turns on forwarding.
+// Package netconfig makes the kernel's links match /perm/interfaces.json
+// and the DHCPv4 lease: it finds each configured link, renames it, sets
+// its MAC and MTU, brings it up, gives it its addresses and extra routes,
+// gives uplink0 the lease's address and routes, and turns on forwarding.
 // It is a level-triggered reconciler: Run applies the whole config again
-// whenever the config changes or the kernel reports a link event (a USB
+// whenever the config or the lease changes or the kernel reports a link
+// event (a USB
 // NIC plugged in, a link renamed or taken down by hand), and every apply is
 // idempotent, so nothing depends on remembering what happened before.
 //
@@ -29,8 +31,45 @@
 //
 // Routes: netconfig installs extra_routes in the main table with its own
 // routing protocol number, Protocol (0x48), and removes every route with
-// that number that the config no longer lists. Routes of the kernel
-// (prefix routes, RA routes) and of other programs are never touched.
+// that number that the config no longer lists. It also owns, in the main
+// table and on uplink0 only, every route with LeaseProtocol (RTPROT_DHCP,
+// 16, "proto dhcp"): the lease's routes, below; stale ones (a previous
+// lease's, another DHCP client's) are removed. Routes of the kernel
+// (prefix routes, RA routes), of other programs, and with proto dhcp on
+// other links are never touched. One diff covers both kinds: a route is
+// the same only with the same destination, gateway, link, protocol and
+// preferred source.
+//
+// # The DHCPv4 lease
+//
+// When uplink0 is configured and present, its wanted addresses are the
+// config's plus the lease's Addr, with the server's broadcast address
+// (option 28) or else the subnet's. Since netconfig owns all IPv4
+// addresses there, a new lease's address replaces the old one and the
+// zero lease removes it. The lease's routes, all with preferred source
+// the lease's address:
+//
+//   - its classless static routes (option 121), when it has any, and then
+//     no default route via Router: they override option 3 (RFC 3442). A
+//     gateway 0.0.0.0 makes an on-link (scope link) route;
+//   - otherwise a default route via Router, when it has one.
+//
+// A gateway outside the lease's subnet (a /32 lease, say) gets an on-link
+// host route to itself first, because the kernel refuses a gateway it
+// cannot reach on the link. We chose a visible host route over the onlink
+// flag: it shows in `ip route`, serves every route via that gateway, and
+// makes the router itself reachable.
+//
+// Order keeps the uplink connected: new addresses are added, then new
+// routes, then stale routes removed (a new route whose destination a
+// stale one still holds, such as the default route to a new router, only
+// right after it), then stale addresses removed. The kernel drops the
+// routes whose preferred source was a removed address, and all of a
+// link's IPv4 routes, foreign ones included, with its last IPv4 address
+// (as when a lease ends, or its prefix length or broadcast address
+// changes, which the kernel only allows by removing and adding the
+// address), so after removing addresses netconfig compares the routes
+// again and puts its own back.
 //
 // Sysctls: net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1 and
 // net.ipv6.conf.uplink0.accept_ra=2 (so that the uplink still learns its
@@ -73,8 +112,9 @@ func New(st *state.Store, logger *log.Logger) *Netconfig {
 	return &Netconfig{st: st, log: logger, procSys: "/proc/sys", absent: make(map[string]bool)}
 }
 
-// Run is the supervised loop: it applies st.Interfaces whenever that topic
-// changes or the kernel reports a link event, logging each change. An
+// Run is the supervised loop: it applies st.Interfaces and st.DHCPv4Lease
+// whenever either topic changes or the kernel reports a link event,
+// logging each change. An
 // apply that fails (a name held by a link the config does not claim, a
 // link that vanished half-way) is reported as the service's problem in
 // st.Problems, shown by /health.json, and retried with backoff, while Run
@@ -93,12 +133,12 @@ func (n *Netconfig) Run(ctx context.Context) error {
 	var retry time.Duration // 0: no retry pending
 	lastErr := ""
 	for {
-		w := state.WatchAll(n.st.Interfaces, events)
+		w := state.WatchAll(n.st.Interfaces, n.st.DHCPv4Lease, events)
 		if err := events.Err(); err != nil {
 			return err
 		}
 		if cfg, version := n.st.Interfaces.Get(); version > 0 {
-			changes, _, err := n.Apply(ctx, cfg)
+			changes, _, err := n.Apply(ctx, cfg, n.st.DHCPv4Lease.Value())
 			for _, c := range changes {
 				n.log.Print(c)
 			}
@@ -144,11 +184,12 @@ func waitOrRetry(ctx context.Context, w state.Watch, retry time.Duration) error 
 	return ctx.Err()
 }
 
-// Apply makes the kernel match cfg once and returns a human-readable line
-// per change it made (empty when nothing changed) and the resulting links,
-// which it also publishes on st.Links. Errors of one link do not stop the
-// others: they are joined and returned after everything else was tried.
-func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces) (changes []string, links []state.Link, err error) {
+// Apply makes the kernel match cfg and the DHCPv4 lease (the zero lease:
+// none) once and returns a human-readable line per change it made (empty
+// when nothing changed) and the resulting links, which it also publishes
+// on st.Links. Errors of one link do not stop the others: they are joined
+// and returned after everything else was tried.
+func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state.DHCPv4Lease) (changes []string, links []state.Link, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	k, err := dialKernel()
@@ -156,7 +197,7 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces) (changes []
 		return nil, nil, fmt.Errorf("netconfig: %w", err)
 	}
 	defer k.close()
-	a := &apply{n: n, k: k}
+	a := &apply{n: n, k: k, lease: lease}
 	a.run(ctx, cfg)
 	links, err = a.result()
 	if err != nil {
@@ -171,6 +212,7 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces) (changes []
 type apply struct {
 	n       *Netconfig
 	k       *kernel
+	lease   state.DHCPv4Lease
 	links   []kernelLink // the kernel's links, names kept up to date
 	found   []found      // configured links present, in config order
 	changes []string
@@ -192,7 +234,15 @@ func (a *apply) fail(err error) { a.errs = append(a.errs, err) }
 // run does the steps in an order where each one's preconditions hold:
 // links get their names before the uplink sysctl is written, and are up
 // (taking a link down flushes its routes and IPv6 addresses) before
-// addresses and routes are compared.
+// addresses and routes are compared. New addresses come before the routes
+// (a route's gateway and preferred source must be on the link) and stale
+// ones after them, so that a new lease's default route is in place
+// before the old address goes. Removing an address makes the kernel drop
+// the routes that use it as source, and all of a link's IPv4 routes with
+// its last IPv4 address, so the routes are compared once more after
+// addresses were removed; that second pass starts from what the kernel
+// has then, so the first pass's errors (a gateway not yet reachable
+// because its address only came with the removals) are dropped.
 func (a *apply) run(ctx context.Context, cfg state.Interfaces) {
 	links, err := a.k.links()
 	if err != nil {
@@ -206,8 +256,16 @@ func (a *apply) run(ctx context.Context, cfg state.Interfaces) {
 		return
 	}
 	a.sysctls()
-	a.addresses()
+	stale := a.addAddresses()
+	before := len(a.errs)
 	a.routes()
+	routeErrs := slices.Clone(a.errs[before:])
+	a.errs = a.errs[:before]
+	if a.removeAddresses(stale) {
+		a.routes()
+	} else {
+		a.errs = append(a.errs, routeErrs...)
+	}
 }
 
 // match pairs each config entry with its link and logs, once, the ones
@@ -384,75 +442,117 @@ func (a *apply) sysctls() {
 	}
 }
 
-// addresses makes each found link's owned addresses exactly its config.
-func (a *apply) addresses() {
+// linkAddrs is what addAddresses leaves for removeAddresses to do on one
+// link.
+type linkAddrs struct {
+	f    found
+	want []wantAddr
+	del  []netip.Prefix
+}
+
+// addAddresses adds the addresses each found link lacks and returns the
+// owned addresses to remove afterwards. Adding before removing matters:
+// when a link loses its last IPv4 address the kernel flushes every IPv4
+// route over it, also routes netconfig does not own. An address that
+// only changes its prefix length cannot be added twice (IPv6), so it is
+// left for removeAddresses, and so is an IPv4 address with the wrong
+// broadcast address: the kernel changes an address's broadcast only by
+// removing and adding it (NLM_F_REPLACE updates lifetimes alone).
+func (a *apply) addAddresses() []linkAddrs {
 	have, err := a.k.addrs()
 	if err != nil {
 		a.fail(fmt.Errorf("netconfig: %w", err))
-		return
+		return nil
 	}
+	var out []linkAddrs
 	for _, f := range a.found {
-		a.linkAddresses(f, have[f.index])
+		want := wantedAddrs(f.ifc, a.lease)
+		add, del := diffAddrs(prefixes(want), have[f.index])
+		first, _ := splitAdds(add, del) // the rest: removeAddresses
+		a.addAddrs(f, want, first)
+		del = append(del, prefixes(wrongBroadcasts(want, have[f.index]))...)
+		if len(del) > 0 {
+			out = append(out, linkAddrs{f: f, want: want, del: del})
+		}
 	}
+	return out
 }
 
-// linkAddresses adds what is missing before it removes what is unwanted:
-// when a link loses its last IPv4 address the kernel flushes every IPv4
-// route over it, also routes netconfig does not own. An address that only
-// changes its prefix length cannot be added twice (IPv6), so it is added
-// after the removals. Removing an IPv4 primary address also removes its
-// secondaries, so what is still missing then is added from a fresh list.
-func (a *apply) linkAddresses(f found, have []kernelAddr) {
-	add, del := diffAddrs(f.ifc.Addrs(), have)
-	first, _ := splitAdds(add, del) // the rest is added from a fresh list below
-	a.addAddrs(f, first)
-	for _, p := range del {
-		if err := a.k.delAddr(f.index, p); err != nil {
-			a.fail(fmt.Errorf("netconfig: remove %s from %s: %w", p, f.ifc.Name, err))
-			continue
+// removeAddresses removes the stale addresses and reports whether it
+// removed any. Removing an IPv4 primary address also removes its
+// secondaries (unless promote_secondaries), so what is missing then is
+// added again from a fresh list.
+func (a *apply) removeAddresses(stale []linkAddrs) bool {
+	removed := false
+	for _, s := range stale {
+		for _, p := range s.del {
+			if err := a.k.delAddr(s.f.index, p); err != nil {
+				a.fail(fmt.Errorf("netconfig: remove %s from %s: %w", p, s.f.ifc.Name, err))
+				continue
+			}
+			removed = true
+			a.changef("%s: removed address %s", s.f.ifc.Name, p)
 		}
-		a.changef("%s: removed address %s", f.ifc.Name, p)
 	}
-	if len(del) == 0 {
-		return
+	if !removed {
+		return false
 	}
 	all, err := a.k.addrs()
 	if err != nil {
 		a.fail(fmt.Errorf("netconfig: %w", err))
-		return
+		return true
 	}
-	missing, _ := diffAddrs(f.ifc.Addrs(), all[f.index])
-	a.addAddrs(f, missing)
+	for _, s := range stale {
+		missing, _ := diffAddrs(prefixes(s.want), all[s.f.index])
+		a.addAddrs(s.f, s.want, missing)
+	}
+	return true
 }
 
-func (a *apply) addAddrs(f found, ps []netip.Prefix) {
+// addAddrs adds ps, which are among want, to f's link.
+func (a *apply) addAddrs(f found, want []wantAddr, ps []netip.Prefix) {
 	for _, p := range ps {
-		if err := a.k.addAddr(f.index, p); err != nil {
+		i := slices.IndexFunc(want, func(w wantAddr) bool { return w.Prefix == p })
+		if err := a.k.addAddr(f.index, want[i]); err != nil {
 			a.fail(fmt.Errorf("netconfig: add %s to %s: %w", p, f.ifc.Name, err))
 			continue
 		}
-		a.changef("%s: added address %s", f.ifc.Name, p)
+		if brd := want[i].Broadcast; brd.IsValid() {
+			a.changef("%s: added address %s broadcast %s", f.ifc.Name, p, brd)
+		} else {
+			a.changef("%s: added address %s", f.ifc.Name, p)
+		}
 	}
 }
 
-// routes makes the routes with netconfig's Protocol exactly the
-// extra_routes of the found links. Routes of a configured link that is
-// absent are gone with the link, so they are neither wanted nor found.
+// routes makes the routes netconfig owns exactly the extra_routes of the
+// found links plus, on uplink0, the lease's routes. Routes of a
+// configured link that is absent are gone with the link, so they are
+// neither wanted nor found. New routes are added before the stale ones
+// are removed, except those that the kernel would refuse while a stale
+// route to the same destination is in place.
 func (a *apply) routes() {
 	var want []route
+	var uplink uint32
 	for _, f := range a.found {
 		rs, err := wantedRoutes(f.ifc, f.index)
 		if err != nil {
 			a.fail(fmt.Errorf("netconfig: %s: %w", f.ifc.Name, err))
 		}
 		want = append(want, rs...)
+		if f.ifc.Name == state.Uplink {
+			uplink = f.index
+			want = append(want, leaseRoutes(a.lease, f.index)...)
+		}
 	}
-	have, err := a.k.ourRoutes()
+	have, err := a.k.ourRoutes(uplink)
 	if err != nil {
 		a.fail(fmt.Errorf("netconfig: %w", err))
 		return
 	}
 	add, del := diffRoutes(want, have)
+	first, later := splitRouteAdds(add, del)
+	a.addRoutes(first)
 	for _, r := range del {
 		desc := r.describe(a.linkName(r.Index))
 		if err := a.k.delRoute(r); err != nil {
@@ -461,7 +561,11 @@ func (a *apply) routes() {
 		}
 		a.changef("removed route %s", desc)
 	}
-	for _, r := range add {
+	a.addRoutes(later)
+}
+
+func (a *apply) addRoutes(rs []route) {
+	for _, r := range rs {
 		desc := r.describe(a.linkName(r.Index))
 		if err := a.k.addRoute(r); err != nil {
 			a.fail(fmt.Errorf("netconfig: add route %s: %w", desc, err))

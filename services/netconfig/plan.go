@@ -32,6 +32,70 @@ type kernelLink struct {
 type kernelAddr struct {
 	Prefix netip.Prefix
 	Flags  uint32 // IFA_F_*
+	// Broadcast is the IPv4 broadcast address (IFA_BROADCAST); invalid
+	// when the address has none.
+	Broadcast netip.Addr
+}
+
+// wantAddr is an address netconfig wants on a link. Broadcast is the IPv4
+// broadcast address to give it, invalid for none (IPv6, /31, /32).
+type wantAddr struct {
+	Prefix    netip.Prefix
+	Broadcast netip.Addr
+}
+
+// wantedAddrs returns the addresses ifc's link should have: its addr and
+// extra_addrs and, on uplink0, the address of lease (when it is valid).
+// An IPv4 address gets the broadcast address of its subnet, except the
+// lease's, which gets the one the server sent (option 28) if it did.
+func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease) []wantAddr {
+	var out []wantAddr
+	add := func(p netip.Prefix, brd netip.Addr) {
+		if slices.ContainsFunc(out, func(w wantAddr) bool { return w.Prefix == p }) {
+			return
+		}
+		if !brd.IsValid() {
+			brd = defaultBroadcast(p)
+		}
+		out = append(out, wantAddr{Prefix: p, Broadcast: brd})
+	}
+	for _, p := range ifc.Addrs() {
+		add(p, netip.Addr{})
+	}
+	if ifc.Name == state.Uplink && lease.Valid() && lease.Addr.Addr().Is4() {
+		brd := lease.Broadcast
+		if !brd.Is4() {
+			brd = netip.Addr{}
+		}
+		add(lease.Addr, brd)
+	}
+	return out
+}
+
+// prefixes returns the prefixes of ws.
+func prefixes(ws []wantAddr) []netip.Prefix {
+	ps := make([]netip.Prefix, len(ws))
+	for i, w := range ws {
+		ps[i] = w.Prefix
+	}
+	return ps
+}
+
+// wrongBroadcasts returns the wanted IPv4 addresses that the link has,
+// but with another broadcast address (or none): they are removed and
+// added again.
+func wrongBroadcasts(want []wantAddr, have []kernelAddr) []wantAddr {
+	var out []wantAddr
+	for _, w := range want {
+		if !w.Prefix.Addr().Is4() {
+			continue
+		}
+		i := slices.IndexFunc(have, func(h kernelAddr) bool { return h.Prefix == w.Prefix })
+		if i >= 0 && have[i].Broadcast != w.Broadcast {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // owned reports whether netconfig owns a, following the rule in the
@@ -81,27 +145,106 @@ func splitAdds(add, del []netip.Prefix) (first, later []netip.Prefix) {
 	return first, later
 }
 
-// route is a route netconfig installs: a destination over a link, with a
-// gateway or (invalid Gateway) on-link. Priority is what the kernel made
-// of it (IPv6 fills in 1024); it is kept for deleting, not compared.
+// route is a route netconfig installs in the main table: a destination
+// over a link, with a gateway or (invalid Gateway) on-link, marked with
+// Protocol (extra_routes) or LeaseProtocol (from the DHCPv4 lease). Src
+// is the preferred source address, invalid for none. Priority is what the
+// kernel made of it (IPv6 fills in 1024); it is kept for deleting, not
+// compared.
 type route struct {
 	Dst      netip.Prefix
 	Gateway  netip.Addr
 	Index    uint32
+	Protocol uint8
+	Src      netip.Addr
 	Priority uint32
 }
 
 // same reports whether r and o are the same route, ignoring Priority.
 func (r route) same(o route) bool {
-	return r.Dst == o.Dst && r.Gateway == o.Gateway && r.Index == o.Index
+	return r.Dst == o.Dst && r.Gateway == o.Gateway && r.Index == o.Index &&
+		r.Protocol == o.Protocol && r.Src == o.Src
 }
 
-// String formats r like `ip route` does, with the link named by name.
+// describe formats r like `ip route` does, with the link named by name.
+// Protocol is left out, being netconfig's own; LeaseProtocol is shown.
 func (r route) describe(name string) string {
+	var b strings.Builder
+	b.WriteString(r.Dst.String())
 	if r.Gateway.IsValid() {
-		return fmt.Sprintf("%s via %s dev %s", r.Dst, r.Gateway, name)
+		fmt.Fprintf(&b, " via %s", r.Gateway)
 	}
-	return fmt.Sprintf("%s dev %s", r.Dst, name)
+	fmt.Fprintf(&b, " dev %s", name)
+	if r.Protocol == LeaseProtocol {
+		b.WriteString(" proto dhcp")
+	}
+	if r.Src.IsValid() {
+		fmt.Fprintf(&b, " src %s", r.Src)
+	}
+	return b.String()
+}
+
+// splitRouteAdds splits the routes to add into those that can be added
+// before the stale routes are removed and those that must wait: an IPv4
+// route with the destination (and metric) of a route still in place is
+// refused (EEXIST), as when a new lease moves the default route to
+// another router.
+func splitRouteAdds(add, del []route) (first, later []route) {
+	for _, r := range add {
+		if slices.ContainsFunc(del, func(d route) bool { return d.Dst == r.Dst }) {
+			later = append(later, r)
+		} else {
+			first = append(first, r)
+		}
+	}
+	return first, later
+}
+
+// leaseRoutes returns the routes lease asks for over the link index (the
+// uplink), all with LeaseProtocol and the lease's address as preferred
+// source. The classless static routes (option 121), when there are any,
+// are the routes, and the router (option 3) is ignored (RFC 3442);
+// otherwise the router is the default gateway. A gateway outside the
+// lease's subnet (as with a /32 lease) first gets an on-link host route,
+// because the kernel refuses a gateway it cannot reach on the link. (The
+// alternative, RTNH_F_ONLINK on the route itself, is invisible in a plain
+// `ip route` and works only for that one route; a host route also makes
+// the router reachable for ARP and for anyone who pings it.) No valid
+// lease: no routes.
+func leaseRoutes(lease state.DHCPv4Lease, index uint32) []route {
+	if !lease.Valid() || !lease.Addr.Addr().Is4() {
+		return nil
+	}
+	src := lease.Addr.Addr()
+	subnet := lease.Addr.Masked()
+	var out []route
+	add := func(dst netip.Prefix, gw netip.Addr) {
+		if gw.IsValid() && (!gw.Is4() || gw.IsUnspecified()) {
+			gw = netip.Addr{} // on-link
+		}
+		if gw.IsValid() && !subnet.Contains(gw) {
+			host := route{Dst: netip.PrefixFrom(gw, 32), Index: index, Protocol: LeaseProtocol, Src: src}
+			if !slices.ContainsFunc(out, host.same) {
+				out = append(out, host)
+			}
+		}
+		r := route{Dst: dst.Masked(), Gateway: gw, Index: index, Protocol: LeaseProtocol, Src: src}
+		if !slices.ContainsFunc(out, r.same) {
+			out = append(out, r)
+		}
+	}
+	if len(lease.Routes) > 0 {
+		for _, r := range lease.Routes {
+			if r.Destination.IsValid() && r.Destination.Addr().Is4() {
+				add(r.Destination, r.Gateway)
+			}
+		}
+		return out
+	}
+	if lease.Router.Is4() && !lease.Router.IsUnspecified() {
+		add(netip.PrefixFrom(netip.IPv4Unspecified(), 0), lease.Router)
+	}
+	return out
 }
 
 // diffRoutes returns which of want to add and which of have (the routes
@@ -139,7 +282,7 @@ func wantedRoutes(ifc state.Interface, index uint32) ([]route, error) {
 				continue
 			}
 		}
-		rs = append(rs, route{Dst: dst.Masked(), Gateway: gw.Unmap(), Index: index})
+		rs = append(rs, route{Dst: dst.Masked(), Gateway: gw.Unmap(), Index: index, Protocol: Protocol})
 	}
 	if len(errs) > 0 {
 		return rs, fmt.Errorf("invalid extra_routes: %s", strings.Join(errs, ", "))

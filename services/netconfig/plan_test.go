@@ -19,13 +19,13 @@ func TestOwned(t *testing.T) {
 		addr kernelAddr
 		want bool
 	}{
-		{"ipv4 static", kernelAddr{pfx("10.42.0.1/24"), unix.IFA_F_PERMANENT}, true},
-		{"ipv4 with lifetime (DHCP)", kernelAddr{pfx("10.42.0.1/24"), 0}, true},
-		{"ipv6 static", kernelAddr{pfx("fd00:42::1/64"), unix.IFA_F_PERMANENT}, true},
-		{"ipv6 static tentative", kernelAddr{pfx("fd00:42::1/64"), unix.IFA_F_PERMANENT | unix.IFA_F_TENTATIVE}, true},
-		{"ipv6 SLAAC", kernelAddr{pfx("fd00:42::5054:ff:fe12:3456/64"), unix.IFA_F_MANAGETEMPADDR}, false},
-		{"ipv6 temporary", kernelAddr{pfx("fd00:42::1234/64"), unix.IFA_F_TEMPORARY}, false},
-		{"ipv6 link-local", kernelAddr{pfx("fe80::1/64"), unix.IFA_F_PERMANENT}, false},
+		{"ipv4 static", kernelAddr{Prefix: pfx("10.42.0.1/24"), Flags: unix.IFA_F_PERMANENT}, true},
+		{"ipv4 with lifetime (DHCP)", kernelAddr{Prefix: pfx("10.42.0.1/24"), Flags: 0}, true},
+		{"ipv6 static", kernelAddr{Prefix: pfx("fd00:42::1/64"), Flags: unix.IFA_F_PERMANENT}, true},
+		{"ipv6 static tentative", kernelAddr{Prefix: pfx("fd00:42::1/64"), Flags: unix.IFA_F_PERMANENT | unix.IFA_F_TENTATIVE}, true},
+		{"ipv6 SLAAC", kernelAddr{Prefix: pfx("fd00:42::5054:ff:fe12:3456/64"), Flags: unix.IFA_F_MANAGETEMPADDR}, false},
+		{"ipv6 temporary", kernelAddr{Prefix: pfx("fd00:42::1234/64"), Flags: unix.IFA_F_TEMPORARY}, false},
+		{"ipv6 link-local", kernelAddr{Prefix: pfx("fe80::1/64"), Flags: unix.IFA_F_PERMANENT}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := owned(tt.addr); got != tt.want {
@@ -36,7 +36,7 @@ func TestOwned(t *testing.T) {
 }
 
 func TestDiffAddrs(t *testing.T) {
-	perm := func(s string) kernelAddr { return kernelAddr{pfx(s), unix.IFA_F_PERMANENT} }
+	perm := func(s string) kernelAddr { return kernelAddr{Prefix: pfx(s), Flags: unix.IFA_F_PERMANENT} }
 	for _, tt := range []struct {
 		name string
 		want []netip.Prefix
@@ -74,9 +74,9 @@ func TestDiffAddrs(t *testing.T) {
 			name: "kernel-made and link-local kept",
 			have: []kernelAddr{
 				perm("fe80::1/64"),
-				{pfx("fd00:42::5054:ff:fe12:3456/64"), unix.IFA_F_MANAGETEMPADDR},
+				{Prefix: pfx("fd00:42::5054:ff:fe12:3456/64"), Flags: unix.IFA_F_MANAGETEMPADDR},
 				perm("fd00:99::1/64"),
-				{pfx("10.99.0.5/24"), 0},
+				{Prefix: pfx("10.99.0.5/24"), Flags: 0},
 			},
 			del: []netip.Prefix{pfx("fd00:99::1/64"), pfx("10.99.0.5/24")},
 		},
@@ -137,6 +137,20 @@ func TestDiffRoutes(t *testing.T) {
 			wantDel: []route{r("10.10.0.0/16", "10.42.0.254", 3, 0)},
 		},
 		{
+			name:    "same route, other protocol: a lease's route is not an extra_route",
+			want:    []route{{Dst: pfx("10.10.0.0/16"), Index: 3, Protocol: LeaseProtocol}},
+			have:    []route{{Dst: pfx("10.10.0.0/16"), Index: 3, Protocol: Protocol}},
+			wantAdd: []route{{Dst: pfx("10.10.0.0/16"), Index: 3, Protocol: LeaseProtocol}},
+			wantDel: []route{{Dst: pfx("10.10.0.0/16"), Index: 3, Protocol: Protocol}},
+		},
+		{
+			name:    "source changed (new lease address)",
+			want:    []route{{Dst: pfx("0.0.0.0/0"), Gateway: gw("10.77.0.1"), Index: 3, Protocol: LeaseProtocol, Src: gw("10.77.0.151")}},
+			have:    []route{{Dst: pfx("0.0.0.0/0"), Gateway: gw("10.77.0.1"), Index: 3, Protocol: LeaseProtocol, Src: gw("10.77.0.150")}},
+			wantAdd: []route{{Dst: pfx("0.0.0.0/0"), Gateway: gw("10.77.0.1"), Index: 3, Protocol: LeaseProtocol, Src: gw("10.77.0.151")}},
+			wantDel: []route{{Dst: pfx("0.0.0.0/0"), Gateway: gw("10.77.0.1"), Index: 3, Protocol: LeaseProtocol, Src: gw("10.77.0.150")}},
+		},
+		{
 			name:    "link changed (renumbered after replug)",
 			want:    []route{r("10.10.0.0/16", "", 7, 0)},
 			have:    []route{r("10.10.0.0/16", "", 3, 0)},
@@ -168,9 +182,9 @@ func TestWantedRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []route{
-		{Dst: pfx("10.10.0.0/16"), Gateway: netip.MustParseAddr("10.42.0.254"), Index: 5},
-		{Dst: pfx("10.11.0.0/16"), Index: 5},
-		{Dst: pfx("fd00:10::/48"), Gateway: netip.MustParseAddr("fd00:42::fe"), Index: 5},
+		{Dst: pfx("10.10.0.0/16"), Gateway: netip.MustParseAddr("10.42.0.254"), Index: 5, Protocol: Protocol},
+		{Dst: pfx("10.11.0.0/16"), Index: 5, Protocol: Protocol},
+		{Dst: pfx("fd00:10::/48"), Gateway: netip.MustParseAddr("fd00:42::fe"), Index: 5, Protocol: Protocol},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("wantedRoutes = %v, want %v", got, want)
@@ -261,5 +275,172 @@ func TestSplitAdds(t *testing.T) {
 				t.Errorf("splitAdds = %v, %v; want %v, %v", first, later, tt.wantFirst, tt.wantLater)
 			}
 		})
+	}
+}
+
+func TestLeaseRoutes(t *testing.T) {
+	ip := netip.MustParseAddr
+	const up = 4
+	// dhcp is a route from the lease at 10.77.0.150 over uplink0.
+	dhcp := func(dst, via string) route {
+		r := route{Dst: pfx(dst), Index: up, Protocol: LeaseProtocol, Src: ip("10.77.0.150")}
+		if via != "" {
+			r.Gateway = ip(via)
+		}
+		return r
+	}
+	lease := func(addr, router string, routes ...state.DHCPv4Route) state.DHCPv4Lease {
+		l := state.DHCPv4Lease{Addr: pfx(addr), Routes: routes}
+		if router != "" {
+			l.Router = ip(router)
+		}
+		return l
+	}
+	cr := func(dst, gw string) state.DHCPv4Route {
+		return state.DHCPv4Route{Destination: pfx(dst), Gateway: ip(gw)}
+	}
+	for _, tt := range []struct {
+		name  string
+		lease state.DHCPv4Lease
+		want  []route
+	}{
+		{name: "no lease", lease: state.DHCPv4Lease{}},
+		{name: "no lease, stray router", lease: state.DHCPv4Lease{Router: ip("10.77.0.1")}},
+		{name: "no router", lease: lease("10.77.0.150/24", "")},
+		{name: "router 0.0.0.0", lease: lease("10.77.0.150/24", "0.0.0.0")},
+		{
+			name:  "router on the subnet",
+			lease: lease("10.77.0.150/24", "10.77.0.1"),
+			want:  []route{dhcp("0.0.0.0/0", "10.77.0.1")},
+		},
+		{
+			name:  "router off the subnet gets a host route first",
+			lease: lease("10.77.0.150/32", "10.77.0.1"),
+			want:  []route{dhcp("10.77.0.1/32", ""), dhcp("0.0.0.0/0", "10.77.0.1")},
+		},
+		{
+			name: "classless routes override the router (RFC 3442)",
+			lease: lease("10.77.0.150/24", "10.77.0.1",
+				cr("10.60.0.0/16", "10.77.0.2"),
+				cr("10.61.0.0/16", "0.0.0.0"),
+				cr("0.0.0.0/0", "10.77.0.3")),
+			want: []route{dhcp("10.60.0.0/16", "10.77.0.2"), dhcp("10.61.0.0/16", ""), dhcp("0.0.0.0/0", "10.77.0.3")},
+		},
+		{
+			name: "classless routes without a default: none",
+			lease: lease("10.77.0.150/24", "10.77.0.1",
+				cr("10.60.0.0/16", "10.77.0.2")),
+			want: []route{dhcp("10.60.0.0/16", "10.77.0.2")},
+		},
+		{
+			name: "classless gateways off the subnet get one host route each",
+			lease: lease("10.77.0.150/32", "10.77.0.1",
+				cr("10.60.0.0/16", "10.78.0.1"),
+				cr("0.0.0.0/0", "10.78.0.1"),
+				cr("10.78.0.1/32", "0.0.0.0")),
+			want: []route{dhcp("10.78.0.1/32", ""), dhcp("10.60.0.0/16", "10.78.0.1"), dhcp("0.0.0.0/0", "10.78.0.1")},
+		},
+		{
+			name:  "classless destination not masked",
+			lease: lease("10.77.0.150/24", "", cr("10.60.1.2/16", "10.77.0.2")),
+			want:  []route{dhcp("10.60.0.0/16", "10.77.0.2")},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := leaseRoutes(tt.lease, up)
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			if d := cmp.Diff(tt.want, got, opts...); d != "" {
+				t.Errorf("leaseRoutes (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestWantedAddrs(t *testing.T) {
+	ip := netip.MustParseAddr
+	uplink := state.Interface{Name: state.Uplink, Addr: "10.50.0.1/24", ExtraAddrs: []string{"fd00:50::1/64"}}
+	for _, tt := range []struct {
+		name  string
+		ifc   state.Interface
+		lease state.DHCPv4Lease
+		want  []wantAddr
+	}{
+		{
+			name: "config only, broadcast computed",
+			ifc:  uplink,
+			want: []wantAddr{{pfx("10.50.0.1/24"), ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}},
+		},
+		{
+			name:  "lease with computed broadcast",
+			ifc:   uplink,
+			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/20")},
+			want:  []wantAddr{{pfx("10.50.0.1/24"), ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}, {pfx("10.77.0.150/20"), ip("10.77.15.255")}},
+		},
+		{
+			name:  "lease with the server's broadcast",
+			ifc:   state.Interface{Name: state.Uplink},
+			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")},
+			want:  []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.127")}},
+		},
+		{
+			name:  "/32 lease: no broadcast",
+			ifc:   state.Interface{Name: state.Uplink},
+			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/32")},
+			want:  []wantAddr{{Prefix: pfx("10.77.0.150/32")}},
+		},
+		{
+			name:  "lease only on uplink0",
+			ifc:   state.Interface{Name: state.LAN, Addr: "10.42.0.1/24"},
+			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24")},
+			want:  []wantAddr{{pfx("10.42.0.1/24"), ip("10.42.0.255")}},
+		},
+		{
+			name:  "lease address also in the config: once",
+			ifc:   state.Interface{Name: state.Uplink, Addr: "10.77.0.150/24"},
+			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")},
+			want:  []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.255")}},
+		},
+		{name: "zero lease: nothing", ifc: state.Interface{Name: state.Uplink}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := wantedAddrs(tt.ifc, tt.lease)
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			if d := cmp.Diff(tt.want, got, opts...); d != "" {
+				t.Errorf("wantedAddrs (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestWrongBroadcasts(t *testing.T) {
+	ip := netip.MustParseAddr
+	want := []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.127")}, {pfx("10.42.0.1/24"), ip("10.42.0.255")}, {Prefix: pfx("10.9.0.1/32")}, {Prefix: pfx("fd00:42::1/64")}}
+	have := []kernelAddr{
+		{Prefix: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.255")}, // wrong
+		{Prefix: pfx("10.42.0.1/24"), Broadcast: ip("10.42.0.255")},   // right
+		{Prefix: pfx("10.9.0.1/32")},                                  // right: none
+		{Prefix: pfx("fd00:42::1/64")},
+	}
+	got := wrongBroadcasts(want, have)
+	if len(got) != 1 || got[0] != want[0] {
+		t.Errorf("wrongBroadcasts = %v, want %v", got, want[:1])
+	}
+	if got := wrongBroadcasts(want[1:2], []kernelAddr{{Prefix: pfx("10.42.0.1/24")}}); len(got) != 1 {
+		t.Errorf("an address without broadcast: wrongBroadcasts = %v, want it fixed", got)
+	}
+	if got := wrongBroadcasts(want, nil); len(got) != 0 {
+		t.Errorf("addresses the link lacks: wrongBroadcasts = %v, want none (they are added)", got)
+	}
+}
+
+func TestSplitRouteAdds(t *testing.T) {
+	ip := netip.MustParseAddr
+	def := func(via string) route {
+		return route{Dst: pfx("0.0.0.0/0"), Gateway: ip(via), Index: 4, Protocol: LeaseProtocol}
+	}
+	host := route{Dst: pfx("10.77.1.1/32"), Index: 4, Protocol: LeaseProtocol}
+	first, later := splitRouteAdds([]route{host, def("10.77.1.1")}, []route{def("10.77.0.1")})
+	if !slices.Equal(first, []route{host}) || !slices.Equal(later, []route{def("10.77.1.1")}) {
+		t.Errorf("splitRouteAdds = %v, %v; want the host route first and the default route after the old one is gone", first, later)
 	}
 }
