@@ -15,6 +15,7 @@ import (
 
 	"github.com/homerouter/homerouter/platform"
 	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
 	"github.com/homerouter/homerouter/state"
@@ -140,6 +141,9 @@ func runRouter(args []string, stderr io.Writer) error {
 		}
 	}
 	reload()
+	for _, err := range st.LoadState() {
+		mainLog.Printf("%v (starting without it)", err)
+	}
 	go func() {
 		for {
 			select {
@@ -155,10 +159,19 @@ func runRouter(args []string, stderr io.Writer) error {
 	svcs := []services.Service{
 		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
 		{Name: httpd.ServiceName, Run: web.Run},
+		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 	}
 	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
 	mainLog.Printf("stopped")
 	return err
+}
+
+// hostname is the name the router gives its ISP (DHCP option 12).
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" && h != "(none)" && h != "localhost" {
+		return h
+	}
+	return "homerouter"
 }
 
 func versionString() string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/net/bpf"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -348,5 +349,41 @@ func TestNakStorm(t *testing.T) {
 	}
 	if n := len(discovers); n < 3 || discovers[n-1]-discovers[n-2] != maxRetransmit {
 		t.Errorf("DISCOVERs at %v, want the gap to grow to %v", discovers, maxRetransmit)
+	}
+}
+
+// TestPort68Filter runs the BPF program on hand-made IPv4 datagrams.
+func TestPort68Filter(t *testing.T) {
+	vm, err := bpf.NewVM(port68)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipUDP := func(proto byte, frag uint16, ihl int, dport uint16) []byte {
+		b := make([]byte, ihl*4+8)
+		b[0] = 0x40 | byte(ihl)
+		b[6], b[7] = byte(frag>>8), byte(frag)
+		b[9] = proto
+		b[ihl*4+2], b[ihl*4+3] = byte(dport>>8), byte(dport)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"UDP to 68", ipUDP(17, 0, 5, 68), true},
+		{"UDP to 68 with IP options", ipUDP(17, 0, 6, 68), true},
+		{"UDP to 67", ipUDP(17, 0, 5, 67), false},
+		{"TCP to 68", ipUDP(6, 0, 5, 68), false},
+		{"later fragment", ipUDP(17, 0x0010, 5, 68), false},
+		{"first fragment, more to come", ipUDP(17, 0x2000, 5, 68), true},
+	} {
+		n, err := vm.Run(tc.pkt)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := n > 0; got != tc.want {
+			t.Errorf("%s: accepted %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -1,0 +1,161 @@
+package dhcp4
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// linkConn is the Conn on a real link. It does what udhcpc and dhcpcd do:
+// broadcasts go out of a packet socket, because before the first lease
+// the link has no address to send from; unicasts (renewals) go out of a
+// UDP socket, so that the kernel routes them to a server that may be
+// several hops away (fiber7's is). Everything is received on the packet
+// socket, which a BPF filter limits to UDP port 68, so it also sees
+// replies to an address the link does not have yet.
+type linkConn struct {
+	raw  net.PacketConn // IP datagrams to and from port 68, via the packet socket
+	udp  *net.UDPConn   // for unicast sends; what it receives is discarded
+	msgs chan received
+	done chan struct{}
+}
+
+type received struct {
+	m   *dhcpv4.DHCPv4
+	err error
+}
+
+// port68 accepts UDP to port 68 on a cooked (SOCK_DGRAM) packet socket,
+// where data starts at the IPv4 header.
+var port68 = []bpf.Instruction{
+	bpf.LoadAbsolute{Off: 9, Size: 1}, // IP protocol
+	bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.IPPROTO_UDP, SkipTrue: 6},
+	bpf.LoadAbsolute{Off: 6, Size: 2},                           // flags, fragment offset
+	bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 4}, // a later fragment has no UDP header
+	bpf.LoadMemShift{Off: 0},                                    // X = IP header length
+	bpf.LoadIndirect{Off: 2, Size: 2},                           // UDP destination port
+	bpf.JumpIf{Cond: bpf.JumpEqual, Val: 68, SkipFalse: 1},
+	bpf.RetConstant{Val: 1 << 16},
+	bpf.RetConstant{Val: 0},
+}
+
+// listen opens the Conn on the link named ifname.
+func listen(ifname string) (*linkConn, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp4: %w", err)
+	}
+	filter, err := bpf.Assemble(port68)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp4: BPF: %w", err)
+	}
+	p, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, &packet.Config{Filter: filter})
+	if err != nil {
+		return nil, fmt.Errorf("dhcp4: packet socket on %s: %w", ifname, err)
+	}
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			serr = unix.BindToDevice(int(fd), ifname)
+		})
+		return errors.Join(err, serr)
+	}}
+	u, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("dhcp4: UDP socket on %s: %w", ifname, err)
+	}
+	c := &linkConn{
+		raw:  nclient4.NewBroadcastUDPConn(p, &net.UDPAddr{Port: 68}),
+		udp:  u.(*net.UDPConn),
+		msgs: make(chan received),
+		done: make(chan struct{}),
+	}
+	go c.read()
+	go c.drain()
+	return c, nil
+}
+
+// read parses what the packet socket receives. A malformed message is
+// dropped: it is somebody else's problem, not a reason to stop.
+func (c *linkConn) read() {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.raw.ReadFrom(buf)
+		if err != nil {
+			select {
+			case c.msgs <- received{err: err}:
+			case <-c.done:
+			}
+			return
+		}
+		m, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			continue
+		}
+		select {
+		case c.msgs <- received{m: m}:
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// drain empties the UDP socket, which receives copies of the unicast
+// replies the packet socket already saw.
+func (c *linkConn) drain() {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := c.udp.ReadFrom(buf); err != nil {
+			return
+		}
+	}
+}
+
+// Send implements Conn.
+func (c *linkConn) Send(m *dhcpv4.DHCPv4, dst netip.Addr) error {
+	to := &net.UDPAddr{IP: dst.AsSlice(), Port: 67}
+	var err error
+	if dst == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		_, err = c.raw.WriteTo(m.ToBytes(), to)
+	} else {
+		_, err = c.udp.WriteTo(m.ToBytes(), to)
+	}
+	return err
+}
+
+// Receive implements Conn.
+func (c *linkConn) Receive(ctx context.Context, deadline time.Time) (*dhcpv4.DHCPv4, error) {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case r := <-c.msgs:
+		if r.err != nil {
+			return nil, fmt.Errorf("dhcp4: receive: %w", r.err)
+		}
+		return r.m, nil
+	case <-t.C:
+		return nil, ErrTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close closes both sockets and stops the readers.
+func (c *linkConn) Close() error {
+	close(c.done)
+	return errors.Join(c.raw.Close(), c.udp.Close())
+}
