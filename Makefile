@@ -8,7 +8,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages of the lab's real peers and clients.
-LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc \
+LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl
 
 export CGO_ENABLED := 0

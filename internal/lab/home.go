@@ -168,19 +168,12 @@ func NewHome(l *Lab, opt HomeOptions) (*Home, error) {
 	return h, nil
 }
 
-// startPeers configures and starts the ISP's dnsmasq, dhcpd -6 and radvd,
-// each with every path in the lab's dir, and waits until each is serving.
-func (h *Home) startPeers(ctx context.Context) error {
+// StartDnsmasq starts the ISP's dnsmasq (DHCPv4 with 2-minute leases,
+// and DNS) and waits until it serves. Tests that take the ISP's server
+// away and bring it back call it again after stopping h.Dnsmasq; the
+// lease file is kept, as a real server's would be.
+func (h *Home) StartDnsmasq(ctx context.Context) error {
 	l := h.lab
-	// radvd refuses to advertise unless forwarding is on; this is the isp
-	// namespace's own sysctl, not the host's.
-	if _, err := h.ISP.Run(ctx, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"); err != nil {
-		return fmt.Errorf("lab: home: isp forwarding: %w", err)
-	}
-	if err := h.ISP.WaitLinkLocal(ctx, "isp0"); err != nil {
-		return err
-	}
-
 	var err error
 	h.Dnsmasq, err = l.Start(h.ISP, "dnsmasq",
 		"-k", // foreground
@@ -208,6 +201,26 @@ func (h *Home) startPeers(ctx context.Context) error {
 	}
 	if err := h.Dnsmasq.WaitOutput(ctx, "DHCP, IP range"); err != nil {
 		return fmt.Errorf("lab: start dnsmasq in %s: %w", h.ISP, err)
+	}
+
+	return nil
+}
+
+// startPeers configures and starts the ISP's dnsmasq, dhcpd -6 and radvd,
+// each with every path in the lab's dir, and waits until each is serving.
+func (h *Home) startPeers(ctx context.Context) error {
+	l := h.lab
+	// radvd refuses to advertise unless forwarding is on; this is the isp
+	// namespace's own sysctl, not the host's.
+	if _, err := h.ISP.Run(ctx, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"); err != nil {
+		return fmt.Errorf("lab: home: isp forwarding: %w", err)
+	}
+	if err := h.ISP.WaitLinkLocal(ctx, "isp0"); err != nil {
+		return err
+	}
+
+	if err := h.StartDnsmasq(ctx); err != nil {
+		return err
 	}
 
 	conf := fmt.Sprintf(`# homerouter lab: ISP DHCPv6 server with prefix delegation.

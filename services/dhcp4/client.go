@@ -124,8 +124,11 @@ type step func(ctx context.Context) (step, error)
 
 // Run runs the state machine until ctx is done or the Conn fails.
 func (c *Client) Run(ctx context.Context) error {
+	// A persisted lease that has not expired is asked for with
+	// INIT-REBOOT, and used to its end meanwhile; an expired one is kept
+	// in use while INIT asks for it again.
 	next := c.initState
-	if c.lease.Valid() {
+	if c.lease.Valid() && c.cfg.Now().Before(c.lease.Expiry) {
 		next = c.initReboot
 	}
 	for {
@@ -140,8 +143,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// initState is INIT and SELECTING: DISCOVER until an OFFER arrives. A
-// retained lease stays in use meanwhile; its address is asked for again.
+// initState is INIT and SELECTING: DISCOVER until an OFFER arrives. While
+// an expired lease is retained, every other message is instead an
+// INIT-REBOOT REQUEST for its address: a server that comes back with its
+// lease database ACKs that at once, and keeps the address the router
+// still uses, where a DISCOVER would have it probe the address, find it
+// answering and offer another.
 func (c *Client) initState(ctx context.Context) (step, error) {
 	c.setStatus("selecting", nil)
 	if c.naks > 0 {
@@ -157,7 +164,11 @@ func (c *Client) initState(ctx context.Context) (step, error) {
 	}
 	xid := c.xid()
 	for attempt := 0; ; attempt++ {
-		m, err := c.message(dhcpv4.MessageTypeDiscover, xid)
+		t := dhcpv4.MessageTypeDiscover
+		if c.lease.Valid() && attempt%2 == 0 {
+			t = dhcpv4.MessageTypeRequest
+		}
+		m, err := c.message(t, xid)
 		if err != nil {
 			return nil, err
 		}
@@ -165,13 +176,19 @@ func (c *Client) initState(ctx context.Context) (step, error) {
 			m.UpdateOption(dhcpv4.OptRequestedIPAddress(c.lease.Addr.Addr().AsSlice()))
 		}
 		c.send(m, netip.IPv4Unspecified())
-		offer, err := c.await(ctx, xid, c.cfg.Now().Add(c.retransmit(attempt)), dhcpv4.MessageTypeOffer)
-		if err != nil {
+		reply, err := c.await(ctx, xid, c.cfg.Now().Add(c.retransmit(attempt)),
+			dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if offer != nil && offer.YourIPAddr.To4() != nil && !offer.YourIPAddr.IsUnspecified() {
-			c.cfg.Logger.Printf("offer of %v from %v", offer.YourIPAddr, offer.ServerIdentifier())
-			return c.requesting(offer, xid), nil
+		case reply == nil:
+		case reply.MessageType() != dhcpv4.MessageTypeOffer:
+			if next, done := c.act(reply); done {
+				return next, nil
+			}
+		case reply.YourIPAddr.To4() != nil && !reply.YourIPAddr.IsUnspecified():
+			c.cfg.Logger.Printf("offer of %v from %v", reply.YourIPAddr, reply.ServerIdentifier())
+			return c.requesting(reply, xid), nil
 		}
 	}
 }
@@ -198,14 +215,14 @@ func (c *Client) requesting(offer *dhcpv4.DHCPv4, xid dhcpv4.TransactionID) step
 	}
 }
 
-// initReboot is INIT-REBOOT: at start with a persisted lease (already in
-// use), ask to keep its address. Without an answer the lease is used to
-// its expiry, and past it, while the client looks for a server.
+// initReboot is INIT-REBOOT: at start with a persisted lease that has
+// not expired (already in use), ask to keep its address. Without an answer
+// the lease is used as if just rebooted: renewed from T1.
 func (c *Client) initReboot(ctx context.Context) (step, error) {
 	c.setStatus("rebooting", nil)
 	c.cfg.Logger.Printf("asking to keep %v (persisted lease, expiry %v)", c.lease.Addr, c.lease.Expiry.Format(time.RFC3339))
-	// A lease that is still valid is renewed from T1 on, by unicast,
-	// like any other: rebooting stops there.
+	// Rebooting stops at T1: from there the lease is renewed by unicast,
+	// like any other.
 	renew := c.lease.Acked.Add(time.Duration(c.lease.T1))
 	valid := c.cfg.Now().Before(renew)
 	xid := c.xid()
@@ -224,11 +241,8 @@ func (c *Client) initReboot(ctx context.Context) (step, error) {
 			return next, err
 		}
 	}
-	if c.cfg.Now().Before(c.lease.Expiry) {
-		c.cfg.Logger.Printf("no answer; using the persisted lease until it expires")
-		return c.bound, nil
-	}
-	return c.initState, nil
+	c.cfg.Logger.Printf("no answer; using the persisted lease")
+	return c.bound, nil
 }
 
 // bound is BOUND: wait for T1.
@@ -287,31 +301,38 @@ func (c *Client) extend(ctx context.Context, dst netip.Addr, until time.Time) (n
 	return nil, false, nil
 }
 
-// answer waits until deadline for an ACK or NAK for xid and acts on it:
-// an ACK binds, a NAK drops the lease. done is false when nothing came.
+// answer waits until deadline for an ACK or NAK for xid and acts on it.
+// done is false when nothing usable came.
 func (c *Client) answer(ctx context.Context, xid dhcpv4.TransactionID, deadline time.Time) (next step, done bool, err error) {
 	reply, err := c.await(ctx, xid, deadline, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)
 	if err != nil || reply == nil {
 		return nil, false, err
 	}
+	next, done = c.act(reply)
+	return next, done, nil
+}
+
+// act acts on an ACK (bind) or NAK (drop the lease, start over). done is
+// false for an ACK that cannot be used.
+func (c *Client) act(reply *dhcpv4.DHCPv4) (next step, done bool) {
 	if reply.MessageType() == dhcpv4.MessageTypeNak {
 		c.cfg.Logger.Printf("NAK from %v (%s): dropping %v", reply.ServerIdentifier(), reply.Message(), c.lease.Addr)
 		c.setLease(state.DHCPv4Lease{})
 		c.naks++
-		return c.initState, true, nil
+		return c.initState, true
 	}
 	lease, err := leaseFromAck(reply, c.cfg.Now())
 	if err != nil {
 		c.cfg.Logger.Printf("ignoring ACK: %v", err)
-		return nil, false, nil
+		return nil, false
 	}
-	if lease.Addr != c.lease.Addr {
+	if lease.Addr != c.lease.Addr || c.status.Retained {
 		c.cfg.Logger.Printf("bound to %v from %v, lease %v", lease.Addr, lease.ServerID, time.Duration(lease.Duration))
 	}
 	c.setLease(lease)
 	c.naks = 0
 	c.status.LastAck = lease.Acked
-	return c.bound, true, nil
+	return c.bound, true
 }
 
 // await receives until deadline and returns the first message for xid of

@@ -189,31 +189,49 @@ func TestOutage(t *testing.T) {
 	if !status.Retained || status.Addr != netip.MustParsePrefix("10.77.0.150/24") || status.State != "selecting" {
 		t.Errorf("status after expiry %+v, want selecting with 10.77.0.150/24 retained", status)
 	}
-	var renews, rebinds, discovers []time.Duration
+	// Before expiry: renew unicast from T1, rebind by broadcast from T2.
+	// From expiry on (INIT, lease retained): INIT-REBOOT REQUESTs for the
+	// retained address alternate with DISCOVERs, backing off.
+	var renews, rebinds, after []time.Duration
+	var afterKinds []string
 	for _, s := range f.sent[2:] {
-		switch kind(s) {
-		case "REQUEST 10.77.0.1":
+		switch k := kind(s); {
+		case s.at >= 2*time.Minute:
+			after = append(after, s.at)
+			afterKinds = append(afterKinds, k)
+			if !s.msg.RequestedIPAddress().Equal(net.IPv4(10, 77, 0, 150)) {
+				t.Errorf("%s at %v does not ask for the retained address", k, s.at)
+			}
+		case k == "REQUEST 10.77.0.1":
 			renews = append(renews, s.at)
-		case "REQUEST broadcast":
+		case k == "REQUEST broadcast":
 			rebinds = append(rebinds, s.at)
-		case "DISCOVER broadcast":
-			discovers = append(discovers, s.at)
 		default:
-			t.Errorf("unexpected %s at %v", kind(s), s.at)
+			t.Errorf("unexpected %s at %v", k, s.at)
 		}
 	}
 	if len(renews) == 0 || renews[0] != time.Minute || renews[len(renews)-1] >= 105*time.Second {
 		t.Errorf("renewals at %v, want from T1 (1m0s) until T2 (1m45s)", renews)
 	}
-	if len(rebinds) == 0 || rebinds[0] != 105*time.Second || rebinds[len(rebinds)-1] >= 2*time.Minute {
+	if len(rebinds) == 0 || rebinds[0] != 105*time.Second {
 		t.Errorf("rebinds at %v, want from T2 (1m45s) until expiry (2m0s)", rebinds)
 	}
-	if len(discovers) < 5 || discovers[0] != 2*time.Minute {
-		t.Fatalf("discovers at %v, want from expiry (2m0s) on", discovers)
+	if len(after) < 5 || after[0] != 2*time.Minute {
+		t.Fatalf("messages after expiry at %v, want from expiry (2m0s) on", after)
 	}
-	for i := 1; i < len(discovers); i++ {
-		if gap := discovers[i] - discovers[i-1]; gap < 3*time.Second || gap > 65*time.Second {
-			t.Errorf("DISCOVER %d came %v after the previous one, want 4 s ±1 doubling to 64 s ±1", i, gap)
+	for i := range after {
+		want := "REQUEST broadcast"
+		if i%2 == 1 {
+			want = "DISCOVER broadcast"
+		}
+		if afterKinds[i] != want {
+			t.Errorf("message %d after expiry is %s, want %s", i, afterKinds[i], want)
+		}
+		if i == 0 {
+			continue
+		}
+		if gap := after[i] - after[i-1]; gap < 3*time.Second || gap > 65*time.Second {
+			t.Errorf("message %d after expiry came %v after the previous one, want 4 s ±1 doubling to 64 s ±1", i, gap)
 		}
 	}
 
@@ -298,7 +316,7 @@ func TestInitReboot(t *testing.T) {
 			name:  "no answer, lease expired: keep it, look for a server",
 			lease: persisted(t0.Add(-time.Hour)),
 			run:   2 * time.Minute,
-			want:  []string{"REQUEST broadcast", "REQUEST broadcast", "REQUEST broadcast", "REQUEST broadcast", "DISCOVER broadcast"},
+			want:  []string{"REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

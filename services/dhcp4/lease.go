@@ -17,6 +17,11 @@ import (
 // that the client asks again soon.
 const defaultLeaseTime = 10 * time.Minute
 
+// maxLeaseTime caps the lease time, an "infinite" lease (RFC 2131's
+// 0xffffffff) included: the client still renews now and then, and times
+// stay far from overflowing.
+const maxLeaseTime = 365 * 24 * time.Hour
+
 // leaseFromAck turns an ACK received at now into a lease. The ACK's
 // values win over the OFFER's: some ISPs (fiber7) name a different server
 // and lease time in each.
@@ -71,8 +76,11 @@ func leaseFromAck(ack *dhcpv4.DHCPv4, now time.Time) (state.DHCPv4Lease, error) 
 	}
 
 	dur := ack.IPAddressLeaseTime(defaultLeaseTime)
-	if dur <= 0 {
+	switch {
+	case dur <= 0:
 		dur = defaultLeaseTime
+	case dur > maxLeaseTime:
+		dur = maxLeaseTime // "infinite" (0xffffffff) included
 	}
 	t1 := ack.IPAddressRenewalTime(dur / 2)
 	t2 := ack.IPAddressRebindingTime(dur * 7 / 8)
