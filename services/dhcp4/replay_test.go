@@ -82,3 +82,25 @@ func TestReplayFiber7(t *testing.T) {
 		t.Errorf("renewal: %s at %v, want REQUEST to 213.144.129.5 at 13m24s", kind(renew), renew.at)
 	}
 }
+
+// TestReplayDnsmasq replays an exchange recorded from dnsmasq in the lab
+// (TestDHCPv4Lab with HOMEROUTER_RECORD=1): DISCOVER, OFFER, REQUEST,
+// ACK, and the renewal at T1, unicast.
+func TestReplayDnsmasq(t *testing.T) {
+	f, leases := replay(t, "testdata/dnsmasq.pcap", 100*time.Second)
+	if len(leases) != 2 {
+		t.Fatalf("%d leases, want 2 (the ACK and the renewal)", len(leases))
+	}
+	l := leases[0]
+	if !netip.MustParsePrefix("10.77.0.0/24").Contains(l.Addr.Addr()) || l.Addr.Bits() != 24 ||
+		l.Router != netip.MustParseAddr("10.77.0.1") || l.ServerID != netip.MustParseAddr("10.77.0.1") ||
+		time.Duration(l.Duration) != 2*time.Minute || time.Duration(l.T1) != time.Minute {
+		t.Errorf("lease %+v", l)
+	}
+	if l.Domain != "isp.test" || len(l.DNS) != 1 || l.DNS[0] != netip.MustParseAddr("10.77.0.1") {
+		t.Errorf("domain %q, DNS %v; want isp.test, [10.77.0.1]", l.Domain, l.DNS)
+	}
+	if renew := f.sent[2]; kind(renew) != "REQUEST 10.77.0.1" || renew.at != time.Minute {
+		t.Errorf("renewal: %s at %v, want REQUEST to 10.77.0.1 at 1m0s", kind(renew), renew.at)
+	}
+}

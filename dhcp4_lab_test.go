@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/homerouter/homerouter/internal/lab"
+	"github.com/homerouter/homerouter/state"
+)
+
+// recordEnv, set to 1, makes TestDHCPv4Lab save its capture of the
+// exchange with dnsmasq as services/dhcp4/testdata/dnsmasq.pcap, which the
+// dhcp4 unit tests replay.
+const recordEnv = "HOMEROUTER_RECORD"
+
+// TestDHCPv4Lab runs the router against dnsmasq with 2-minute leases and
+// checks that the uplink keeps its address through the server's outage.
+func TestDHCPv4Lab(t *testing.T) {
+	bin := lab.RouterBinary(t)
+	lab.Require(t, "dnsmasq", "dhcpd", "radvd", "tcpdump")
+	l := lab.NewT(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	h, err := lab.NewHome(l, lab.HomeOptions{NoRouter: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcap := filepath.Join(l.Dir(), "dhcp4.pcap")
+	dump, err := l.Start(h.ISP, "tcpdump", "-i", "isp0", "-n", "-U", "-w", pcap, "udp port 67 or udp port 68")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dump.WaitOutput(ctx, "listening on isp0"); err != nil {
+		t.Fatal(err)
+	}
+	router, err := l.Start(h.Router, bin, "run", "-perm", h.PermDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	uplinkAddr := func() (addr string, defaultRoute bool) {
+		ls := links(ctx, t, h.Router)
+		for _, a := range ls["uplink0"].addrs() {
+			if strings.HasPrefix(a, "10.77.0.") {
+				addr = a
+			}
+		}
+		out, _ := h.Router.Run(ctx, "ip", "route", "show", "default", "proto", "dhcp")
+		return addr, strings.Contains(out, "default via 10.77.0.1 dev uplink0") && addr != "" && strings.Contains(out, "src "+strings.Split(addr, "/")[0])
+	}
+	var addr string
+	if err := lab.WaitFor(ctx, "uplink0's lease", func() error {
+		a, route := uplinkAddr()
+		if a == "" || !route {
+			return fmt.Errorf("address %q, default route %v", a, route)
+		}
+		addr = a
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("uplink0 has %s and a default route via 10.77.0.1", addr)
+
+	t.Run("renewal at T1 is REQUEST/ACK with no DISCOVER", func(t *testing.T) {
+		if err := lab.WaitFor(ctx, "a second DHCPACK", func() error {
+			if n := strings.Count(h.Dnsmasq.Output(), "DHCPACK(isp0)"); n < 2 {
+				return fmt.Errorf("%d ACKs", n)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		log := h.Dnsmasq.Output()
+		if n := strings.Count(log, "DHCPDISCOVER(isp0)"); n != 1 {
+			t.Errorf("dnsmasq saw %d DISCOVERs, want only the first:\n%s", n, log)
+		}
+		if n := strings.Count(log, "DHCPREQUEST(isp0)"); n != 2 {
+			t.Errorf("dnsmasq saw %d REQUESTs, want 2 (select, renew):\n%s", n, log)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	// The capture must hold the renewal too before tcpdump stops: it
+	// may not have read the last packets yet.
+	if err := lab.WaitFor(ctx, "six DHCP packets captured", func() error {
+		out, err := h.ISP.Run(ctx, "tcpdump", "-nn", "-r", pcap)
+		if n := strings.Count(out, "BOOTP/DHCP"); err != nil || n < 6 {
+			return fmt.Errorf("%d packets (%v)", n, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dump.Signal(os.Interrupt)
+	<-dump.Exited()
+	if os.Getenv(recordEnv) == "1" {
+		data, err := os.ReadFile(pcap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("services/dhcp4/testdata/dnsmasq.pcap", data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The ISP's server goes away, and the router restarts.
+	var lease state.DHCPv4Lease
+	data, err := os.ReadFile(filepath.Join(h.PermDir, "dhcp4-lease.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &lease); err != nil {
+		t.Fatal(err)
+	}
+	stopRouter(ctx, t, router)
+	h.Dnsmasq.Stop(3 * time.Second)
+	start := time.Now()
+	router, err = l.Start(h.Router, bin, "run", "-perm", h.PermDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("persisted address configured within 1 s of a restart", func(t *testing.T) {
+		if err := lab.WaitFor(ctx, "the persisted address", func() error {
+			if a, route := uplinkAddr(); a != addr || !route {
+				return fmt.Errorf("address %q, default route %v", a, route)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("the persisted address came %v after the start, want within 1 s", took)
+		}
+	})
+
+	t.Run("address and route kept 2 minutes past the last ACK", func(t *testing.T) {
+		past := lease.Acked.Add(2*time.Minute + 5*time.Second)
+		t.Logf("last ACK at %v, lease expired at %v; waiting until %v", lease.Acked.Format(time.TimeOnly), lease.Expiry.Format(time.TimeOnly), past.Format(time.TimeOnly))
+		select {
+		case <-time.After(time.Until(past)):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		if a, route := uplinkAddr(); a != addr || !route {
+			t.Errorf("past expiry: address %q (want %s), default route %v", a, addr, route)
+		}
+		if !strings.Contains(router.Output(), "keeping "+addr) {
+			t.Errorf("the router did not log that it keeps %s:\n%s", addr, router.Output())
+		}
+	})
+
+	t.Run("a new ACK within 90 s of the server's return", func(t *testing.T) {
+		if err := h.StartDnsmasq(ctx); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		if err := h.Dnsmasq.WaitOutput(wctx, "DHCPACK(isp0)"); err != nil {
+			t.Fatalf("no ACK within 90 s: %v\nrouter:\n%s", err, router.Output())
+		}
+		t.Logf("new ACK %v after dnsmasq returned", time.Since(back).Round(time.Second))
+		if a, route := uplinkAddr(); a != addr || !route {
+			t.Errorf("after the new ACK: address %q (want %s), default route %v", a, addr, route)
+		}
+	})
+}
