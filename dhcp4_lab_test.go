@@ -29,7 +29,16 @@ func TestDHCPv4Lab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
-	h, err := lab.NewHome(l, lab.HomeOptions{NoRouter: true})
+	// The ISP knows the router by a spoofed MAC.
+	const spoofed = "02:77:00:00:00:11"
+	perm := t.TempDir()
+	if err := os.WriteFile(filepath.Join(perm, "interfaces.json"), []byte(`{"interfaces": [
+  {"hardware_addr": "`+lab.RouterWANMAC+`", "spoof_hardware_addr": "`+spoofed+`", "name": "uplink0"},
+  {"hardware_addr": "`+lab.RouterLANMAC+`", "name": "lan0", "addr": "10.42.0.1/24"}
+]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := lab.NewHome(l, lab.HomeOptions{NoRouter: true, PermDir: perm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +88,9 @@ func TestDHCPv4Lab(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := h.Dnsmasq.Output()
+		if !strings.Contains(log, "DHCPACK(isp0) "+strings.Split(addr, "/")[0]+" "+spoofed) {
+			t.Errorf("dnsmasq did not ACK %s to the spoofed MAC %s:\n%s", addr, spoofed, log)
+		}
 		if n := strings.Count(log, "DHCPDISCOVER(isp0)"); n != 1 {
 			t.Errorf("dnsmasq saw %d DISCOVERs, want only the first:\n%s", n, log)
 		}
@@ -123,6 +135,16 @@ func TestDHCPv4Lab(t *testing.T) {
 	}
 	stopRouter(ctx, t, router)
 	h.Dnsmasq.Stop(3 * time.Second)
+	// The kernel keeps what the router configured; take it away, so that
+	// only the persisted lease can bring it back.
+	for _, args := range [][]string{{"addr", "flush", "dev", "uplink0"}, {"route", "flush", "proto", "dhcp"}} {
+		if _, err := h.Router.Run(ctx, "ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, route := uplinkAddr(); a != "" || route {
+		t.Fatalf("after the flush uplink0 still has %q, default route %v", a, route)
+	}
 	start := time.Now()
 	router, err = l.Start(h.Router, bin, "run", "-perm", h.PermDir)
 	if err != nil {
@@ -139,6 +161,15 @@ func TestDHCPv4Lab(t *testing.T) {
 		}
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("the persisted address came %v after the start, want within 1 s", took)
+		}
+		// And before the first packet: netconfig logs the address before
+		// the client logs what it asks for.
+		if err := router.WaitOutput(ctx, "dhcp4: asking to keep "+addr); err != nil {
+			t.Fatal(err)
+		}
+		out := router.Output()
+		if a, b := strings.Index(out, "netconfig: uplink0: added address "+addr), strings.Index(out, "dhcp4: asking to keep"); a < 0 || a > b {
+			t.Errorf("the client asked before the address was configured:\n%s", out)
 		}
 	})
 

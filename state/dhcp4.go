@@ -64,9 +64,9 @@ func (l DHCPv4Lease) Valid() bool { return l.Addr.IsValid() }
 
 // DHCPv4Status is what the DHCPv4 client is doing, for diagnostics.
 type DHCPv4Status struct {
-	// State is the RFC 2131 client state: "init", "selecting",
-	// "requesting", "init-reboot", "rebooting", "bound", "renewing",
-	// "rebinding".
+	// State is the RFC 2131 client state: "selecting" (INIT and
+	// SELECTING), "requesting", "rebooting" (INIT-REBOOT), "bound",
+	// "renewing", "rebinding"; or "no link" while uplink0 is absent.
 	State string `json:"state"`
 	// Addr is the address in use, if any.
 	Addr netip.Prefix `json:"addr,omitzero"`

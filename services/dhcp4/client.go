@@ -14,7 +14,8 @@
 //
 // Retransmissions back off exponentially with jitter, from 4 s up to 64 s
 // (RFC 2131 section 4.1), and never stop: a server that comes back is
-// heard within about a minute.
+// heard within about a minute. The interface MTU (option 26) is asked for
+// and kept in the lease, but not applied yet.
 package dhcp4
 
 import (
@@ -128,7 +129,7 @@ func (c *Client) Run(ctx context.Context) error {
 	// INIT-REBOOT, and used to its end meanwhile; an expired one is kept
 	// in use while INIT asks for it again.
 	next := c.initState
-	if c.lease.Valid() && c.cfg.Now().Before(c.lease.Expiry) {
+	if leaseUsable(c.lease) && c.cfg.Now().Before(c.lease.Expiry) {
 		next = c.initReboot
 	}
 	for {
@@ -138,16 +139,16 @@ func (c *Client) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			c.setStatus(c.status.State, err)
-			return fmt.Errorf("dhcp4: %w", err)
+			return fmt.Errorf("dhcp4: %s: %w", c.status.State, err)
 		}
 	}
 }
 
 // initState is INIT and SELECTING: DISCOVER until an OFFER arrives. While
-// an expired lease is retained, every other message is instead an
-// INIT-REBOOT REQUEST for its address: a server that comes back with its
-// lease database ACKs that at once, and keeps the address the router
-// still uses, where a DISCOVER would have it probe the address, find it
+// an expired lease is retained, each DISCOVER follows an INIT-REBOOT
+// REQUEST for its address: a server that comes back with its lease
+// database ACKs that at once, and so keeps the address the router still
+// uses, where a DISCOVER alone would have it probe the address, find it
 // answering and offer another.
 func (c *Client) initState(ctx context.Context) (step, error) {
 	c.setStatus("selecting", nil)
@@ -164,18 +165,20 @@ func (c *Client) initState(ctx context.Context) (step, error) {
 	}
 	xid := c.xid()
 	for attempt := 0; ; attempt++ {
-		t := dhcpv4.MessageTypeDiscover
-		if c.lease.Valid() && attempt%2 == 0 {
-			t = dhcpv4.MessageTypeRequest
-		}
-		m, err := c.message(t, xid)
-		if err != nil {
-			return nil, err
-		}
+		types := []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover}
 		if c.lease.Valid() {
-			m.UpdateOption(dhcpv4.OptRequestedIPAddress(c.lease.Addr.Addr().AsSlice()))
+			types = []dhcpv4.MessageType{dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDiscover}
 		}
-		c.send(m, netip.IPv4Unspecified())
+		for _, t := range types {
+			m, err := c.message(t, xid)
+			if err != nil {
+				return nil, err
+			}
+			if c.lease.Valid() {
+				m.UpdateOption(dhcpv4.OptRequestedIPAddress(c.lease.Addr.Addr().AsSlice()))
+			}
+			c.send(m, netip.IPv4Unspecified())
+		}
 		reply, err := c.await(ctx, xid, c.cfg.Now().Add(c.retransmit(attempt)),
 			dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)
 		switch {
@@ -331,17 +334,19 @@ func (c *Client) act(reply *dhcpv4.DHCPv4) (next step, done bool) {
 	}
 	c.setLease(lease)
 	c.naks = 0
-	c.status.LastAck = lease.Acked
 	return c.bound, true
 }
 
 // await receives until deadline and returns the first message for xid of
 // one of the types, or nil at the deadline. Anything else is dropped.
 func (c *Client) await(ctx context.Context, xid dhcpv4.TransactionID, deadline time.Time, types ...dhcpv4.MessageType) (*dhcpv4.DHCPv4, error) {
-	for {
+	for c.cfg.Now().Before(deadline) {
 		m, err := c.receive(ctx, deadline)
-		if err != nil || m == nil {
+		if err != nil {
 			return nil, err
+		}
+		if m == nil {
+			continue
 		}
 		if m.OpCode != dhcpv4.OpcodeBootReply || m.TransactionID != xid || !macEqual(m.ClientHWAddr, c.cfg.HardwareAddr) {
 			continue
@@ -352,16 +357,26 @@ func (c *Client) await(ctx context.Context, xid dhcpv4.TransactionID, deadline t
 			}
 		}
 	}
+	return nil, nil
 }
 
-// receive returns the next message, or nil once deadline passed.
+// receive returns the next message, or nil when deadline passed or
+// maxWait did. Waits are cut to maxWait because deadlines come from the
+// wall clock (a persisted lease's times), which can step; the callers
+// look at the clock again and wait more.
 func (c *Client) receive(ctx context.Context, deadline time.Time) (*dhcpv4.DHCPv4, error) {
+	if limit := c.cfg.Now().Add(maxWait); deadline.After(limit) {
+		deadline = limit
+	}
 	m, err := c.conn.Receive(ctx, deadline)
 	if errors.Is(err, ErrTimeout) {
 		return nil, nil
 	}
 	return m, err
 }
+
+// maxWait is the longest the client waits without looking at the clock.
+const maxWait = time.Minute
 
 // send sends m, logging a failure: a send that fails (the link is down)
 // is a message lost, and retransmission covers it.
@@ -448,6 +463,9 @@ func (c *Client) setStatus(name string, err error) {
 	}
 	s.Addr = c.lease.Addr
 	s.Retained = c.lease.Valid() && !c.cfg.Now().Before(c.lease.Expiry)
+	if c.lease.Acked.After(s.LastAck) {
+		s.LastAck = c.lease.Acked
+	}
 	if s != c.status {
 		c.status = s
 		c.cfg.OnStatus(s)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +38,7 @@ type fakeNet struct {
 	sent  []sent
 	queue []*dhcpv4.DHCPv4
 	reply func(m *dhcpv4.DHCPv4, dst netip.Addr, now time.Time) []*dhcpv4.DHCPv4
+	mac   net.HardwareAddr // the client's; default clientMAC
 }
 
 func (f *fakeNet) Send(m *dhcpv4.DHCPv4, dst netip.Addr) error {
@@ -111,8 +113,12 @@ func (s fakeServer) reply(m *dhcpv4.DHCPv4, dst netip.Addr, now time.Time) []*dh
 func run(t *testing.T, f *fakeNet, lease state.DHCPv4Lease, d time.Duration) (leases []state.DHCPv4Lease, status state.DHCPv4Status) {
 	t.Helper()
 	f.now, f.until = t0, t0.Add(d)
+	mac := f.mac
+	if mac == nil {
+		mac = clientMAC
+	}
 	c := NewClient(f, Config{
-		HardwareAddr: clientMAC,
+		HardwareAddr: mac,
 		Hostname:     "homerouter",
 		Now:          func() time.Time { return f.now },
 		Rand:         rand.New(rand.NewPCG(1, 2)),
@@ -190,8 +196,8 @@ func TestOutage(t *testing.T) {
 		t.Errorf("status after expiry %+v, want selecting with 10.77.0.150/24 retained", status)
 	}
 	// Before expiry: renew unicast from T1, rebind by broadcast from T2.
-	// From expiry on (INIT, lease retained): INIT-REBOOT REQUESTs for the
-	// retained address alternate with DISCOVERs, backing off.
+	// From expiry on (INIT, lease retained): an INIT-REBOOT REQUEST for
+	// the retained address and a DISCOVER, in pairs that back off.
 	var renews, rebinds, after []time.Duration
 	var afterKinds []string
 	for _, s := range f.sent[2:] {
@@ -227,11 +233,14 @@ func TestOutage(t *testing.T) {
 		if afterKinds[i] != want {
 			t.Errorf("message %d after expiry is %s, want %s", i, afterKinds[i], want)
 		}
-		if i == 0 {
-			continue
-		}
-		if gap := after[i] - after[i-1]; gap < 3*time.Second || gap > 65*time.Second {
-			t.Errorf("message %d after expiry came %v after the previous one, want 4 s ±1 doubling to 64 s ±1", i, gap)
+		// Each REQUEST is followed at once by a DISCOVER; the pairs back off.
+		switch {
+		case i%2 == 1 && after[i] != after[i-1]:
+			t.Errorf("DISCOVER %d after expiry came %v after its REQUEST, want at once", i, after[i]-after[i-1])
+		case i%2 == 0 && i > 0:
+			if gap := after[i] - after[i-2]; gap < 3*time.Second || gap > 65*time.Second {
+				t.Errorf("pair %d after expiry came %v after the previous one, want 4 s ±1 doubling to 64 s ±1", i/2, gap)
+			}
 		}
 	}
 
@@ -316,7 +325,7 @@ func TestInitReboot(t *testing.T) {
 			name:  "no answer, lease expired: keep it, look for a server",
 			lease: persisted(t0.Add(-time.Hour)),
 			run:   2 * time.Minute,
-			want:  []string{"REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast"},
+			want:  []string{"REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast", "DISCOVER broadcast", "REQUEST broadcast", "DISCOVER broadcast"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -403,5 +412,94 @@ func TestPort68Filter(t *testing.T) {
 		if got := n > 0; got != tc.want {
 			t.Errorf("%s: accepted %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestLeaseFromAck(t *testing.T) {
+	ack := func(mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+		m, err := dhcpv4.New(append([]dhcpv4.Modifier{
+			dhcpv4.WithMessageType(dhcpv4.MessageTypeAck),
+			dhcpv4.WithYourIP(net.IPv4(10, 77, 0, 150)),
+			dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
+			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 77, 0, 1))),
+			dhcpv4.WithLeaseTime(120),
+		}, mods...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name    string
+		ack     *dhcpv4.DHCPv4
+		wantErr bool
+		check   func(state.DHCPv4Lease) bool
+	}{
+		{name: "plain", ack: ack(), check: func(l state.DHCPv4Lease) bool {
+			return l.Addr == netip.MustParsePrefix("10.77.0.150/24") && time.Duration(l.T1) == time.Minute
+		}},
+		{name: "loopback address", ack: ack(dhcpv4.WithYourIP(net.IPv4(127, 0, 0, 1))), wantErr: true},
+		{name: "no address", ack: ack(dhcpv4.WithYourIP(net.IPv4zero)), wantErr: true},
+		{name: "no server identifier", ack: ack(dhcpv4.WithoutOption(dhcpv4.OptionServerIdentifier), dhcpv4.WithServerIP(net.IPv4(10, 77, 0, 1))), wantErr: true},
+		{name: "mask 0.0.0.0 means none", ack: ack(dhcpv4.WithNetmask(net.CIDRMask(0, 32))), check: func(l state.DHCPv4Lease) bool {
+			return l.Addr.Bits() == 32
+		}},
+		{name: "router 0.0.0.0 ignored", ack: ack(dhcpv4.WithOption(dhcpv4.OptRouter(net.IPv4zero, net.IPv4(10, 77, 0, 1)))), check: func(l state.DHCPv4Lease) bool {
+			return l.Router == netip.MustParseAddr("10.77.0.1")
+		}},
+		{name: "1 s lease raised to the minimum", ack: ack(dhcpv4.WithLeaseTime(1)), check: func(l state.DHCPv4Lease) bool {
+			return time.Duration(l.Duration) == minLeaseTime && l.T1 < l.T2
+		}},
+		{name: "T2 before T1: defaults", ack: ack(dhcpv4.WithOption(dhcpv4.OptRenewTimeValue(100*time.Second)), dhcpv4.WithOption(dhcpv4.OptRebindingTimeValue(50*time.Second))), check: func(l state.DHCPv4Lease) bool {
+			return time.Duration(l.T1) == time.Minute && time.Duration(l.T2) == 105*time.Second
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := leaseFromAck(tc.ack, t0)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && !tc.check(l) {
+				t.Errorf("lease %+v", l)
+			}
+		})
+	}
+}
+
+// TestUnusablePersistedLease: a lease file with nonsense timers keeps its
+// address in use, but the client starts over in INIT rather than trusting
+// its timers.
+func TestUnusablePersistedLease(t *testing.T) {
+	l := persisted(t0.Add(-10 * time.Second))
+	l.T1 = 0
+	f := &fakeNet{}
+	f.reply = fakeServer{up: func(time.Time) bool { return false }}.reply
+	leases, status := run(t, f, l, 10*time.Second)
+	if len(leases) != 0 || status.Addr != l.Addr || status.State != "selecting" {
+		t.Errorf("leases %v, status %+v; want the address kept, selecting", leases, status)
+	}
+	if got := kind(f.sent[0]); got != "REQUEST broadcast" || kind(f.sent[1]) != "DISCOVER broadcast" {
+		t.Errorf("first messages %s, %s; want REQUEST then DISCOVER (INIT with a retained lease)", got, kind(f.sent[1]))
+	}
+}
+
+// TestRequestingFallsBack: an OFFER whose REQUEST is never answered sends
+// the client back to DISCOVER after four tries.
+func TestRequestingFallsBack(t *testing.T) {
+	f := &fakeNet{}
+	f.reply = func(m *dhcpv4.DHCPv4, dst netip.Addr, now time.Time) []*dhcpv4.DHCPv4 {
+		if m.MessageType() != dhcpv4.MessageTypeDiscover {
+			return nil
+		}
+		return fakeServer{}.reply(m, dst, now)
+	}
+	run(t, f, state.DHCPv4Lease{}, 2*time.Minute)
+	var kinds []string
+	for _, s := range f.sent[:6] {
+		kinds = append(kinds, kind(s))
+	}
+	want := "DISCOVER broadcast,REQUEST broadcast,REQUEST broadcast,REQUEST broadcast,REQUEST broadcast,DISCOVER broadcast"
+	if got := strings.Join(kinds, ","); got != want {
+		t.Errorf("messages %s\nwant %s", got, want)
 	}
 }

@@ -95,6 +95,11 @@ func (c *linkConn) read() {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := c.raw.ReadFrom(buf)
+		if errors.Is(err, unix.ENETDOWN) {
+			// The link went down; the socket works again when it
+			// comes back up. Retransmissions cover the gap.
+			continue
+		}
 		if err != nil {
 			select {
 			case c.msgs <- received{err: err}:
@@ -144,7 +149,7 @@ func (c *linkConn) Receive(ctx context.Context, deadline time.Time) (*dhcpv4.DHC
 	select {
 	case r := <-c.msgs:
 		if r.err != nil {
-			return nil, fmt.Errorf("dhcp4: receive: %w", r.err)
+			return nil, fmt.Errorf("receive: %w", r.err)
 		}
 		return r.m, nil
 	case <-t.C:

@@ -51,8 +51,11 @@ func FuzzReply(f *testing.F) {
 
 func checkLease(t *testing.T, l state.DHCPv4Lease) {
 	t.Helper()
-	if !l.Addr.Addr().Is4() || !l.ServerID.Is4() {
-		t.Fatalf("lease with address %v, server %v", l.Addr, l.ServerID)
+	if !usable(l.Addr.Addr()) || !usable(l.ServerID) || l.Addr.Bits() < 8 || (l.Router.IsValid() && !usable(l.Router)) {
+		t.Fatalf("lease with address %v, server %v, router %v", l.Addr, l.ServerID, l.Router)
+	}
+	if !leaseUsable(l) || l.Duration < state.Duration(minLeaseTime) {
+		t.Fatalf("lease %+v would not be usable after a restart", l)
 	}
 	if !(0 < l.T1 && l.T1 < l.T2 && l.T2 < l.Duration) {
 		t.Fatalf("lease timers T1 %v, T2 %v, lease %v", l.T1, l.T2, l.Duration)

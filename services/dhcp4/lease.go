@@ -1,7 +1,6 @@
 package dhcp4
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +16,11 @@ import (
 // that the client asks again soon.
 const defaultLeaseTime = 10 * time.Minute
 
+// minLeaseTime is the least lease time the client believes: shorter ones
+// would have it rewrite the lease file and reconfigure the link every
+// few seconds.
+const minLeaseTime = 20 * time.Second
+
 // maxLeaseTime caps the lease time, an "infinite" lease (RFC 2131's
 // 0xffffffff) included: the client still renews now and then, and times
 // stay far from overflowing.
@@ -26,19 +30,24 @@ const maxLeaseTime = 365 * 24 * time.Hour
 // values win over the OFFER's: some ISPs (fiber7) name a different server
 // and lease time in each.
 func leaseFromAck(ack *dhcpv4.DHCPv4, now time.Time) (state.DHCPv4Lease, error) {
-	ip, ok := netip.AddrFromSlice(ack.YourIPAddr.To4())
-	if !ok || ip.IsUnspecified() {
-		return state.DHCPv4Lease{}, errors.New("no address (yiaddr) in ACK")
+	ip := addr4(ack.YourIPAddr)
+	if !usable(ip) {
+		return state.DHCPv4Lease{}, fmt.Errorf("ACK gives no usable address (yiaddr %v)", ack.YourIPAddr)
 	}
+	// Without a plausible subnet mask the address stands alone (/32) and
+	// the router gets a host route.
 	bits := 32
 	if mask := ack.SubnetMask(); mask != nil {
-		if ones, size := mask.Size(); size == 32 {
+		if ones, size := mask.Size(); size == 32 && ones >= 8 {
 			bits = ones
 		}
 	}
 	l := state.DHCPv4Lease{Addr: netip.PrefixFrom(ip, bits), Acked: now}
-	if rs := ack.Router(); len(rs) > 0 {
-		l.Router = addr4(rs[0])
+	for _, r := range ack.Router() {
+		if a := addr4(r); usable(a) && a != ip {
+			l.Router = a
+			break
+		}
 	}
 	for _, r := range ack.ClasslessStaticRoute() {
 		if r == nil || r.Dest == nil {
@@ -59,7 +68,7 @@ func leaseFromAck(ack *dhcpv4.DHCPv4, now time.Time) (state.DHCPv4Lease, error) 
 		l.Broadcast = b
 	}
 	for _, d := range ack.DNS() {
-		if a := addr4(d); a.IsValid() {
+		if a := addr4(d); usable(a) || a.IsLoopback() {
 			l.DNS = append(l.DNS, a)
 		}
 	}
@@ -67,18 +76,19 @@ func leaseFromAck(ack *dhcpv4.DHCPv4, now time.Time) (state.DHCPv4Lease, error) 
 	if mtu, err := dhcpv4.GetUint16(dhcpv4.OptionInterfaceMTU, ack.Options); err == nil && mtu >= 576 {
 		l.MTU = int(mtu)
 	}
+	// Renewals go to the server identifier (option 54), which RFC 2131
+	// requires in an ACK. (siaddr is the boot server, not this one.)
 	l.ServerID = addr4(ack.ServerIdentifier())
-	if !l.ServerID.IsValid() {
-		l.ServerID = addr4(ack.ServerIPAddr)
-	}
-	if !l.ServerID.IsValid() {
-		return state.DHCPv4Lease{}, fmt.Errorf("ACK for %v names no server", ip)
+	if !usable(l.ServerID) {
+		return state.DHCPv4Lease{}, fmt.Errorf("ACK for %v has no usable server identifier (%v)", ip, ack.ServerIdentifier())
 	}
 
 	dur := ack.IPAddressLeaseTime(defaultLeaseTime)
 	switch {
 	case dur <= 0:
 		dur = defaultLeaseTime
+	case dur < minLeaseTime:
+		dur = minLeaseTime
 	case dur > maxLeaseTime:
 		dur = maxLeaseTime // "infinite" (0xffffffff) included
 	}
@@ -91,6 +101,21 @@ func leaseFromAck(ack *dhcpv4.DHCPv4, now time.Time) (state.DHCPv4Lease, error) 
 	l.Duration, l.T1, l.T2 = state.Duration(dur), state.Duration(t1), state.Duration(t2)
 	l.Expiry = now.Add(dur)
 	return l, nil
+}
+
+// usable reports whether a is an IPv4 unicast address a host can have or
+// talk to: not 0.0.0.0, loopback, multicast, broadcast or link-local.
+func usable(a netip.Addr) bool {
+	return a.Is4() && a.IsGlobalUnicast()
+}
+
+// leaseUsable reports whether a persisted lease can be run as it is: a
+// file edited by hand, or damaged, may not be. An unusable lease keeps its
+// address in use, but the client starts over in INIT.
+func leaseUsable(l state.DHCPv4Lease) bool {
+	return usable(l.Addr.Addr()) && usable(l.ServerID) &&
+		0 < l.T1 && l.T1 < l.T2 && l.T2 < l.Duration &&
+		l.Expiry.Equal(l.Acked.Add(time.Duration(l.Duration)))
 }
 
 // addr4 converts an IPv4 net.IP; invalid for nil or IPv6.

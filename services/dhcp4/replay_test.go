@@ -48,7 +48,7 @@ func (r *replayer) reply(m *dhcpv4.DHCPv4, dst netip.Addr, now time.Time) []*dhc
 func replay(t *testing.T, path string, d time.Duration) (*fakeNet, []state.DHCPv4Lease) {
 	t.Helper()
 	r := &replayer{t: t, msgs: readCapture(t, path)}
-	f := &fakeNet{reply: r.reply}
+	f := &fakeNet{reply: r.reply, mac: r.msgs[0].Msg.ClientHWAddr}
 	leases, _ := run(t, f, state.DHCPv4Lease{}, d)
 	if r.next < len(r.msgs) {
 		t.Errorf("replay stopped at message %d of %d", r.next, len(r.msgs))

@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"slices"
+	"time"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -36,6 +37,7 @@ func (s *Service) Run(ctx context.Context) error {
 		w := state.WatchAll(s.st.Links)
 		link, ok := uplink(s.st.Links.Value())
 		if !ok {
+			s.st.DHCPv4Status.Publish(state.DHCPv4Status{State: "no link", Addr: s.st.DHCPv4Lease.Value().Addr, Since: time.Now()})
 			if err := w.Wait(ctx); err != nil {
 				return nil
 			}
@@ -75,8 +77,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link) error {
 		// Start over when uplink0 is another link or has another MAC.
 		for {
 			w := state.WatchAll(s.st.Links)
-			l, ok := uplink(s.st.Links.Value())
-			if !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr {
+			if changed(s.st.Links.Value(), link) {
 				s.logger.Printf("%s changed; starting over", state.Uplink)
 				cancel()
 				return
@@ -94,10 +95,18 @@ func (s *Service) runOn(ctx context.Context, link state.Link) error {
 		OnLease:      s.setLease,
 		OnStatus:     s.st.DHCPv4Status.Publish,
 	}, s.st.DHCPv4Lease.Value())
-	if err := c.Run(ctx); ctx.Err() == nil {
+	// A client that fails because uplink0 changed (the socket breaks when
+	// the link goes) starts over rather than failing the service.
+	if err := c.Run(ctx); ctx.Err() == nil && !changed(s.st.Links.Value(), link) {
 		return err
 	}
 	return nil
+}
+
+// changed reports whether uplink0 is no longer link.
+func changed(links []state.Link, link state.Link) bool {
+	l, ok := uplink(links)
+	return !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr
 }
 
 // setLease persists and publishes a lease. When the file cannot be
