@@ -20,6 +20,7 @@ type Store struct {
 	// Config files, loaded at start and on Reload.
 	Interfaces      *Topic[Interfaces]
 	PortForwardings *Topic[PortForwardings]
+	DHCPv6          *Topic[DHCPv6]
 
 	// ConfigStatus is the result of the last load of each config file, in
 	// the order of ConfigFileNames.
@@ -37,6 +38,15 @@ type Store struct {
 	DHCPv4Lease *Persistent[DHCPv4Lease]
 	// DHCPv4Status is the DHCPv4 client's state, for diagnostics.
 	DHCPv4Status *Topic[DHCPv4Status]
+
+	// DHCPv6Lease is the uplink's DHCPv6 lease (delegated prefix),
+	// persisted in dhcp6-lease.json. Published by the DHCPv6 client;
+	// netconfig configures lan0 and uplink0 from it.
+	DHCPv6Lease *Persistent[DHCPv6Lease]
+	// DHCPv6DUID is the DHCPv6 client's DUID, dhcp6-duid.json.
+	DHCPv6DUID *Persistent[DUID]
+	// DHCPv6Status is the DHCPv6 client's state, for diagnostics.
+	DHCPv6Status *Topic[DHCPv6Status]
 
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
@@ -99,6 +109,10 @@ var configFiles = []configFile{
 		name: "portforwardings.json",
 		load: loadInto(func(s *Store) *Topic[PortForwardings] { return s.PortForwardings }),
 	},
+	{
+		name: "dhcp6.json",
+		load: loadInto(func(s *Store) *Topic[DHCPv6] { return s.DHCPv6 }),
+	},
 }
 
 // ConfigFileNames returns the names of the config files, in load order.
@@ -158,6 +172,10 @@ func NewStore(dir string) *Store {
 		Problems:        NewTopic[map[string]string]("problems"),
 		DHCPv4Lease:     newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
 		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
+		DHCPv6:          NewTopic[DHCPv6]("dhcp6.json"),
+		DHCPv6Lease:     newPersistent[DHCPv6Lease](dir, "dhcp6-lease.json"),
+		DHCPv6DUID:      newPersistent[DUID](dir, "dhcp6-duid.json"),
+		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
 	}
 }
 
@@ -170,8 +188,10 @@ const dhcp4LeaseFile = "dhcp4-lease.json"
 // next good value.
 func (s *Store) LoadState() []error {
 	var errs []error
-	if err := s.DHCPv4Lease.load(); err != nil {
-		errs = append(errs, err)
+	for _, load := range []func() error{s.DHCPv4Lease.load, s.DHCPv6Lease.load, s.DHCPv6DUID.load} {
+		if err := load(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errs
 }
