@@ -135,4 +135,3 @@ type DUID struct {
 	// DUID in hex, with or without colons.
 	DUID string `json:"duid"`
 }
-
