@@ -80,6 +80,16 @@ type ServiceStatus struct {
 	Since     time.Time `json:"since"`
 }
 
+// FindLink returns the link named name.
+func FindLink(links []Link, name string) (Link, bool) {
+	for _, l := range links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
 // Link is a configured link as netconfig found and left it.
 type Link struct {
 	Name         string         `json:"name"`

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/homerouter/homerouter/state"
@@ -35,7 +34,7 @@ func New(st *state.Store, logger *log.Logger, hostname string) *Service {
 func (s *Service) Run(ctx context.Context) error {
 	for {
 		w := state.WatchAll(s.st.Links)
-		link, ok := uplink(s.st.Links.Value())
+		link, ok := state.FindLink(s.st.Links.Value(), state.Uplink)
 		if !ok {
 			s.st.DHCPv4Status.Publish(state.DHCPv4Status{State: "no link", Addr: s.st.DHCPv4Lease.Value().Addr, Since: time.Now()})
 			if err := w.Wait(ctx); err != nil {
@@ -47,15 +46,6 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-}
-
-// uplink returns uplink0 from netconfig's links.
-func uplink(links []state.Link) (state.Link, bool) {
-	i := slices.IndexFunc(links, func(l state.Link) bool { return l.Name == state.Uplink })
-	if i < 0 {
-		return state.Link{}, false
-	}
-	return links[i], true
 }
 
 // runOn runs a client on link until ctx is done (error nil), the link
@@ -105,7 +95,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link) error {
 
 // changed reports whether uplink0 is no longer link.
 func changed(links []state.Link, link state.Link) bool {
-	l, ok := uplink(links)
+	l, ok := state.FindLink(links, state.Uplink)
 	return !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr
 }
 
