@@ -206,6 +206,46 @@ func (h *Home) StartDnsmasq(ctx context.Context) error {
 	return nil
 }
 
+// StartDHCPD6 starts the ISP's dhcpd -6 (prefix delegation of /56s from
+// fd00:78::/48, short leases: 60 s valid, 40 s preferred, so T1 = 20 s)
+// and waits until it serves. Tests that take the server away call it
+// again after stopping h.DHCPD6.
+func (h *Home) StartDHCPD6(ctx context.Context) error {
+	l := h.lab
+	conf := fmt.Sprintf(`# homerouter lab: ISP DHCPv6 server with prefix delegation.
+default-lease-time 60;
+preferred-lifetime 40;
+max-lease-time 300;
+option dhcp6.name-servers %s;
+option dhcp6.domain-search "isp.test";
+subnet6 %s {
+	range6 fd00:77::1000 fd00:77::1fff;
+	prefix6 fd00:78:0:100:: fd00:78:0:ff00:: /%d;
+}
+`, ISPAddr6, ISPPrefix6, ISPPDLen)
+	confPath, err := l.WriteFile("dhcpd6.conf", conf, 0o644)
+	if err != nil {
+		return err
+	}
+	// The lease file is kept across restarts, as a real server's would
+	// be; dhcpd needs it to exist.
+	leases := filepath.Join(l.Dir(), "dhcpd6.leases")
+	if _, err := os.Stat(leases); err != nil {
+		if _, err := l.WriteFile("dhcpd6.leases", "", 0o644); err != nil {
+			return err
+		}
+	}
+	h.DHCPD6, err = l.Start(h.ISP, "dhcpd", "-6", "-f", "-d",
+		"-cf", confPath, "-lf", leases, "-pf", filepath.Join(l.Dir(), "dhcpd6.pid"), "isp0")
+	if err != nil {
+		return fmt.Errorf("lab: start dhcpd -6 in %s: %w", h.ISP, err)
+	}
+	if err := h.DHCPD6.WaitOutput(ctx, "Server starting service"); err != nil {
+		return fmt.Errorf("lab: start dhcpd -6 in %s: %w", h.ISP, err)
+	}
+	return nil
+}
+
 // startPeers configures and starts the ISP's dnsmasq, dhcpd -6 and radvd,
 // each with every path in the lab's dir, and waits until each is serving.
 func (h *Home) startPeers(ctx context.Context) error {
@@ -223,32 +263,8 @@ func (h *Home) startPeers(ctx context.Context) error {
 		return err
 	}
 
-	conf := fmt.Sprintf(`# homerouter lab: ISP DHCPv6 server with prefix delegation.
-default-lease-time 120;
-preferred-lifetime 90;
-max-lease-time 300;
-option dhcp6.name-servers %s;
-option dhcp6.domain-search "isp.test";
-subnet6 %s {
-	range6 fd00:77::1000 fd00:77::1fff;
-	prefix6 fd00:78:0:100:: fd00:78:0:ff00:: /%d;
-}
-`, ISPAddr6, ISPPrefix6, ISPPDLen)
-	confPath, err := l.WriteFile("dhcpd6.conf", conf, 0o644)
-	if err != nil {
+	if err := h.StartDHCPD6(ctx); err != nil {
 		return err
-	}
-	leases, err := l.WriteFile("dhcpd6.leases", "", 0o644)
-	if err != nil {
-		return err
-	}
-	h.DHCPD6, err = l.Start(h.ISP, "dhcpd", "-6", "-f", "-d",
-		"-cf", confPath, "-lf", leases, "-pf", filepath.Join(l.Dir(), "dhcpd6.pid"), "isp0")
-	if err != nil {
-		return fmt.Errorf("lab: start dhcpd -6 in %s: %w", h.ISP, err)
-	}
-	if err := h.DHCPD6.WaitOutput(ctx, "Server starting service"); err != nil {
-		return fmt.Errorf("lab: start dhcpd -6 in %s: %w", h.ISP, err)
 	}
 
 	radvdConf := fmt.Sprintf(`# homerouter lab: ISP router advertisements (managed: use DHCPv6).

@@ -1,0 +1,476 @@
+package dhcp6
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+)
+
+// captured is one DHCPv6 message from a capture, with its IPv6/UDP endpoints.
+type captured struct {
+	Src, Dst netip.AddrPort
+	Time     time.Time
+	Msg      *dhcpv6.Message
+}
+
+// readCapture reads the pcap file at path and returns its DHCPv6 messages in
+// order. See parseCapture.
+func readCapture(t testing.TB, path string) []captured {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	msgs, err := parseCapture(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return msgs
+}
+
+// parseCapture reads a pcap capture (not pcapng) with Ethernet or Linux cooked
+// (SLL, SLL2, as on "tcpdump -i any") link type and returns its DHCPv6 client
+// and server messages in order: the UDP payloads of IPv6 packets whose ports
+// are both 546 or 547. It skips other packets and relay messages.
+//
+// A truncated file, a packet cut short by the snap length, another link type
+// or a DHCPv6 message that does not parse is an error: a replay test must not
+// silently see fewer messages than were recorded.
+func parseCapture(r io.Reader) ([]captured, error) {
+	pr, err := pcapgo.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("pcap header: %w", noEOF(err))
+	}
+	switch lt := pr.LinkType(); lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2:
+	default:
+		return nil, fmt.Errorf("unsupported link type %v (%d)", lt, lt)
+	}
+	var msgs []captured
+	for n := 1; ; n++ {
+		data, ci, err := pr.ReadPacketData()
+		// pcapgo.Reader returns io.EOF also for a record header with no
+		// data.
+		if err == io.EOF && ci.CaptureLength == 0 {
+			return msgs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("packet %d: %w", n, noEOF(err))
+		}
+		if ci.CaptureLength < ci.Length {
+			return nil, fmt.Errorf("packet %d: cut to %d of %d bytes by the snap length", n, ci.CaptureLength, ci.Length)
+		}
+		p := gopacket.NewPacket(data, pr.LinkType(), gopacket.DecodeOptions{NoCopy: true})
+		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if ip != nil && udp == nil {
+			if e := p.ErrorLayer(); e != nil {
+				return nil, fmt.Errorf("packet %d: %w", n, e.Error())
+			}
+		}
+		if ip == nil || udp == nil || !isDHCPv6Port(udp.SrcPort) || !isDHCPv6Port(udp.DstPort) {
+			continue // not DHCPv6, or a later IPv6 fragment
+		}
+		if len(udp.Payload) > 0 {
+			if t := dhcpv6.MessageType(udp.Payload[0]); t == dhcpv6.MessageTypeRelayForward || t == dhcpv6.MessageTypeRelayReply {
+				continue
+			}
+		}
+		msg, err := dhcpv6.MessageFromBytes(udp.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("packet %d: DHCPv6 message: %w", n, err)
+		}
+		src, _ := netip.AddrFromSlice(ip.SrcIP)
+		dst, _ := netip.AddrFromSlice(ip.DstIP)
+		msgs = append(msgs, captured{
+			Src:  netip.AddrPortFrom(src, uint16(udp.SrcPort)),
+			Dst:  netip.AddrPortFrom(dst, uint16(udp.DstPort)),
+			Time: ci.Timestamp.UTC(),
+			Msg:  msg,
+		})
+	}
+}
+
+// noEOF turns an io.EOF in the middle of a file into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func isDHCPv6Port(p layers.UDPPort) bool { return p == 546 || p == 547 }
+
+// describeIAs formats the IA and status code options among opts, with their
+// sub-options, lifetimes in seconds; other options are left out.
+func describeIAs(opts dhcpv6.Options) string {
+	var parts []string
+	for _, o := range opts {
+		switch o := o.(type) {
+		case *dhcpv6.OptIANA:
+			parts = append(parts, fmt.Sprintf("IA_NA %x T1=%d T2=%d {%s}", o.IaId, wholeSeconds(o.T1), wholeSeconds(o.T2), describeIAs(o.Options.Options)))
+		case *dhcpv6.OptIAPD:
+			parts = append(parts, fmt.Sprintf("IA_PD %x T1=%d T2=%d {%s}", o.IaId, wholeSeconds(o.T1), wholeSeconds(o.T2), describeIAs(o.Options.Options)))
+		case *dhcpv6.OptIAAddress:
+			parts = append(parts, fmt.Sprintf("%s %d/%d {%s}", o.IPv6Addr, wholeSeconds(o.PreferredLifetime), wholeSeconds(o.ValidLifetime), describeIAs(o.Options.Options)))
+		case *dhcpv6.OptIAPrefix:
+			parts = append(parts, fmt.Sprintf("%s %d/%d {%s}", o.Prefix, wholeSeconds(o.PreferredLifetime), wholeSeconds(o.ValidLifetime), describeIAs(o.Options.Options)))
+		case *dhcpv6.OptStatusCode:
+			parts = append(parts, fmt.Sprintf("%s %q", o.StatusCode, o.StatusMessage))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func wholeSeconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+// TestFiber7Captures checks testdata/fiber7-a.pcap and fiber7-b.pcap against
+// the exchanges that internal/fiber7gen describes, so the generator and
+// parseCapture check each other.
+func TestFiber7Captures(t *testing.T) {
+	// summary is what the test asserts about each message; "" means the
+	// option is absent (Options lists which are present, in wire order).
+	type summary struct {
+		Type                  dhcpv6.MessageType
+		Src, Dst              string
+		SincePrevious         time.Duration
+		XID                   dhcpv6.TransactionID
+		Options               string
+		ClientID, ServerID    string
+		IANA, IAPD, Status    string
+		ORO                   string
+		Elapsed               time.Duration
+		Preference            uint8
+		Unicast, DNS, AuthHex string
+	}
+	const (
+		clientLL   = "[fe80::77:ff:fe00:1]:546"
+		serverLL   = "[fe80::1]:547"
+		allServers = "[ff02::1:2]:547"
+		clientDUID = "00030001027700000001"
+		serverDUID = "000100012f1a2b3c00005e000201"
+		dns        = "[2001:1620:2777:1::10 2001:1620:2777:2::20]"
+		oro        = "[23 24]"
+		addr       = "2a02:168:4a00:1::2"
+		unicast    = "2001:1620:2777::1"
+		// auth is a reconfigure key (RFC 8415 20.4): protocol 3,
+		// algorithm 1, RDM 0, replay detection 1, type 1, 16-byte key.
+		auth = "030100000000000000000101" + "6669626572372d7265636f6e666b6579"
+	)
+	client := func(s summary) summary {
+		s.ClientID, s.ORO = clientDUID, oro
+		if s.Type != dhcpv6.MessageTypeSolicit {
+			s.ServerID = serverDUID
+		}
+		return s
+	}
+	server := func(s summary) summary {
+		s.ClientID, s.ServerID, s.Preference, s.DNS = clientDUID, serverDUID, 255, dns
+		return s
+	}
+	const (
+		solicitOpts = "[1 3 25 6 8]"
+		clientOpts  = "[1 2 3 25 6 8]"
+	)
+	solicitIAs := func(s summary) summary {
+		s.IANA = "IA_NA 00000001 T1=0 T2=0 {}"
+		s.IAPD = "IA_PD 00000001 T1=0 T2=0 {::/56 0/0 {}}"
+		return s
+	}
+
+	// fiber7-a: status codes everywhere, server unicast, reconfigure key.
+	naA := `IA_NA 00000001 T1=1200 T2=1800 {` + addr + ` 3600/86400 {Success "Assigned address"}}`
+	pdA := `IA_PD 00000001 T1=1200 T2=1800 {2a02:168:4a00::/48 3600/86400 {Success "Assigned prefix"}}`
+	statusA := `Success "All good"`
+	boundA := func(s summary) summary {
+		s.IANA = "IA_NA 00000001 T1=0 T2=0 {" + addr + " 0/0 {}}"
+		s.IAPD = "IA_PD 00000001 T1=0 T2=0 {2a02:168:4a00::/48 0/0 {}}"
+		return s
+	}
+	leasesA := func(s summary) summary {
+		s.IANA, s.IAPD, s.Status, s.Unicast = naA, pdA, statusA, unicast
+		return s
+	}
+	wantA := []summary{
+		client(solicitIAs(summary{Type: dhcpv6.MessageTypeSolicit, Src: clientLL, Dst: allServers, Options: solicitOpts})),
+		server(leasesA(summary{Type: dhcpv6.MessageTypeAdvertise, Src: serverLL, Dst: clientLL,
+			SincePrevious: 12 * time.Millisecond, Options: "[1 2 3 25 13 7 12 23]"})),
+		client(boundA(summary{Type: dhcpv6.MessageTypeRequest, Src: clientLL, Dst: allServers,
+			SincePrevious: time.Millisecond, Options: clientOpts})),
+		server(leasesA(summary{Type: dhcpv6.MessageTypeReply, Src: serverLL, Dst: clientLL,
+			SincePrevious: 14 * time.Millisecond, Options: "[1 2 3 25 13 7 12 23 11]", AuthHex: auth})),
+		// At T1, by unicast to the server-unicast address from the
+		// assigned address.
+		client(boundA(summary{Type: dhcpv6.MessageTypeRenew, Src: "[" + addr + "]:546", Dst: "[" + unicast + "]:547",
+			SincePrevious: 1200 * time.Second, Options: clientOpts})),
+		server(leasesA(summary{Type: dhcpv6.MessageTypeReply, Src: "[" + unicast + "]:547", Dst: "[" + addr + "]:546",
+			SincePrevious: 9 * time.Millisecond, Options: "[1 2 3 25 13 7 12 23]"})),
+	}
+
+	// fiber7-b: IA_NA for another IAID, no status codes, no server
+	// unicast, IA_PD T1/T2 unlike IA_NA's.
+	naB := `IA_NA deadbeef T1=1200 T2=1800 {` + addr + ` 3600/86400 {}}`
+	pdB := `IA_PD 00000001 T1=1000 T2=2000 {2a02:168:4bf3::/48 3000/4000 {}}`
+	boundB := func(s summary) summary {
+		s.IANA = "IA_NA 00000001 T1=0 T2=0 {}" // nothing bound to IAID 1
+		s.IAPD = "IA_PD 00000001 T1=0 T2=0 {2a02:168:4bf3::/48 0/0 {}}"
+		return s
+	}
+	leasesB := func(s summary) summary {
+		s.IANA, s.IAPD = naB, pdB
+		return s
+	}
+	const serverOptsB = "[1 2 3 25 7 23]"
+	wantB := []summary{
+		client(solicitIAs(summary{Type: dhcpv6.MessageTypeSolicit, Src: clientLL, Dst: allServers, Options: solicitOpts})),
+		server(leasesB(summary{Type: dhcpv6.MessageTypeAdvertise, Src: serverLL, Dst: clientLL,
+			SincePrevious: 12 * time.Millisecond, Options: serverOptsB})),
+		client(boundB(summary{Type: dhcpv6.MessageTypeRequest, Src: clientLL, Dst: allServers,
+			SincePrevious: time.Millisecond, Options: clientOpts})),
+		server(leasesB(summary{Type: dhcpv6.MessageTypeReply, Src: serverLL, Dst: clientLL,
+			SincePrevious: 14 * time.Millisecond, Options: serverOptsB})),
+		// At IA_PD's T1, by multicast from the link-local address.
+		client(boundB(summary{Type: dhcpv6.MessageTypeRenew, Src: clientLL, Dst: allServers,
+			SincePrevious: 1000 * time.Second, Options: clientOpts})),
+		server(leasesB(summary{Type: dhcpv6.MessageTypeReply, Src: serverLL, Dst: clientLL,
+			SincePrevious: 9 * time.Millisecond, Options: serverOptsB})),
+	}
+
+	for _, tt := range []struct {
+		path string
+		want []summary
+	}{
+		{"testdata/fiber7-a.pcap", wantA},
+		{"testdata/fiber7-b.pcap", wantB},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			msgs := readCapture(t, tt.path)
+			var got []summary
+			for i, c := range msgs {
+				m := c.Msg
+				var codes []dhcpv6.OptionCode
+				for _, o := range m.Options.Options {
+					codes = append(codes, o.Code())
+				}
+				s := summary{
+					Type:       m.MessageType,
+					Src:        c.Src.String(),
+					Dst:        c.Dst.String(),
+					XID:        m.TransactionID,
+					Options:    fmt.Sprint(optionCodes(codes)),
+					IANA:       describeIAs(m.Options.Get(dhcpv6.OptionIANA)),
+					IAPD:       describeIAs(m.Options.Get(dhcpv6.OptionIAPD)),
+					Status:     describeIAs(m.Options.Get(dhcpv6.OptionStatusCode)),
+					Elapsed:    m.Options.ElapsedTime(),
+					Preference: m.Options.Preference(),
+				}
+				if i > 0 {
+					s.SincePrevious = c.Time.Sub(msgs[i-1].Time)
+				}
+				if d := m.Options.ClientID(); d != nil {
+					s.ClientID = fmt.Sprintf("%x", d.ToBytes())
+				}
+				if d := m.Options.ServerID(); d != nil {
+					s.ServerID = fmt.Sprintf("%x", d.ToBytes())
+				}
+				if oro := m.Options.RequestedOptions(); oro != nil {
+					s.ORO = fmt.Sprint(optionCodes(oro))
+				}
+				if d := m.Options.DNS(); d != nil {
+					s.DNS = fmt.Sprint(d)
+				}
+				if o := m.GetOneOption(dhcpv6.OptionUnicast); o != nil {
+					s.Unicast = net.IP(o.ToBytes()).String()
+				}
+				if o := m.GetOneOption(dhcpv6.OptionAuth); o != nil {
+					s.AuthHex = fmt.Sprintf("%x", o.ToBytes())
+				}
+				got = append(got, s)
+			}
+			want := tt.want
+			for i := range want {
+				want[i].XID = dhcpv6.TransactionID{0x4a, 0x7b, 0x1c}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("messages differ (-want +got):\n%s", diff)
+			}
+			if start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); len(msgs) > 0 && !msgs[0].Time.Equal(start) {
+				t.Errorf("first message at %v, want %v", msgs[0].Time, start)
+			}
+		})
+	}
+}
+
+func optionCodes(codes []dhcpv6.OptionCode) []uint16 {
+	u := make([]uint16, len(codes))
+	for i, c := range codes {
+		u[i] = uint16(c)
+	}
+	return u
+}
+
+// TestParseCaptureLinkTypes re-frames fiber7-a's packets as Linux SLL and SLL2,
+// with a relayed copy of the SOLICIT after it, and checks that parseCapture
+// returns the same messages.
+func TestParseCaptureLinkTypes(t *testing.T) {
+	const path = "testdata/fiber7-a.pcap"
+	want := readCapture(t, path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// relay is the SOLICIT as a relay agent forwards it to the server.
+	relayed, err := dhcpv6.EncapsulateRelay(want[0].Msg, dhcpv6.MessageTypeRelayForward,
+		net.ParseIP("2a02:168:4a00:1::1"), net.ParseIP("fe80::77:ff:fe00:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
+		SrcIP: net.ParseIP("2a02:168:4a00:1::1"), DstIP: net.ParseIP("2001:1620:2777::1")}
+	udp := &layers.UDP{SrcPort: 547, DstPort: 547}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ip, udp, gopacket.Payload(relayed.ToBytes())); err != nil {
+		t.Fatal(err)
+	}
+	relay := buf.Bytes()
+
+	for _, lt := range []layers.LinkType{layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2} {
+		t.Run(lt.String(), func(t *testing.T) {
+			var h []byte
+			if lt == layers.LinkTypeLinuxSLL {
+				// Packet type, ARPHRD_ETHER, address length, 8 bytes
+				// of address, protocol.
+				h = make([]byte, 16)
+				binary.BigEndian.PutUint16(h[2:], 1)
+				binary.BigEndian.PutUint16(h[4:], 6)
+				binary.BigEndian.PutUint16(h[14:], uint16(layers.EthernetTypeIPv6))
+			} else {
+				// Protocol, reserved, ifindex, ARPHRD_ETHER, packet
+				// type, address length, 8 bytes of address.
+				h = make([]byte, 20)
+				binary.BigEndian.PutUint16(h[0:], uint16(layers.EthernetTypeIPv6))
+				binary.BigEndian.PutUint32(h[4:], 2)
+				binary.BigEndian.PutUint16(h[8:], 1)
+				h[11] = 6
+			}
+			r, err := pcapgo.NewReader(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			w := pcapgo.NewWriter(&out)
+			if err := w.WriteFileHeader(65535, lt); err != nil {
+				t.Fatal(err)
+			}
+			write := func(ci gopacket.CaptureInfo, ip []byte) {
+				data := append(append([]byte(nil), h...), ip...)
+				ci.CaptureLength, ci.Length = len(data), len(data)
+				if err := w.WritePacket(ci, data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 0; ; i++ {
+				data, ci, err := r.ReadPacketData()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				const ethHeaderLen = 14
+				write(ci, data[ethHeaderLen:])
+				if i == 0 {
+					write(ci, relay)
+				}
+			}
+			got, err := parseCapture(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+				cmp.Comparer(func(a, b *dhcpv6.Message) bool { return bytes.Equal(a.ToBytes(), b.ToBytes()) })); diff != "" {
+				t.Errorf("messages differ (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestParseCaptureErrors checks that a damaged capture is an error rather than
+// fewer messages.
+func TestParseCaptureErrors(t *testing.T) {
+	raw, err := os.ReadFile("testdata/fiber7-a.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		fileHeaderLen   = 24
+		recordHeaderLen = 16
+	)
+	first := fileHeaderLen + recordHeaderLen + int(binary.LittleEndian.Uint32(raw[fileHeaderLen+8:]))
+
+	// snapped is the first packet, cut by a snap length of 60 bytes.
+	snapped := append([]byte(nil), raw[:fileHeaderLen+recordHeaderLen+60]...)
+	binary.LittleEndian.PutUint32(snapped[fileHeaderLen+8:], 60)
+
+	// badOption is the first packet with its first option's length (right
+	// after the Ethernet, IPv6 and UDP headers and the DHCPv6 header) too
+	// long.
+	const optLenOffset = fileHeaderLen + recordHeaderLen + 14 + 40 + 8 + 4 + 2
+	badOption := append([]byte(nil), raw[:first]...)
+	badOption[optLenOffset] = 0xff
+
+	for _, tt := range []struct {
+		name    string
+		data    []byte
+		wantN   int   // -1: want an error
+		wantErr error // nil: any error
+	}{
+		{name: "complete", data: raw, wantN: 6},
+		{name: "file header only", data: raw[:fileHeaderLen], wantN: 0},
+		{name: "first packet only", data: raw[:first], wantN: 1},
+		{name: "empty", data: nil, wantN: -1, wantErr: io.ErrUnexpectedEOF},
+		{name: "half file header", data: raw[:fileHeaderLen/2], wantN: -1, wantErr: io.ErrUnexpectedEOF},
+		{name: "half record header", data: raw[:fileHeaderLen+recordHeaderLen/2], wantN: -1, wantErr: io.ErrUnexpectedEOF},
+		{name: "half first packet", data: raw[:first-10], wantN: -1, wantErr: io.ErrUnexpectedEOF},
+		{name: "last byte missing", data: raw[:len(raw)-1], wantN: -1, wantErr: io.ErrUnexpectedEOF},
+		{name: "not a pcap", data: []byte("this is not a pcap file at all"), wantN: -1},
+		{name: "snap length", data: snapped, wantN: -1},
+		{name: "bad option length", data: badOption, wantN: -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs, err := parseCapture(bytes.NewReader(tt.data))
+			if tt.wantN >= 0 {
+				if err != nil || len(msgs) != tt.wantN {
+					t.Fatalf("parseCapture = %d messages, %v; want %d messages, no error", len(msgs), err, tt.wantN)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("parseCapture = %d messages, no error; want an error", len(msgs))
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("parseCapture error = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
