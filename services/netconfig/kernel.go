@@ -19,9 +19,9 @@ import (
 const Protocol = 0x48
 
 // LeaseProtocol is the routing protocol number of the routes netconfig
-// installs on uplink0 from the DHCPv4 lease: RTPROT_DHCP (16), which is
-// what `ip route` shows as "proto dhcp". netconfig owns every route with
-// it on uplink0, in the main table.
+// installs from the DHCP leases: RTPROT_DHCP (16), which is what `ip
+// route` shows as "proto dhcp". netconfig owns every route with it on
+// uplink0, and every IPv6 unreachable route with it, in the main table.
 const LeaseProtocol = unix.RTPROT_DHCP
 
 // kernel is the rtnetlink connection of one Apply.
@@ -150,14 +150,14 @@ func parseAddr(m rtnetlink.AddressMessage) (kernelAddr, bool) {
 }
 
 // addrMessage is the request that adds or removes p on link index, with
-// the IPv4 broadcast address brd (invalid: none).
-func addrMessage(index uint32, p netip.Prefix, brd netip.Addr) *rtnetlink.AddressMessage {
+// the IPv4 broadcast address brd (invalid: none) and the flags IFA_F_*.
+func addrMessage(index uint32, p netip.Prefix, brd netip.Addr, flags uint32) *rtnetlink.AddressMessage {
 	ip := net.IP(p.Addr().AsSlice())
 	m := &rtnetlink.AddressMessage{
 		Family:       unix.AF_INET6,
 		PrefixLength: uint8(p.Bits()),
 		Index:        index,
-		Attributes:   &rtnetlink.AddressAttributes{Address: ip},
+		Attributes:   &rtnetlink.AddressAttributes{Address: ip, Flags: flags},
 	}
 	if p.Addr().Is4() {
 		m.Family = unix.AF_INET
@@ -189,16 +189,21 @@ func defaultBroadcast(p netip.Prefix) netip.Addr {
 }
 
 func (k *kernel) addAddr(index uint32, w wantAddr) error {
-	return k.rt.Address.New(addrMessage(index, w.Prefix, w.Broadcast))
+	var flags uint32
+	if w.NoDAD && w.Prefix.Addr().Is6() {
+		flags = unix.IFA_F_NODAD
+	}
+	return k.rt.Address.New(addrMessage(index, w.Prefix, w.Broadcast, flags))
 }
 
 func (k *kernel) delAddr(index uint32, p netip.Prefix) error {
-	return k.rt.Address.Delete(addrMessage(index, p, netip.Addr{}))
+	return k.rt.Address.Delete(addrMessage(index, p, netip.Addr{}, 0))
 }
 
 // ourRoutes lists the routes netconfig owns, all in the main table: those
-// with its Protocol on any link, and those with LeaseProtocol on the link
-// uplink (0: uplink0 is not configured or absent, so none).
+// with its Protocol on any link, those with LeaseProtocol on the link
+// uplink (0: uplink0 is not configured or absent, so none), and the IPv6
+// unreachable routes with LeaseProtocol.
 func (k *kernel) ourRoutes(uplink uint32) ([]route, error) {
 	msgs, err := k.rt.Route.List()
 	if err != nil {
@@ -211,7 +216,8 @@ func (k *kernel) ourRoutes(uplink uint32) ([]route, error) {
 			table = m.Attributes.Table
 		}
 		ours := m.Protocol == Protocol ||
-			m.Protocol == LeaseProtocol && uplink != 0 && m.Attributes.OutIface == uplink
+			m.Protocol == LeaseProtocol && uplink != 0 && m.Attributes.OutIface == uplink ||
+			m.Protocol == LeaseProtocol && m.Family == unix.AF_INET6 && m.Type == unix.RTN_UNREACHABLE
 		if !ours || table != unix.RT_TABLE_MAIN {
 			continue
 		}
@@ -239,6 +245,16 @@ func parseRoute(m rtnetlink.RouteMessage) (route, bool) {
 	}
 	gw, _ := netip.AddrFromSlice(m.Attributes.Gateway)
 	src, _ := netip.AddrFromSlice(m.Attributes.Src)
+	if m.Type == unix.RTN_UNREACHABLE {
+		// The kernel shows IPv6 reject routes on lo; they have no link.
+		return route{
+			Dst:         netip.PrefixFrom(dst.Unmap(), int(m.DstLength)),
+			Protocol:    m.Protocol,
+			Src:         src.Unmap(),
+			Unreachable: true,
+			Priority:    m.Attributes.Priority,
+		}, true
+	}
 	return route{
 		Dst:      netip.PrefixFrom(dst.Unmap(), int(m.DstLength)),
 		Gateway:  gw.Unmap(),
@@ -273,7 +289,11 @@ func routeMessage(r route, add bool) *rtnetlink.RouteMessage {
 	if r.Src.IsValid() {
 		m.Attributes.Src = net.IP(r.Src.AsSlice())
 	}
-	if add {
+	switch {
+	case add && r.Unreachable:
+		m.Type = unix.RTN_UNREACHABLE
+		m.Scope = unix.RT_SCOPE_UNIVERSE
+	case add:
 		m.Type = unix.RTN_UNICAST
 		m.Scope = unix.RT_SCOPE_UNIVERSE
 		if m.Family == unix.AF_INET && !r.Gateway.IsValid() {

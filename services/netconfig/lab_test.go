@@ -207,6 +207,89 @@ func (l child) wantDHCPRoutes(want ...string) {
 	}
 }
 
+// addrs6 returns the IPv6 addresses of the link that are not link-local,
+// sorted, as "addr/len", followed by " nodad" when the address has that
+// flag. (Whether DAD is still running on the others depends on timing.)
+func (l child) addrs6(name string) []string {
+	l.t.Helper()
+	var links []struct {
+		AddrInfo []struct {
+			Local     string `json:"local"`
+			PrefixLen int    `json:"prefixlen"`
+			Scope     string `json:"scope"`
+			NoDAD     bool   `json:"nodad"`
+		} `json:"addr_info"`
+	}
+	l.ipJSON(&links, "-6", "addr", "show", "dev", name)
+	out := []string{}
+	for _, k := range links {
+		for _, a := range k.AddrInfo {
+			if a.Scope == "link" {
+				continue
+			}
+			s := fmt.Sprintf("%s/%d", a.Local, a.PrefixLen)
+			if a.NoDAD {
+				s += " nodad"
+			}
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (l child) wantAddrs6(name string, want ...string) {
+	l.t.Helper()
+	slices.Sort(want)
+	if got := l.addrs6(name); !slices.Equal(got, want) {
+		l.t.Errorf("IPv6 addresses of %s:\n got %q\nwant %q", name, got, want)
+	}
+}
+
+// routes6 returns the IPv6 routes in the main table that `ip -6 route
+// show` selects with filter, sorted, as "[TYPE ]DST [via GW] dev DEV
+// [proto P]" (the type when it is not unicast, the protocol when the
+// filter does not name it).
+func (l child) routes6(filter ...string) []string {
+	l.t.Helper()
+	var rs []struct {
+		Type     string `json:"type"`
+		Dst      string `json:"dst"`
+		Gateway  string `json:"gateway"`
+		Dev      string `json:"dev"`
+		Protocol string `json:"protocol"`
+	}
+	l.ipJSON(&rs, append([]string{"-6", "route", "show", "table", "main"}, filter...)...)
+	out := []string{}
+	for _, r := range rs {
+		s := r.Dst
+		if r.Type != "" && r.Type != "unicast" {
+			s = r.Type + " " + s
+		}
+		if r.Gateway != "" {
+			s += " via " + r.Gateway
+		}
+		s += " dev " + r.Dev
+		if r.Protocol != "" {
+			s += " proto " + r.Protocol
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (l child) wantRoutes6(filter []string, want ...string) {
+	l.t.Helper()
+	if want == nil {
+		want = []string{}
+	}
+	slices.Sort(want)
+	if got := l.routes6(filter...); !slices.Equal(got, want) {
+		l.t.Errorf("ip -6 route show %s:\n got %q\nwant %q", strings.Join(filter, " "), got, want)
+	}
+}
+
 // broadcasts returns the IPv4 addresses of the link as "addr/len brd B"
 // (or "addr/len" without a broadcast address).
 func (l child) broadcasts(name string) []string {
@@ -289,12 +372,12 @@ func (l child) wantRoutes(want ...string) {
 	}
 }
 
-// applyOK applies cfg with the lease published on n's Store, as Run
-// does, and fails the test on an error; wantChange says whether the apply
+// applyOK applies cfg with the leases and dhcp6.json published on n's
+// Store, as Run does, and fails the test on an error; wantChange says whether the apply
 // is expected to change something.
 func applyOK(t *testing.T, n *Netconfig, cfg state.Interfaces, wantChange bool) []state.Link {
 	t.Helper()
-	changes, links, err := n.Apply(context.Background(), cfg, n.st.DHCPv4Lease.Value())
+	changes, links, err := n.Apply(context.Background(), cfg, n.st.DHCPv4Lease.Value(), n.st.DHCPv6Lease.Value(), n.st.DHCPv6.Value())
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -506,6 +589,129 @@ func TestInNamespace(t *testing.T) {
 		return
 	}
 
+	t.Run("DHCPv6 lease", func(t *testing.T) {
+		l := child{t}
+		ip := netip.MustParseAddr
+		// A DHCPv4 lease and extra_routes, which the DHCPv6 lease must
+		// leave as they are.
+		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Router: ip("10.77.0.1")}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.DHCPv4Lease.Publish(state.DHCPv4Lease{}) })
+		applyOK(t, n, cfg, true)
+		// Not ours: the uplink's default route from the ISP's RAs, an
+		// unreachable route of another protocol, and an IPv6 dhcp
+		// route on lan0.
+		l.ip("-6", "route", "add", "default", "via", "fe80::1", "dev", state.Uplink, "proto", "ra")
+		l.ip("-6", "route", "add", "unreachable", "fd00:79::/48", "proto", "static")
+		l.ip("-6", "route", "add", "fd00:66::/48", "dev", state.LAN, "proto", "dhcp")
+		t.Cleanup(func() {
+			exec.Command("ip", "-6", "route", "del", "default", "via", "fe80::1", "dev", state.Uplink).Run()
+			exec.Command("ip", "-6", "route", "del", "unreachable", "fd00:79::/48").Run()
+			exec.Command("ip", "-6", "route", "del", "fd00:66::/48", "dev", state.LAN).Run()
+		})
+		// survivors checks what no DHCPv6 lease changes.
+		survivors := func(t *testing.T) {
+			t.Helper()
+			l := child{t}
+			l.wantRoutes("10.11.0.0/16 dev lan0", "fd00:10::/48 via fd00:42::fe dev lan0")
+			l.wantDHCPRoutes("default via 10.77.0.1 dev uplink0 src 10.77.0.150")
+			l.wantBroadcasts(state.Uplink, "10.77.0.150/24 brd 10.77.0.255")
+			l.wantRoutes6([]string{"default"}, "default via fe80::1 dev uplink0 proto ra")
+			l.wantAddrs(state.LAN, []string{"10.43.0.1/24", "fd00:42::1/64", "fd00:99::5/64"}, nil)
+		}
+		step := func(name string, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6, check func(t *testing.T, l child)) {
+			t.Run(name, func(t *testing.T) {
+				if err := st.DHCPv6Lease.Publish(lease6); err != nil {
+					t.Fatal(err)
+				}
+				st.DHCPv6.Publish(dhcp6)
+				applyOK(t, n, cfg, true)
+				check(t, child{t})
+				survivors(t)
+				applyOK(t, n, cfg, false)
+				// Nor does a restarted router change anything.
+				applyOK(t, New(st, log.New(testWriter{t}, "netconfig: ", 0)), cfg, false)
+			})
+		}
+		lease6 := func(prefix, addr string) state.DHCPv6Lease {
+			l := state.DHCPv6Lease{Prefixes: []state.DelegatedPrefix{{Prefix: pfx(prefix), Preferred: state.Duration(time.Hour), Valid: state.Duration(24 * time.Hour), Given: time.Now()}}}
+			if addr != "" {
+				l.Addr = &state.LeasedAddr{Addr: ip(addr), Preferred: state.Duration(time.Hour), Valid: state.Duration(24 * time.Hour), Given: time.Now()}
+			}
+			return l
+		}
+
+		step("prefix and IA_NA", lease6("fd00:78:0:100::/56", "fd00:77::1234"), state.DHCPv6{}, func(t *testing.T, l child) {
+			// nodad: usable at once, never tentative.
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:78:0:100::1/64 nodad", "fd00:99::5/64")
+			if got := l.ip("-6", "addr", "show", "dev", state.LAN, "tentative"); strings.Contains(got, "fd00:78:") {
+				t.Errorf("lan0's address from the prefix is tentative:\n%s", got)
+			}
+			l.wantAddrs6(state.Uplink, "fd00:77::1234/128")
+			l.wantRoutes6([]string{"proto", "dhcp"}, "unreachable fd00:78:0:100::/56 dev lo", "fd00:66::/48 dev lan0")
+			l.wantRoutes6([]string{"type", "unreachable"}, "unreachable fd00:78:0:100::/56 dev lo proto dhcp", "unreachable fd00:79::/48 dev lo proto static")
+			// lan0's /64 wins over the unreachable /56.
+			if got := l.ip("-6", "route", "get", "fd00:78:0:100::5"); !strings.Contains(got, "dev lan0") {
+				t.Errorf("ip route get fd00:78:0:100::5 = %q, want dev lan0", got)
+			}
+			if got, err := exec.Command("ip", "-6", "route", "get", "fd00:78:0:1ff::5").CombinedOutput(); err == nil || !strings.Contains(string(got), "No route to host") {
+				t.Errorf("ip route get fd00:78:0:1ff::5 = %q, %v; want No route to host (unreachable)", got, err)
+			}
+		})
+		step("new prefix", lease6("fd00:78:0:200::/56", "fd00:77::1234"), state.DHCPv6{}, func(t *testing.T, l child) {
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:78:0:200::1/64 nodad", "fd00:99::5/64")
+			l.wantRoutes6([]string{"type", "unreachable"}, "unreachable fd00:78:0:200::/56 dev lo proto dhcp", "unreachable fd00:79::/48 dev lo proto static")
+		})
+		step("lan_subnet 3", lease6("fd00:78:0:200::/56", "fd00:77::1234"), state.DHCPv6{LANSubnet: 3}, func(t *testing.T, l child) {
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:78:0:203::1/64 nodad", "fd00:99::5/64")
+			l.wantRoutes6([]string{"fd00:78:0:200::/56", "proto", "dhcp"}, "unreachable fd00:78:0:200::/56 dev lo")
+			l.wantRoutes6([]string{"fd00:78:0:203::/64"}, "fd00:78:0:203::/64 dev lan0 proto kernel")
+		})
+		step("new IA_NA, prefix unchanged", lease6("fd00:78:0:200::/56", "fd00:77::1235"), state.DHCPv6{LANSubnet: 3}, func(t *testing.T, l child) {
+			l.wantAddrs6(state.Uplink, "fd00:77::1235/128")
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:78:0:203::1/64 nodad", "fd00:99::5/64")
+		})
+		step("no lease", state.DHCPv6Lease{}, state.DHCPv6{LANSubnet: 3}, func(t *testing.T, l child) {
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:99::5/64")
+			l.wantAddrs6(state.Uplink)
+			l.wantRoutes6([]string{"proto", "dhcp"}, "fd00:66::/48 dev lan0")
+			l.wantRoutes6([]string{"type", "unreachable"}, "unreachable fd00:79::/48 dev lo proto static")
+		})
+
+		t.Run("lan_subnet outside the prefix", func(t *testing.T) {
+			if err := st.DHCPv6Lease.Publish(lease6("fd00:78:0:200::/64", "fd00:77::1234")); err != nil {
+				t.Fatal(err)
+			}
+			st.DHCPv6.Publish(state.DHCPv6{LANSubnet: 3})
+			for range 2 {
+				_, _, err := n.Apply(context.Background(), cfg, st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv6.Value())
+				if err == nil || !strings.Contains(err.Error(), "lan_subnet") {
+					t.Errorf("Apply error = %v, want one about lan_subnet", err)
+				}
+			}
+			// The rest of the lease is applied all the same.
+			l := child{t}
+			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:99::5/64")
+			l.wantRoutes6([]string{"type", "unreachable", "proto", "dhcp"}, "unreachable fd00:78:0:200::/64 dev lo")
+			l.wantAddrs6(state.Uplink, "fd00:77::1234/128")
+			if err := st.DHCPv6Lease.Publish(state.DHCPv6Lease{}); err != nil {
+				t.Fatal(err)
+			}
+			st.DHCPv6.Publish(state.DHCPv6{})
+			applyOK(t, n, cfg, true)
+			l.wantAddrs6(state.Uplink)
+		})
+
+		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{}); err != nil {
+			t.Fatal(err)
+		}
+		applyOK(t, n, cfg, true)
+	})
+	if t.Failed() {
+		return
+	}
+
 	t.Run("name held by an unconfigured link", func(t *testing.T) {
 		l := child{t}
 		l.ip("link", "add", "blocker", "address", "02:77:00:00:00:aa", "type", "veth", "peer", "name", "blockerpeer")
@@ -517,7 +723,7 @@ func TestInNamespace(t *testing.T) {
 		blocked := cfg
 		blocked.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:03", Name: "blocker", Addr: "10.45.0.1/24"})
 		for range 2 {
-			changes, _, err := n.Apply(context.Background(), blocked, st.DHCPv4Lease.Value())
+			changes, _, err := n.Apply(context.Background(), blocked, st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv6.Value())
 			if err == nil || !strings.Contains(err.Error(), "rename d3 to blocker") {
 				t.Errorf("Apply error = %v, want one about renaming d3 to blocker", err)
 			}
@@ -582,6 +788,32 @@ func TestInNamespace(t *testing.T) {
 		}
 		l.waitFor("the lease's address and routes to go", func() bool {
 			return !slices.Contains(l.addrs(state.Uplink), "10.77.2.20/24") && len(l.dhcpRoutes()) == 0
+		})
+		// So does a DHCPv6 lease, and dhcp6.json.
+		lease6 := state.DHCPv6Lease{
+			Prefixes: []state.DelegatedPrefix{{Prefix: pfx("fd00:78:0:300::/56")}},
+			Addr:     &state.LeasedAddr{Addr: netip.MustParseAddr("fd00:77::99")},
+		}
+		if err := st.DHCPv6Lease.Publish(lease6); err != nil {
+			t.Fatal(err)
+		}
+		l.waitFor("lan0 with fd00:78:0:300::1/64, uplink0 with fd00:77::99/128 and the unreachable /56", func() bool {
+			return slices.Contains(l.addrs(state.LAN), "fd00:78:0:300::1/64") &&
+				slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&
+				slices.Equal(l.routes6("proto", "dhcp"), []string{"unreachable fd00:78:0:300::/56 dev lo"})
+		})
+		st.DHCPv6.Publish(state.DHCPv6{LANSubnet: 5})
+		l.waitFor("lan0 to move to fd00:78:0:305::1/64", func() bool {
+			a := l.addrs(state.LAN)
+			return slices.Contains(a, "fd00:78:0:305::1/64") && !slices.Contains(a, "fd00:78:0:300::1/64")
+		})
+		if err := st.DHCPv6Lease.Publish(state.DHCPv6Lease{}); err != nil {
+			t.Fatal(err)
+		}
+		l.waitFor("the DHCPv6 lease's addresses and route to go", func() bool {
+			return !slices.Contains(l.addrs(state.LAN), "fd00:78:0:305::1/64") &&
+				!slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&
+				len(l.routes6("proto", "dhcp")) == 0
 		})
 	})
 

@@ -1,12 +1,13 @@
 // Package netconfig makes the kernel's links match /perm/interfaces.json
-// and the DHCPv4 lease: it finds each configured link, renames it, sets
+// and the DHCP leases: it finds each configured link, renames it, sets
 // its MAC and MTU, brings it up, gives it its addresses and extra routes,
-// gives uplink0 the lease's address and routes, and turns on forwarding.
-// It is a level-triggered reconciler: Run applies the whole config again
-// whenever the config or the lease changes or the kernel reports a link
-// event (a USB
-// NIC plugged in, a link renamed or taken down by hand), and every apply is
-// idempotent, so nothing depends on remembering what happened before.
+// gives uplink0 the DHCPv4 lease's address and routes and the DHCPv6
+// lease's address, gives lan0 an address in the delegated prefix, and
+// turns on forwarding. It is a level-triggered reconciler: Run applies
+// the whole config again whenever the config, dhcp6.json or a lease
+// changes or the kernel reports a link event (a USB NIC plugged in, a
+// link renamed or taken down by hand), and every apply is idempotent, so
+// nothing depends on remembering what happened before.
 //
 // # Matching links
 //
@@ -33,12 +34,13 @@
 // routing protocol number, Protocol (0x48), and removes every route with
 // that number that the config no longer lists. It also owns, in the main
 // table and on uplink0 only, every route with LeaseProtocol (RTPROT_DHCP,
-// 16, "proto dhcp"): the lease's routes, below; stale ones (a previous
+// 16, "proto dhcp"), and in the main table every IPv6 unreachable route
+// with LeaseProtocol: the leases' routes, below; stale ones (a previous
 // lease's, another DHCP client's) are removed. Routes of the kernel
-// (prefix routes, RA routes), of other programs, and with proto dhcp on
-// other links are never touched. One diff covers both kinds: a route is
-// the same only with the same destination, gateway, link, protocol and
-// preferred source.
+// (prefix routes, RA routes: uplink0's IPv6 default route is one), of
+// other programs, and other proto dhcp routes off uplink0 are never
+// touched. One diff covers all kinds: a route is the same only with the
+// same type, destination, gateway, link, protocol and preferred source.
 //
 // # The DHCPv4 lease
 //
@@ -70,6 +72,27 @@
 // changes, which the kernel only allows by removing and adding the
 // address), so after removing addresses netconfig compares the routes
 // again and puts its own back.
+//
+// # The DHCPv6 lease
+//
+// lan0 gets the ::1 of the /64 number lan_subnet (dhcp6.json, default 0)
+// of the lease's first delegated prefix, as a /64, in addition to its
+// configured addresses; a lan_subnet the prefix has no room for is
+// reported as an error. It is added with IFA_F_NODAD, so that it is
+// usable at once (see lanAddr6). uplink0 gets the IA_NA address, if the
+// lease has one, as a /128, with DAD. Both are permanent addresses,
+// whatever the lease's lifetimes: the DHCPv6 client keeps a lease past
+// them on purpose, and netconfig owns an IPv6 address only while it is
+// permanent. So a new prefix replaces the old address (the new one is
+// added first), and the zero lease removes them.
+//
+// Each delegated prefix gets an unreachable route with LeaseProtocol
+// (`unreachable 2a02:168:4a00::/48 proto dhcp`), so that packets to its
+// unused parts are not sent back to the ISP (RFC 7084, WPD-5); lan0's
+// /64 prefix route is more specific. It is not tied to a link, so it is
+// there whichever configured links are present. uplink0's IPv6 default
+// route comes from the ISP's router advertisements (accept_ra=2 below),
+// not from netconfig.
 //
 // Sysctls: net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1 and
 // net.ipv6.conf.uplink0.accept_ra=2 (so that the uplink still learns its
@@ -112,9 +135,9 @@ func New(st *state.Store, logger *log.Logger) *Netconfig {
 	return &Netconfig{st: st, log: logger, procSys: "/proc/sys", absent: make(map[string]bool)}
 }
 
-// Run is the supervised loop: it applies st.Interfaces and st.DHCPv4Lease
-// whenever either topic changes or the kernel reports a link event,
-// logging each change. An
+// Run is the supervised loop: it applies st.Interfaces, st.DHCPv4Lease,
+// st.DHCPv6Lease and st.DHCPv6 whenever one of these topics changes or
+// the kernel reports a link event, logging each change. An
 // apply that fails (a name held by a link the config does not claim, a
 // link that vanished half-way) is reported as the service's problem in
 // st.Problems, shown by /health.json, and retried with backoff, while Run
@@ -133,12 +156,12 @@ func (n *Netconfig) Run(ctx context.Context) error {
 	var retry time.Duration // 0: no retry pending
 	lastErr := ""
 	for {
-		w := state.WatchAll(n.st.Interfaces, n.st.DHCPv4Lease, events)
+		w := state.WatchAll(n.st.Interfaces, n.st.DHCPv4Lease, n.st.DHCPv6Lease, n.st.DHCPv6, events)
 		if err := events.Err(); err != nil {
 			return err
 		}
 		if cfg, version := n.st.Interfaces.Get(); version > 0 {
-			changes, _, err := n.Apply(ctx, cfg, n.st.DHCPv4Lease.Value())
+			changes, _, err := n.Apply(ctx, cfg, n.st.DHCPv4Lease.Value(), n.st.DHCPv6Lease.Value(), n.st.DHCPv6.Value())
 			for _, c := range changes {
 				n.log.Print(c)
 			}
@@ -184,12 +207,13 @@ func waitOrRetry(ctx context.Context, w state.Watch, retry time.Duration) error 
 	return ctx.Err()
 }
 
-// Apply makes the kernel match cfg and the DHCPv4 lease (the zero lease:
-// none) once and returns a human-readable line per change it made (empty
-// when nothing changed) and the resulting links, which it also publishes
-// on st.Links. Errors of one link do not stop the others: they are joined
-// and returned after everything else was tried.
-func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state.DHCPv4Lease) (changes []string, links []state.Link, err error) {
+// Apply makes the kernel match cfg, the DHCPv4 lease, the DHCPv6 lease
+// (the zero leases: none) and dhcp6 (dhcp6.json) once and returns a
+// human-readable line per change it made (empty when nothing changed) and
+// the resulting links, which it also publishes on st.Links. Errors of one
+// link do not stop the others: they are joined and returned after
+// everything else was tried.
+func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state.DHCPv4Lease, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6) (changes []string, links []state.Link, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	k, err := dialKernel()
@@ -197,7 +221,7 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state
 		return nil, nil, fmt.Errorf("netconfig: %w", err)
 	}
 	defer k.close()
-	a := &apply{n: n, k: k, lease: lease}
+	a := &apply{n: n, k: k, lease: lease, lease6: lease6, dhcp6: dhcp6}
 	a.run(ctx, cfg)
 	links, err = a.result()
 	if err != nil {
@@ -213,6 +237,8 @@ type apply struct {
 	n       *Netconfig
 	k       *kernel
 	lease   state.DHCPv4Lease
+	lease6  state.DHCPv6Lease
+	dhcp6   state.DHCPv6
 	links   []kernelLink // the kernel's links, names kept up to date
 	found   []found      // configured links present, in config order
 	changes []string
@@ -466,7 +492,10 @@ func (a *apply) addAddresses() []linkAddrs {
 	}
 	var out []linkAddrs
 	for _, f := range a.found {
-		want := wantedAddrs(f.ifc, a.lease)
+		want, err := wantedAddrs(f.ifc, a.lease, a.lease6, a.dhcp6)
+		if err != nil {
+			a.fail(fmt.Errorf("netconfig: %s: %w", f.ifc.Name, err))
+		}
 		add, del := diffAddrs(prefixes(want), have[f.index])
 		first, _ := splitAdds(add, del) // the rest: removeAddresses
 		a.addAddrs(f, want, first)
@@ -517,22 +546,26 @@ func (a *apply) addAddrs(f found, want []wantAddr, ps []netip.Prefix) {
 			a.fail(fmt.Errorf("netconfig: add %s to %s: %w", p, f.ifc.Name, err))
 			continue
 		}
-		if brd := want[i].Broadcast; brd.IsValid() {
-			a.changef("%s: added address %s broadcast %s", f.ifc.Name, p, brd)
-		} else {
+		switch {
+		case want[i].Broadcast.IsValid():
+			a.changef("%s: added address %s broadcast %s", f.ifc.Name, p, want[i].Broadcast)
+		case want[i].NoDAD:
+			a.changef("%s: added address %s nodad", f.ifc.Name, p)
+		default:
 			a.changef("%s: added address %s", f.ifc.Name, p)
 		}
 	}
 }
 
 // routes makes the routes netconfig owns exactly the extra_routes of the
-// found links plus, on uplink0, the lease's routes. Routes of a
+// found links plus, on uplink0, the DHCPv4 lease's routes, plus the
+// unreachable routes of the delegated prefixes. Routes of a
 // configured link that is absent are gone with the link, so they are
 // neither wanted nor found. New routes are added before the stale ones
 // are removed, except those that the kernel would refuse while a stale
 // route to the same destination is in place.
 func (a *apply) routes() {
-	var want []route
+	want := lease6Routes(a.lease6)
 	var uplink uint32
 	for _, f := range a.found {
 		rs, err := wantedRoutes(f.ifc, f.index)

@@ -38,38 +38,92 @@ type kernelAddr struct {
 }
 
 // wantAddr is an address netconfig wants on a link. Broadcast is the IPv4
-// broadcast address to give it, invalid for none (IPv6, /31, /32).
+// broadcast address to give it, invalid for none (IPv6, /31, /32). NoDAD
+// adds an IPv6 address with IFA_F_NODAD: usable at once, never tentative
+// (see lanAddr6). It only matters when the address is added; one already
+// on the link is the same address whatever its flags.
 type wantAddr struct {
 	Prefix    netip.Prefix
 	Broadcast netip.Addr
+	NoDAD     bool
 }
 
 // wantedAddrs returns the addresses ifc's link should have: its addr and
-// extra_addrs and, on uplink0, the address of lease (when it is valid).
-// An IPv4 address gets the broadcast address of its subnet, except the
-// lease's, which gets the one the server sent (option 28) if it did.
-func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease) []wantAddr {
+// extra_addrs; on uplink0, the address of lease (when it is valid) and
+// the IA_NA address of lease6 as a /128; on lan0, lan0's address in the
+// delegated prefix of lease6 (lanAddr6). An IPv4 address gets the
+// broadcast address of its subnet, except the lease's, which gets the one
+// the server sent (option 28) if it did. The error says why lan0 gets no
+// address from a delegated prefix; the other addresses are returned all
+// the same.
+func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6) ([]wantAddr, error) {
 	var out []wantAddr
-	add := func(p netip.Prefix, brd netip.Addr) {
-		if slices.ContainsFunc(out, func(w wantAddr) bool { return w.Prefix == p }) {
+	add := func(w wantAddr) {
+		if slices.ContainsFunc(out, func(o wantAddr) bool { return o.Prefix == w.Prefix }) {
 			return
 		}
-		if !brd.IsValid() {
-			brd = defaultBroadcast(p)
+		if !w.Broadcast.IsValid() {
+			w.Broadcast = defaultBroadcast(w.Prefix)
 		}
-		out = append(out, wantAddr{Prefix: p, Broadcast: brd})
+		out = append(out, w)
 	}
 	for _, p := range ifc.Addrs() {
-		add(p, netip.Addr{})
+		add(wantAddr{Prefix: p})
 	}
-	if ifc.Name == state.Uplink && lease.Valid() && lease.Addr.Addr().Is4() {
-		brd := lease.Broadcast
-		if !brd.Is4() {
-			brd = netip.Addr{}
+	var err error
+	switch ifc.Name {
+	case state.Uplink:
+		if lease.Valid() && lease.Addr.Addr().Is4() {
+			brd := lease.Broadcast
+			if !brd.Is4() {
+				brd = netip.Addr{}
+			}
+			add(wantAddr{Prefix: lease.Addr, Broadcast: brd})
 		}
-		add(lease.Addr, brd)
+		if a := lease6.Addr; a != nil && usable6(a.Addr) {
+			add(wantAddr{Prefix: netip.PrefixFrom(a.Addr, 128)})
+		}
+	case state.LAN:
+		var p netip.Prefix
+		if p, err = lanAddr6(lease6, dhcp6); p.IsValid() {
+			add(wantAddr{Prefix: p, NoDAD: true})
+		}
 	}
-	return out
+	return out, err
+}
+
+// usable6 reports whether a is an IPv6 address a lease may give us: not
+// IPv4-mapped, unspecified, loopback, link-local or multicast.
+func usable6(a netip.Addr) bool {
+	return a.Is6() && !a.Is4In6() && a.IsGlobalUnicast()
+}
+
+// lanAddr6 returns lan0's address in the first delegated prefix of lease6:
+// the ::1 of its /64 number dhcp6.LANSubnet, as a /64, so that the kernel
+// adds the prefix route that makes the /64 reachable on lan0. It is
+// invalid when there is no delegated prefix, and then also with an error
+// when the prefix has no such /64 (lan_subnet too large for the prefix
+// length, or a prefix longer than /64).
+//
+// The address is added with IFA_F_NODAD. It is the router's own address
+// in a prefix that was delegated to the router alone, and the router is
+// what answers on it (DNS, RAs name it), so it must be usable at once:
+// a tentative address cannot be bound to, for the second that DAD takes
+// or, on a LAN link without carrier, until a cable is plugged in. And an
+// address whose DAD failed would stay on the link, dead, without
+// netconfig noticing (to netconfig it is present). The uplink's IA_NA
+// address does go through DAD (RFC 8415, section 18.2.10.1): the ISP's
+// link is shared, and nothing there waits for the address.
+func lanAddr6(lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6) (netip.Prefix, error) {
+	if len(lease6.Prefixes) == 0 {
+		return netip.Prefix{}, nil
+	}
+	dp := lease6.Prefixes[0].Prefix
+	lan, ok := state.LANPrefix(dp, dhcp6.LANSubnet)
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("the delegated prefix %s has no /64 number %d (lan_subnet in dhcp6.json): lan0 gets no address from it", dp, dhcp6.LANSubnet)
+	}
+	return netip.PrefixFrom(lan.Addr().Next(), 64), nil
 }
 
 // prefixes returns the prefixes of ws.
@@ -147,34 +201,41 @@ func splitAdds(add, del []netip.Prefix) (first, later []netip.Prefix) {
 
 // route is a route netconfig installs in the main table: a destination
 // over a link, with a gateway or (invalid Gateway) on-link, marked with
-// Protocol (extra_routes) or LeaseProtocol (from the DHCPv4 lease). Src
-// is the preferred source address, invalid for none. Priority is what the
-// kernel made of it (IPv6 fills in 1024); it is kept for deleting, not
-// compared.
+// Protocol (extra_routes) or LeaseProtocol (from a DHCP lease). Src is
+// the preferred source address, invalid for none. An Unreachable route
+// (RTN_UNREACHABLE) has no link (Index 0) and no gateway: packets to it
+// are dropped with an ICMP error. Priority is what the kernel made of it
+// (IPv6 fills in 1024); it is kept for deleting, not compared.
 type route struct {
-	Dst      netip.Prefix
-	Gateway  netip.Addr
-	Index    uint32
-	Protocol uint8
-	Src      netip.Addr
-	Priority uint32
+	Dst         netip.Prefix
+	Gateway     netip.Addr
+	Index       uint32
+	Protocol    uint8
+	Src         netip.Addr
+	Unreachable bool
+	Priority    uint32
 }
 
 // same reports whether r and o are the same route, ignoring Priority.
 func (r route) same(o route) bool {
 	return r.Dst == o.Dst && r.Gateway == o.Gateway && r.Index == o.Index &&
-		r.Protocol == o.Protocol && r.Src == o.Src
+		r.Protocol == o.Protocol && r.Src == o.Src && r.Unreachable == o.Unreachable
 }
 
 // describe formats r like `ip route` does, with the link named by name.
 // Protocol is left out, being netconfig's own; LeaseProtocol is shown.
 func (r route) describe(name string) string {
 	var b strings.Builder
+	if r.Unreachable {
+		b.WriteString("unreachable ")
+	}
 	b.WriteString(r.Dst.String())
 	if r.Gateway.IsValid() {
 		fmt.Fprintf(&b, " via %s", r.Gateway)
 	}
-	fmt.Fprintf(&b, " dev %s", name)
+	if !r.Unreachable {
+		fmt.Fprintf(&b, " dev %s", name)
+	}
 	if r.Protocol == LeaseProtocol {
 		b.WriteString(" proto dhcp")
 	}
@@ -243,6 +304,27 @@ func leaseRoutes(lease state.DHCPv4Lease, index uint32) []route {
 	}
 	if lease.Router.Is4() && !lease.Router.IsUnspecified() {
 		add(netip.PrefixFrom(netip.IPv4Unspecified(), 0), lease.Router)
+	}
+	return out
+}
+
+// lease6Routes returns the routes lease6 asks for: an unreachable route
+// with LeaseProtocol for each delegated prefix, so that packets to the
+// parts of it that no link uses are dropped here rather than sent back
+// to the ISP, which routes them to us again until their hop limit runs
+// out (RFC 7084, WPD-5). The more specific prefix route of lan0's /64
+// wins over it. The IA_NA address needs no route: the uplink's IPv6
+// default route comes from the ISP's router advertisements.
+func lease6Routes(lease6 state.DHCPv6Lease) []route {
+	var out []route
+	for _, p := range lease6.Prefixes {
+		if !p.Prefix.IsValid() || !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6() {
+			continue
+		}
+		r := route{Dst: p.Prefix.Masked(), Protocol: LeaseProtocol, Unreachable: true}
+		if !slices.ContainsFunc(out, r.same) {
+			out = append(out, r)
+		}
 	}
 	return out
 }

@@ -151,6 +151,13 @@ func TestDiffRoutes(t *testing.T) {
 			wantDel: []route{{Dst: pfx("0.0.0.0/0"), Gateway: gw("10.77.0.1"), Index: 3, Protocol: LeaseProtocol, Src: gw("10.77.0.150")}},
 		},
 		{
+			name:    "unreachable is not the unicast route to the same prefix",
+			want:    []route{{Dst: pfx("fd00:78::/56"), Protocol: LeaseProtocol, Unreachable: true}},
+			have:    []route{{Dst: pfx("fd00:78::/56"), Protocol: LeaseProtocol, Index: 3}, {Dst: pfx("fd00:77::/56"), Protocol: LeaseProtocol, Unreachable: true, Priority: 1024}},
+			wantAdd: []route{{Dst: pfx("fd00:78::/56"), Protocol: LeaseProtocol, Unreachable: true}},
+			wantDel: []route{{Dst: pfx("fd00:78::/56"), Protocol: LeaseProtocol, Index: 3}, {Dst: pfx("fd00:77::/56"), Protocol: LeaseProtocol, Unreachable: true, Priority: 1024}},
+		},
+		{
 			name:    "link changed (renumbered after replug)",
 			want:    []route{r("10.10.0.0/16", "", 7, 0)},
 			have:    []route{r("10.10.0.0/16", "", 3, 0)},
@@ -368,19 +375,19 @@ func TestWantedAddrs(t *testing.T) {
 		{
 			name: "config only, broadcast computed",
 			ifc:  uplink,
-			want: []wantAddr{{pfx("10.50.0.1/24"), ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}},
+			want: []wantAddr{{Prefix: pfx("10.50.0.1/24"), Broadcast: ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}},
 		},
 		{
 			name:  "lease with computed broadcast",
 			ifc:   uplink,
 			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/20")},
-			want:  []wantAddr{{pfx("10.50.0.1/24"), ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}, {pfx("10.77.0.150/20"), ip("10.77.15.255")}},
+			want:  []wantAddr{{Prefix: pfx("10.50.0.1/24"), Broadcast: ip("10.50.0.255")}, {Prefix: pfx("fd00:50::1/64")}, {Prefix: pfx("10.77.0.150/20"), Broadcast: ip("10.77.15.255")}},
 		},
 		{
 			name:  "lease with the server's broadcast",
 			ifc:   state.Interface{Name: state.Uplink},
 			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")},
-			want:  []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.127")}},
+			want:  []wantAddr{{Prefix: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")}},
 		},
 		{
 			name:  "/32 lease: no broadcast",
@@ -392,18 +399,21 @@ func TestWantedAddrs(t *testing.T) {
 			name:  "lease only on uplink0",
 			ifc:   state.Interface{Name: state.LAN, Addr: "10.42.0.1/24"},
 			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24")},
-			want:  []wantAddr{{pfx("10.42.0.1/24"), ip("10.42.0.255")}},
+			want:  []wantAddr{{Prefix: pfx("10.42.0.1/24"), Broadcast: ip("10.42.0.255")}},
 		},
 		{
 			name:  "lease address also in the config: once",
 			ifc:   state.Interface{Name: state.Uplink, Addr: "10.77.0.150/24"},
 			lease: state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")},
-			want:  []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.255")}},
+			want:  []wantAddr{{Prefix: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.255")}},
 		},
 		{name: "zero lease: nothing", ifc: state.Interface{Name: state.Uplink}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := wantedAddrs(tt.ifc, tt.lease)
+			got, err := wantedAddrs(tt.ifc, tt.lease, state.DHCPv6Lease{}, state.DHCPv6{})
+			if err != nil {
+				t.Fatal(err)
+			}
 			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 			if d := cmp.Diff(tt.want, got, opts...); d != "" {
 				t.Errorf("wantedAddrs (-want +got):\n%s", d)
@@ -414,7 +424,7 @@ func TestWantedAddrs(t *testing.T) {
 
 func TestWrongBroadcasts(t *testing.T) {
 	ip := netip.MustParseAddr
-	want := []wantAddr{{pfx("10.77.0.150/24"), ip("10.77.0.127")}, {pfx("10.42.0.1/24"), ip("10.42.0.255")}, {Prefix: pfx("10.9.0.1/32")}, {Prefix: pfx("fd00:42::1/64")}}
+	want := []wantAddr{{Prefix: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.127")}, {Prefix: pfx("10.42.0.1/24"), Broadcast: ip("10.42.0.255")}, {Prefix: pfx("10.9.0.1/32")}, {Prefix: pfx("fd00:42::1/64")}}
 	have := []kernelAddr{
 		{Prefix: pfx("10.77.0.150/24"), Broadcast: ip("10.77.0.255")}, // wrong
 		{Prefix: pfx("10.42.0.1/24"), Broadcast: ip("10.42.0.255")},   // right
@@ -442,5 +452,169 @@ func TestSplitRouteAdds(t *testing.T) {
 	first, later := splitRouteAdds([]route{host, def("10.77.1.1")}, []route{def("10.77.0.1")})
 	if !slices.Equal(first, []route{host}) || !slices.Equal(later, []route{def("10.77.1.1")}) {
 		t.Errorf("splitRouteAdds = %v, %v; want the host route first and the default route after the old one is gone", first, later)
+	}
+}
+
+func TestWantedAddrs6(t *testing.T) {
+	ip := netip.MustParseAddr
+	lan := state.Interface{Name: state.LAN, Addr: "10.42.0.1/24", ExtraAddrs: []string{"fd00:42::1/64"}}
+	uplink := state.Interface{Name: state.Uplink}
+	configured := []wantAddr{{Prefix: pfx("10.42.0.1/24"), Broadcast: ip("10.42.0.255")}, {Prefix: pfx("fd00:42::1/64")}}
+	pd := func(ps ...string) state.DHCPv6Lease {
+		var l state.DHCPv6Lease
+		for _, p := range ps {
+			l.Prefixes = append(l.Prefixes, state.DelegatedPrefix{Prefix: pfx(p)})
+		}
+		return l
+	}
+	na := &state.LeasedAddr{Addr: ip("2a02:168:1:2::3")}
+	both := pd("2a02:168:4a00::/48")
+	both.Addr = na
+	for _, tt := range []struct {
+		name    string
+		ifc     state.Interface
+		lease6  state.DHCPv6Lease
+		subnet  int
+		want    []wantAddr
+		wantErr bool
+	}{
+		{name: "no lease: the config's", ifc: lan, want: configured},
+		{name: "no lease, uplink0: nothing", ifc: uplink},
+		{
+			name:   "/48, subnet 0",
+			ifc:    lan,
+			lease6: pd("2a02:168:4a00::/48"),
+			want:   append(slices.Clone(configured), wantAddr{Prefix: pfx("2a02:168:4a00::1/64"), NoDAD: true}),
+		},
+		{
+			name:   "/48, subnet 3",
+			ifc:    lan,
+			lease6: pd("2a02:168:4a00::/48"),
+			subnet: 3,
+			want:   append(slices.Clone(configured), wantAddr{Prefix: pfx("2a02:168:4a00:3::1/64"), NoDAD: true}),
+		},
+		{
+			name:   "/56, subnet 0",
+			ifc:    lan,
+			lease6: pd("2a02:168:4a00:100::/56"),
+			want:   append(slices.Clone(configured), wantAddr{Prefix: pfx("2a02:168:4a00:100::1/64"), NoDAD: true}),
+		},
+		{
+			name:   "/56, subnet 3",
+			ifc:    lan,
+			lease6: pd("2a02:168:4a00:100::/56"),
+			subnet: 3,
+			want:   append(slices.Clone(configured), wantAddr{Prefix: pfx("2a02:168:4a00:103::1/64"), NoDAD: true}),
+		},
+		{
+			name:   "/56 not masked, only the first prefix counts",
+			ifc:    state.Interface{Name: state.LAN},
+			lease6: pd("2a02:168:4a00:1ff::5/56", "2a02:168:4b00::/48"),
+			want:   []wantAddr{{Prefix: pfx("2a02:168:4a00:100::1/64"), NoDAD: true}},
+		},
+		{
+			name:   "/64 delegated, subnet 0",
+			ifc:    state.Interface{Name: state.LAN},
+			lease6: pd("2a02:168:4a00:100::/64"),
+			want:   []wantAddr{{Prefix: pfx("2a02:168:4a00:100::1/64"), NoDAD: true}},
+		},
+		{
+			name:    "subnet outside the prefix: the config's, and an error",
+			ifc:     lan,
+			lease6:  pd("2a02:168:4a00:100::/60"),
+			subnet:  16,
+			want:    configured,
+			wantErr: true,
+		},
+		{
+			name:    "prefix longer than /64",
+			ifc:     state.Interface{Name: state.LAN},
+			lease6:  pd("2a02:168:4a00:100::/80"),
+			wantErr: true,
+		},
+		{
+			name:   "prefix and IA_NA: the prefix on lan0 only",
+			ifc:    state.Interface{Name: state.LAN},
+			lease6: both,
+			want:   []wantAddr{{Prefix: pfx("2a02:168:4a00::1/64"), NoDAD: true}},
+		},
+		{
+			name:   "prefix and IA_NA: the IA_NA on uplink0 only, with DAD",
+			ifc:    uplink,
+			lease6: both,
+			want:   []wantAddr{{Prefix: pfx("2a02:168:1:2::3/128")}},
+		},
+		{
+			name:   "IA_NA only",
+			ifc:    uplink,
+			lease6: state.DHCPv6Lease{Addr: na},
+			want:   []wantAddr{{Prefix: pfx("2a02:168:1:2::3/128")}},
+		},
+		{name: "IA_NA only, lan0: the config's", ifc: lan, lease6: state.DHCPv6Lease{Addr: na}, want: configured},
+		{name: "IA_NA link-local: ignored", ifc: uplink, lease6: state.DHCPv6Lease{Addr: &state.LeasedAddr{Addr: ip("fe80::3")}}},
+		{name: "IA_NA IPv4-mapped: ignored", ifc: uplink, lease6: state.DHCPv6Lease{Addr: &state.LeasedAddr{Addr: ip("::ffff:10.0.0.1")}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := wantedAddrs(tt.ifc, state.DHCPv4Lease{}, tt.lease6, state.DHCPv6{LANSubnet: tt.subnet})
+			if (err != nil) != tt.wantErr {
+				t.Errorf("wantedAddrs error = %v, want error: %v", err, tt.wantErr)
+			}
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			if d := cmp.Diff(tt.want, got, opts...); d != "" {
+				t.Errorf("wantedAddrs (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestLease6Routes(t *testing.T) {
+	unreach := func(dst string) route {
+		return route{Dst: pfx(dst), Protocol: LeaseProtocol, Unreachable: true}
+	}
+	pd := func(ps ...string) state.DHCPv6Lease {
+		var l state.DHCPv6Lease
+		for _, p := range ps {
+			l.Prefixes = append(l.Prefixes, state.DelegatedPrefix{Prefix: pfx(p)})
+		}
+		return l
+	}
+	for _, tt := range []struct {
+		name   string
+		lease6 state.DHCPv6Lease
+		want   []route
+	}{
+		{name: "no lease"},
+		{name: "IA_NA only", lease6: state.DHCPv6Lease{Addr: &state.LeasedAddr{Addr: netip.MustParseAddr("2a02:168:1:2::3")}}},
+		{name: "/48", lease6: pd("2a02:168:4a00::/48"), want: []route{unreach("2a02:168:4a00::/48")}},
+		{name: "/56 not masked", lease6: pd("2a02:168:4a00:1ff::1/56"), want: []route{unreach("2a02:168:4a00:100::/56")}},
+		{
+			name:   "every prefix, once",
+			lease6: pd("2a02:168:4a00:100::/56", "2a02:168:4b00::/48", "2a02:168:4a00:100::/56"),
+			want:   []route{unreach("2a02:168:4a00:100::/56"), unreach("2a02:168:4b00::/48")},
+		},
+		{name: "IPv4 prefix ignored", lease6: pd("10.0.0.0/8")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := lease6Routes(tt.lease6)
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			if d := cmp.Diff(tt.want, got, opts...); d != "" {
+				t.Errorf("lease6Routes (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestRouteDescribe(t *testing.T) {
+	for _, tt := range []struct {
+		r    route
+		want string
+	}{
+		{route{Dst: pfx("fd00:78:0:100::/56"), Protocol: LeaseProtocol, Unreachable: true}, "unreachable fd00:78:0:100::/56 proto dhcp"},
+		{route{Dst: pfx("0.0.0.0/0"), Gateway: netip.MustParseAddr("10.77.0.1"), Index: 4, Protocol: LeaseProtocol, Src: netip.MustParseAddr("10.77.0.150")}, "0.0.0.0/0 via 10.77.0.1 dev uplink0 proto dhcp src 10.77.0.150"},
+		{route{Dst: pfx("10.11.0.0/16"), Index: 5, Protocol: Protocol}, "10.11.0.0/16 dev uplink0"},
+	} {
+		if got := tt.r.describe(state.Uplink); got != tt.want {
+			t.Errorf("describe = %q, want %q", got, tt.want)
+		}
 	}
 }
