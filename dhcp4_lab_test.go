@@ -14,9 +14,9 @@ import (
 	"github.com/homerouter/homerouter/state"
 )
 
-// recordEnv, set to 1, makes TestDHCPv4Lab save its capture of the
-// exchange with dnsmasq as services/dhcp4/testdata/dnsmasq.pcap, which the
-// dhcp4 unit tests replay.
+// recordEnv, set to 1, makes the lab tests save their captures of the
+// exchanges with the ISP's servers (services/dhcp4/testdata/dnsmasq.pcap,
+// services/dhcp6/testdata/dhcpd.pcap), which the unit tests replay.
 const recordEnv = "HOMEROUTER_RECORD"
 
 // TestDHCPv4Lab runs the router against dnsmasq with 2-minute leases and

@@ -129,15 +129,16 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// soliciting sends SOLICITs and collects ADVERTISEs for one
-// retransmission interval, then REQUESTs from the best (a preference of
-// 255 is taken at once).
+// soliciting sends SOLICITs and collects ADVERTISEs for the first
+// retransmission interval, then REQUESTs from the best. An ADVERTISE with
+// the highest preference (255), or any after the first interval, is taken
+// at once.
 func (c *Client) soliciting(ctx context.Context) (step, error) {
 	c.setStatus("soliciting", nil)
 	xid := c.xid()
 	start := c.cfg.Now()
 	rt := time.Duration(0)
-	for {
+	for first := true; ; first = false {
 		rt = c.nextRT(rt, solTimeout, solMaxRT)
 		m := c.message(dhcpv6.MessageTypeSolicit, xid, start)
 		c.addIAs(m, nil)
@@ -155,7 +156,9 @@ func (c *Client) soliciting(ctx context.Context) (step, error) {
 			if best == nil || better(adv, best) {
 				best = adv
 			}
-			if adv.Options.Preference() == 255 {
+			// Collect for the first RT only; later, or at the highest
+			// preference, take it at once (RFC 8415 section 18.2.9).
+			if !first || adv.Options.Preference() == 255 {
 				break
 			}
 		}

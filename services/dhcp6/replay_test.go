@@ -88,3 +88,26 @@ func TestReplayFiber7(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayDhcpd replays an exchange recorded from ISC dhcpd -6 in the
+// lab (TestDHCPv6Lab with HOMEROUTER_RECORD=1): SOLICIT, ADVERTISE,
+// REQUEST, REPLY, and the RENEW at T1 with its REPLY.
+func TestReplayDhcpd(t *testing.T) {
+	f, leases := replay(t, "testdata/dhcpd.pcap", 30*time.Second)
+	if len(leases) != 2 {
+		t.Fatalf("%d leases, want 2 (REQUEST and RENEW)", len(leases))
+	}
+	l := leases[0]
+	if len(l.Prefixes) != 1 || l.Prefixes[0].Prefix.Bits() != 56 || !netip.MustParsePrefix("fd00:78::/48").Contains(l.Prefixes[0].Prefix.Addr()) ||
+		time.Duration(l.Prefixes[0].Valid) != time.Minute || time.Duration(l.T1) != 20*time.Second {
+		t.Errorf("lease %+v", l)
+	}
+	if l.Addr == nil || !netip.MustParsePrefix("fd00:77::/64").Contains(l.Addr.Addr) || len(l.DNS) != 1 || l.DNS[0] != netip.MustParseAddr("fd00:77::1") {
+		t.Errorf("IA_NA %v, DNS %v", l.Addr, l.DNS)
+	}
+	for _, s := range f.sent {
+		if s.msg.MessageType == dhcpv6.MessageTypeRenew && s.at != l.Acked.Sub(t0)+20*time.Second {
+			t.Errorf("RENEW at %v, want at T1 (20s after the REPLY)", s.at)
+		}
+	}
+}
