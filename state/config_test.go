@@ -179,6 +179,17 @@ func TestCheckErrors(t *testing.T) {
 			want:  []string{`interfaces.json:1:26: interfaces[0].name: "lan\x000" is not a valid link name`},
 		},
 		{
+			name: "dhcp6.json: prefix length out of range",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"dhcp6.json":      `{"prefix_length": 80, "lan_subnet": -1}`,
+			},
+			want: []string{
+				`dhcp6.json:1:19: prefix_length: 80 is not between 32 and 64`,
+				`dhcp6.json:1:37: lan_subnet: -1 is not between 0 and 65535`,
+			},
+		},
+		{
 			name:  "missing interfaces.json",
 			files: map[string]string{},
 			want:  []string{`interfaces.json: missing: without it the router does not know which link is which`},
