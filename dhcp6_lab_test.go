@@ -160,10 +160,26 @@ func TestDHCPv6Lab(t *testing.T) {
 		}
 	})
 
-	t.Run("with the server stopped, a restart configures the persisted prefix within 1 s", func(t *testing.T) {
+	t.Run("with the server stopped, a restart configures the expired persisted prefix within 1 s", func(t *testing.T) {
 		stopRouter(ctx, t, router)
 		h.DHCPD6.Stop(3 * time.Second)
 		if _, err := h.Router.Run(ctx, "ip", "-6", "addr", "flush", "dev", "lan0", "scope", "global"); err != nil {
+			t.Fatal(err)
+		}
+		// Let the persisted lease be long expired: it is used all the same.
+		old := readLease()
+		old.Acked = old.Acked.Add(-time.Hour)
+		for i := range old.Prefixes {
+			old.Prefixes[i].Given = old.Prefixes[i].Given.Add(-time.Hour)
+		}
+		if old.Addr != nil {
+			old.Addr.Given = old.Addr.Given.Add(-time.Hour)
+		}
+		data, err := json.MarshalIndent(old, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(h.PermDir, "dhcp6-lease.json"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if a := lanAddr(); a != "" {

@@ -54,6 +54,10 @@ type DelegatedPrefix struct {
 
 // LeasedAddr is an IA_NA address.
 type LeasedAddr struct {
+	// IAID is the IA_NA's identity as the server named it (some ISPs
+	// answer with another IAID than the client asked for); renewals use
+	// it.
+	IAID      uint32     `json:"iaid,omitempty"`
 	Addr      netip.Addr `json:"addr"`
 	Preferred Duration   `json:"preferred"`
 	Valid     Duration   `json:"valid"`

@@ -21,6 +21,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -97,7 +99,7 @@ func NewClient(conn Conn, cfg Config, lease state.DHCPv6Lease) *Client {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = log.New(discard{}, "", 0)
+		cfg.Logger = log.New(io.Discard, "", 0)
 	}
 	if cfg.OnLease == nil {
 		cfg.OnLease = func(state.DHCPv6Lease) error { return nil }
@@ -108,15 +110,17 @@ func NewClient(conn Conn, cfg Config, lease state.DHCPv6Lease) *Client {
 	return &Client{conn: conn, cfg: cfg, lease: lease}
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 type step func(ctx context.Context) (step, error)
 
 // Run runs the client until ctx is done or the Conn fails.
 func (c *Client) Run(ctx context.Context) error {
+	// With a lease that has not run out, a restarted client REBINDs
+	// (RFC 8415 section 18.2.12): any server that knows the binding
+	// confirms it. Otherwise it SOLICITs, with the old prefix as hint.
 	next := c.soliciting
+	if c.lease.Valid() && c.cfg.Now().Before(c.expiry()) {
+		next = c.rebinding
+	}
 	for {
 		var err error
 		if next, err = next(ctx); err != nil {
@@ -163,7 +167,7 @@ func (c *Client) soliciting(ctx context.Context) (step, error) {
 			}
 		}
 		if best != nil {
-			return c.requesting(best), nil
+			return c.requesting(best.Options.ServerID(), best), nil
 		}
 	}
 }
@@ -184,8 +188,9 @@ func better(a, b *dhcpv6.Message) bool {
 	return a.Options.Preference() > b.Options.Preference()
 }
 
-// requesting REQUESTs what the ADVERTISE offered.
-func (c *Client) requesting(adv *dhcpv6.Message) step {
+// requesting REQUESTs from the server sid what its ADVERTISE adv offered,
+// or, when adv is nil, what the current lease holds (after a NoBinding).
+func (c *Client) requesting(sid dhcpv6.DUID, adv *dhcpv6.Message) step {
 	return func(ctx context.Context) (step, error) {
 		c.setStatus("requesting", nil)
 		xid := c.xid()
@@ -194,7 +199,7 @@ func (c *Client) requesting(adv *dhcpv6.Message) step {
 		for range reqMaxRC {
 			rt = c.nextRT(rt, reqTimeout, reqMaxRT)
 			m := c.message(dhcpv6.MessageTypeRequest, xid, start)
-			m.AddOption(dhcpv6.OptServerID(adv.Options.ServerID()))
+			m.AddOption(dhcpv6.OptServerID(sid))
 			c.addIAs(m, adv)
 			c.send(m, AllServers)
 			if next, done, err := c.reply(ctx, xid, c.cfg.Now().Add(rt)); done || err != nil {
@@ -221,18 +226,14 @@ func (c *Client) bound(ctx context.Context) (step, error) {
 // unicast when it allowed that (option 12), else multicast.
 func (c *Client) renewing(ctx context.Context) (step, error) {
 	c.setStatus("renewing", nil)
-	dst := AllServers
-	if c.lease.ServerUnicast.IsValid() {
-		dst = c.lease.ServerUnicast
-	}
-	return c.extend(ctx, dhcpv6.MessageTypeRenew, dst, c.lease.Acked.Add(time.Duration(c.lease.T2)), c.rebinding)
+	return c.extend(ctx, dhcpv6.MessageTypeRenew, c.lease.Acked.Add(time.Duration(c.lease.T2)), c.rebinding)
 }
 
 // rebinding sends REBINDs to any server until the lease's lifetimes run
 // out; then it keeps the lease and solicits.
 func (c *Client) rebinding(ctx context.Context) (step, error) {
 	c.setStatus("rebinding", nil)
-	return c.extend(ctx, dhcpv6.MessageTypeRebind, AllServers, c.expiry(), c.retained)
+	return c.extend(ctx, dhcpv6.MessageTypeRebind, c.expiry(), c.retained)
 }
 
 // retained logs that the lifetimes ran out and starts over.
@@ -242,7 +243,8 @@ func (c *Client) retained(ctx context.Context) (step, error) {
 }
 
 // extend sends RENEW or REBIND messages until until, then moves to after.
-func (c *Client) extend(ctx context.Context, t dhcpv6.MessageType, dst netip.Addr, until time.Time, after step) (step, error) {
+// RENEWs go unicast while the server allows it and that works.
+func (c *Client) extend(ctx context.Context, t dhcpv6.MessageType, until time.Time, after step) (step, error) {
 	xid := c.xid()
 	start := c.cfg.Now()
 	rt := time.Duration(0)
@@ -257,7 +259,14 @@ func (c *Client) extend(ctx context.Context, t dhcpv6.MessageType, dst netip.Add
 			}
 		}
 		c.addIAs(m, nil)
-		c.send(m, dst)
+		dst := AllServers
+		if t == dhcpv6.MessageTypeRenew && c.lease.ServerUnicast.IsValid() {
+			dst = c.lease.ServerUnicast
+		}
+		if !c.send(m, dst) && dst != AllServers {
+			c.lease.ServerUnicast = netip.Addr{}
+			c.send(m, AllServers)
+		}
 		deadline := c.cfg.Now().Add(rt)
 		if deadline.After(until) {
 			deadline = until
@@ -270,23 +279,29 @@ func (c *Client) extend(ctx context.Context, t dhcpv6.MessageType, dst netip.Add
 }
 
 // reply waits until deadline for a REPLY for xid and binds what it
-// carries. A REPLY without a prefix or address (an error status) is
-// logged and changes nothing: done is false.
+// carries, merged into the current lease (see merge). A REPLY that
+// carries nothing is logged and changes nothing (done is false), except
+// that NoBinding makes the client REQUEST its lease again, and
+// UseMulticast makes it stop sending unicast.
 func (c *Client) reply(ctx context.Context, xid *dhcpv6.TransactionID, deadline time.Time) (next step, done bool, err error) {
 	for c.cfg.Now().Before(deadline) {
 		m, err := c.receive(ctx, xid, deadline, dhcpv6.MessageTypeReply)
 		if err != nil || m == nil {
 			return nil, false, err
 		}
-		lease := leaseFromReply(m, c.cfg.Now())
-		if !lease.Valid() {
+		got := leaseFromReply(m, c.cfg.Now())
+		if !got.Valid() {
 			c.setStatus(c.status.State, fmt.Errorf("REPLY without a lease: %s", replyStatus(m)))
 			c.cfg.Logger.Printf("REPLY without a lease (%s); keeping %v", replyStatus(m), c.prefix())
+			switch {
+			case hasStatus(m, iana.StatusNoBinding) && c.lease.Valid():
+				return c.requesting(m.Options.ServerID(), nil), true, nil
+			case hasStatus(m, iana.StatusUseMulticast):
+				c.lease.ServerUnicast = netip.Addr{}
+			}
 			continue
 		}
-		if lease.T1 <= 0 || lease.T2 <= lease.T1 {
-			lease.T1, lease.T2 = defaultTimers(lease)
-		}
+		lease := merge(c.lease, got)
 		if prefixOf(lease) != c.prefix() || c.status.Retained {
 			c.cfg.Logger.Printf("bound: prefix %v, address %v", prefixOf(lease), addrOf(lease))
 		}
@@ -299,8 +314,10 @@ func (c *Client) reply(ctx context.Context, xid *dhcpv6.TransactionID, deadline 
 	return nil, false, nil
 }
 
-// receive returns the next message of one of the types for xid (any xid
-// when nil), or nil at deadline. Waits are cut to maxWait.
+// receive returns the next message of one of the types for xid, or nil
+// at deadline (with a nil xid it only waits). Messages without a server
+// identifier, or for another client, are dropped. Waits are cut to
+// maxWait.
 func (c *Client) receive(ctx context.Context, xid *dhcpv6.TransactionID, deadline time.Time, types ...dhcpv6.MessageType) (*dhcpv6.Message, error) {
 	for {
 		now := c.cfg.Now()
@@ -321,7 +338,7 @@ func (c *Client) receive(ctx context.Context, xid *dhcpv6.TransactionID, deadlin
 		if xid == nil || m.TransactionID != *xid {
 			continue
 		}
-		if cid := m.Options.ClientID(); cid == nil || !cid.Equal(c.cfg.DUID) {
+		if cid := m.Options.ClientID(); cid == nil || !cid.Equal(c.cfg.DUID) || m.Options.ServerID() == nil {
 			continue
 		}
 		for _, t := range types {
@@ -332,11 +349,15 @@ func (c *Client) receive(ctx context.Context, xid *dhcpv6.TransactionID, deadlin
 	}
 }
 
-func (c *Client) send(m *dhcpv6.Message, dst netip.Addr) {
+// send sends m and reports whether that worked; a failure is logged, and
+// retransmission covers it.
+func (c *Client) send(m *dhcpv6.Message, dst netip.Addr) bool {
 	if err := c.conn.Send(m, dst); err != nil {
 		c.setStatus(c.status.State, err)
 		c.cfg.Logger.Printf("send %v to %v: %v", m.MessageType, dst, err)
+		return false
 	}
+	return true
 }
 
 // message returns a client message with the options every one carries.
@@ -357,6 +378,7 @@ func (c *Client) addIAs(m *dhcpv6.Message, from *dhcpv6.Message) {
 	switch {
 	case from != nil:
 		if o := from.Options.OneIANA(); o != nil {
+			na.IaId = o.IaId
 			for _, a := range o.Options.Addresses() {
 				na.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: a.IPv6Addr})
 			}
@@ -367,8 +389,11 @@ func (c *Client) addIAs(m *dhcpv6.Message, from *dhcpv6.Message) {
 			}
 		}
 	default:
-		if c.lease.Addr != nil {
-			na.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: c.lease.Addr.Addr.AsSlice()})
+		if a := c.lease.Addr; a != nil {
+			if a.IAID != 0 {
+				na.IaId = [4]byte{byte(a.IAID >> 24), byte(a.IAID >> 16), byte(a.IAID >> 8), byte(a.IAID)}
+			}
+			na.Options.Add(&dhcpv6.OptIAAddress{IPv6Addr: a.Addr.AsSlice()})
 		}
 		for _, p := range c.lease.Prefixes {
 			pd.Options.Add(&dhcpv6.OptIAPrefix{Prefix: ipnet(p.Prefix)})
@@ -388,7 +413,8 @@ func (c *Client) nextRT(rt, irt, mrt time.Duration) time.Duration {
 		return d + time.Duration(c.cfg.Rand.Int64N(int64(d/5)+1)) - d/10
 	}
 	if rt == 0 {
-		return rand(irt)
+		// The first RT must be greater than IRT (RFC 8415 section 15).
+		return irt + time.Duration(c.cfg.Rand.Int64N(int64(irt/10)+1))
 	}
 	if 2*rt > mrt {
 		return rand(mrt)
@@ -436,4 +462,22 @@ func (c *Client) setStatus(name string, err error) {
 		c.status = s
 		c.cfg.OnStatus(s)
 	}
+}
+
+// hasStatus reports whether m, or one of its IAs, carries status code.
+func hasStatus(m *dhcpv6.Message, code iana.StatusCode) bool {
+	if s := m.Options.Status(); s != nil && s.StatusCode == code {
+		return true
+	}
+	for _, pd := range m.Options.IAPD() {
+		if s := pd.Options.Status(); s != nil && s.StatusCode == code {
+			return true
+		}
+	}
+	for _, na := range m.Options.IANA() {
+		if s := na.Options.Status(); s != nil && s.StatusCode == code {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -231,13 +232,92 @@ func TestOutage6(t *testing.T) {
 	}
 }
 
-// TestErrorStatusKeepsPrefix: a REPLY with NoBinding and no prefix
-// replaces nothing.
-func TestErrorStatusKeepsPrefix(t *testing.T) {
+// TestNoBindingRequests: a RENEW answered with NoBinding makes the client
+// REQUEST its lease again (RFC 8415 section 18.2.10.1), keeping it
+// meanwhile.
+func TestNoBindingRequests(t *testing.T) {
 	f := &fakeNet{reply: fakeServer{status: func(now time.Time) bool { return now.Before(t0.Add(60 * time.Second)) }}.reply}
 	leases, status := run(t, f, state.DHCPv6Lease{}, 50*time.Second)
-	if len(leases) != 1 || !status.Prefix.IsValid() || status.LastError == "" {
-		t.Errorf("leases %v, status %+v; want the first lease kept and the error shown", leases, status)
+	var kinds []string
+	for _, s := range f.sent {
+		kinds = append(kinds, kind(s))
+	}
+	want := "SOLICIT multicast,REQUEST multicast,RENEW multicast,REQUEST multicast"
+	if got := strings.Join(kinds, ","); got != want {
+		t.Errorf("messages %s, want %s", got, want)
+	}
+	if last := f.sent[len(f.sent)-1].msg; !last.Options.ServerID().Equal(serverDUID) || last.Options.OneIAPD().Options.Prefixes()[0].Prefix.String() != "fd00:78:0:100::/56" {
+		t.Errorf("REQUEST after NoBinding: %v", last)
+	}
+	if len(leases) != 2 || status.Prefix != netip.MustParsePrefix("fd00:78:0:100::/56") {
+		t.Errorf("leases %v, status %+v", leases, status)
+	}
+}
+
+// TestPartialReplyKeepsTheRest: an IA the REPLY lacks, or answers with an
+// error status, keeps what the lease had.
+func TestPartialReplyKeepsTheRest(t *testing.T) {
+	old := state.DHCPv6Lease{
+		Prefixes: []state.DelegatedPrefix{{Prefix: netip.MustParsePrefix("fd00:78:0:300::/56"), Preferred: state.Duration(time.Minute), Valid: state.Duration(2 * time.Minute), Given: t0}},
+		Addr:     &state.LeasedAddr{Addr: netip.MustParseAddr("fd00:77::99"), Preferred: state.Duration(time.Minute), Valid: state.Duration(2 * time.Minute), Given: t0},
+		T1:       state.Duration(30 * time.Second), T2: state.Duration(48 * time.Second), Acked: t0,
+	}
+	reply := func(mods func(*dhcpv6.Message)) *dhcpv6.Message {
+		m := fakeServer{}.reply(&dhcpv6.Message{MessageType: dhcpv6.MessageTypeRequest}, AllServers, t0)[0]
+		mods(m)
+		return m
+	}
+	noPD := reply(func(m *dhcpv6.Message) {
+		m.Options.Del(dhcpv6.OptionIAPD)
+		pd := &dhcpv6.OptIAPD{IaId: IAID}
+		pd.Options.Add(&dhcpv6.OptStatusCode{StatusCode: iana.StatusNoPrefixAvail})
+		m.AddOption(pd)
+	})
+	got := merge(old, leaseFromReply(noPD, t0.Add(time.Minute)))
+	if prefixOf(got) != prefixOf(old) || got.Addr.Addr != netip.MustParseAddr("fd00:77::1234") {
+		t.Errorf("NoPrefixAvail with an address: prefix %v, address %v; want the old prefix and the new address", prefixOf(got), got.Addr.Addr)
+	}
+	noNA := reply(func(m *dhcpv6.Message) { m.Options.Del(dhcpv6.OptionIANA) })
+	got = merge(old, leaseFromReply(noNA, t0.Add(time.Minute)))
+	if prefixOf(got) != netip.MustParsePrefix("fd00:78:0:100::/56") || got.Addr.Addr != old.Addr.Addr {
+		t.Errorf("no IA_NA: prefix %v, address %v; want the new prefix and the old address", prefixOf(got), got.Addr.Addr)
+	}
+	if !(0 < got.T1 && got.T1 < got.T2) {
+		t.Errorf("timers %v %v", got.T1, got.T2)
+	}
+}
+
+// TestRebootRebinds: a restart with a lease that has not run out REBINDs.
+func TestRebootRebinds(t *testing.T) {
+	l := state.DHCPv6Lease{
+		Prefixes: []state.DelegatedPrefix{{Prefix: netip.MustParsePrefix("fd00:78:0:100::/56"), Preferred: state.Duration(90 * time.Second), Valid: state.Duration(120 * time.Second), Given: t0.Add(-10 * time.Second)}},
+		T1:       state.Duration(45 * time.Second), T2: state.Duration(72 * time.Second), Acked: t0.Add(-10 * time.Second),
+	}
+	f := &fakeNet{reply: fakeServer{}.reply}
+	leases, _ := run(t, f, l, 5*time.Second)
+	if got := kind(f.sent[0]); got != "REBIND multicast" || len(leases) != 1 {
+		t.Errorf("first message %s, %d leases; want a REBIND answered", got, len(leases))
+	}
+}
+
+// TestPreference: of the ADVERTISEs in the first RT, the one with the
+// higher preference wins.
+func TestPreference(t *testing.T) {
+	f := &fakeNet{}
+	f.reply = func(m *dhcpv6.Message, dst netip.Addr, now time.Time) []*dhcpv6.Message {
+		if m.MessageType != dhcpv6.MessageTypeSolicit {
+			return fakeServer{}.reply(m, dst, now)
+		}
+		low := fakeServer{prefix: "fd00:78:0:100::/56"}.reply(m, dst, now)[0]
+		low.AddOption(dhcpv6.OptPreference(10))
+		high := fakeServer{prefix: "fd00:78:0:200::/56"}.reply(m, dst, now)[0]
+		high.AddOption(dhcpv6.OptPreference(20))
+		return []*dhcpv6.Message{low, high}
+	}
+	run(t, f, state.DHCPv6Lease{}, 3*time.Second)
+	req := f.sent[1].msg
+	if req.MessageType != dhcpv6.MessageTypeRequest || req.Options.OneIAPD().Options.Prefixes()[0].Prefix.String() != "fd00:78:0:200::/56" {
+		t.Errorf("REQUEST %v, want it for the preferred server's fd00:78:0:200::/56", req)
 	}
 }
 

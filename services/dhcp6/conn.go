@@ -32,9 +32,6 @@ func listen(ifname string) (*linkConn, error) {
 	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
 			serr = unix.BindToDevice(int(fd), ifname)
 		})
 		return errors.Join(err, serr)

@@ -27,6 +27,8 @@ func FuzzReply(f *testing.F) {
 		fn := &fakeNet{reply: func(req *dhcpv6.Message, _ netip.Addr, _ time.Time) []*dhcpv6.Message {
 			r := *m
 			r.TransactionID = req.TransactionID
+			r.Options = dhcpv6.MessageOptions{Options: append(dhcpv6.Options(nil), m.Options.Options...)}
+			r.Options.Update(dhcpv6.OptClientID(clientDUID))
 			return []*dhcpv6.Message{&r}
 		}}
 		leases, _ := run(t, fn, state.DHCPv6Lease{}, 10*time.Minute)

@@ -16,9 +16,15 @@ import (
 // now. It keeps prefixes and addresses with a non-zero valid lifetime,
 // whatever their IAID (some ISPs answer with another IAID than asked),
 // and tolerates options it does not use (status texts, preference,
-// authentication).
+// authentication). T1 and T2 are the smallest the IAs give, within the
+// lifetimes; 0 when the server left them to the client.
 func leaseFromReply(m *dhcpv6.Message, now time.Time) state.DHCPv6Lease {
 	var l state.DHCPv6Lease
+	timers := func(t1, t2 time.Duration) {
+		if t1 > 0 && (l.T1 == 0 || state.Duration(t1) < l.T1) {
+			l.T1, l.T2 = state.Duration(t1), state.Duration(t2)
+		}
+	}
 	for _, pd := range m.Options.IAPD() {
 		for _, p := range pd.Options.Prefixes() {
 			pfx, ok := prefix(p.Prefix)
@@ -32,8 +38,8 @@ func leaseFromReply(m *dhcpv6.Message, now time.Time) state.DHCPv6Lease {
 				Given:     now,
 			})
 		}
-		if len(l.Prefixes) > 0 && l.T1 == 0 {
-			l.T1, l.T2 = state.Duration(pd.T1), state.Duration(pd.T2)
+		if len(l.Prefixes) > 0 {
+			timers(pd.T1, pd.T2)
 		}
 	}
 	for _, na := range m.Options.IANA() {
@@ -43,14 +49,13 @@ func leaseFromReply(m *dhcpv6.Message, now time.Time) state.DHCPv6Lease {
 				continue
 			}
 			l.Addr = &state.LeasedAddr{
+				IAID:      uint32(na.IaId[0])<<24 | uint32(na.IaId[1])<<16 | uint32(na.IaId[2])<<8 | uint32(na.IaId[3]),
 				Addr:      addr,
 				Preferred: state.Duration(min(a.PreferredLifetime, a.ValidLifetime)),
 				Valid:     state.Duration(a.ValidLifetime),
 				Given:     now,
 			}
-			if l.T1 == 0 {
-				l.T1, l.T2 = state.Duration(na.T1), state.Duration(na.T2)
-			}
+			timers(na.T1, na.T2)
 		}
 	}
 	for _, d := range m.Options.DNS() {
@@ -73,6 +78,32 @@ func leaseFromReply(m *dhcpv6.Message, now time.Time) state.DHCPv6Lease {
 	return l
 }
 
+// merge returns old with what got carries: each IA that got has (a
+// prefix, an address) replaces old's, and one it lacks (missing, or an
+// error status such as NoPrefixAvail) keeps old's. A server can thus
+// only take a prefix away by delegating another: connectivity first.
+func merge(old, got state.DHCPv6Lease) state.DHCPv6Lease {
+	l := got
+	if len(l.Prefixes) == 0 {
+		l.Prefixes = old.Prefixes
+	}
+	if l.Addr == nil {
+		l.Addr = old.Addr
+	}
+	if len(l.DNS) == 0 {
+		l.DNS = old.DNS
+	}
+	if len(l.Domains) == 0 {
+		l.Domains = old.Domains
+	}
+	// Timers from the server stand only if they fit the lifetimes now
+	// in use; otherwise the client picks them.
+	if t1, t2 := defaultTimers(l); l.T1 <= 0 || l.T2 <= l.T1 || l.T1 > t1*2 || l.T2 > t2*5/4 {
+		l.T1, l.T2 = t1, t2
+	}
+	return l
+}
+
 // defaultTimers picks T1 and T2 when the server left them to the client
 // (RFC 8415 section 21.21): 0.5 and 0.8 of the shortest preferred
 // lifetime.
@@ -89,7 +120,7 @@ func defaultTimers(l state.DHCPv6Lease) (t1, t2 state.Duration) {
 	if shortest <= 0 {
 		shortest = state.Duration(time.Hour)
 	}
-	return shortest / 2, shortest * 4 / 5
+	return shortest / 2, shortest / 5 * 4
 }
 
 // replyStatus describes the status codes of a message, for logs.

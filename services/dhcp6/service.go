@@ -93,7 +93,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link) error {
 	cfg := s.st.DHCPv6.Value()
 	changed := func() bool {
 		l, ok := state.FindLink(s.st.Links.Value(), state.Uplink)
-		return !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || s.st.DHCPv6.Value() != cfg
+		return !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || s.st.DHCPv6.Value().Hint() != cfg.Hint()
 	}
 	go func() {
 		for {
