@@ -14,6 +14,8 @@ import (
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/homerouter/homerouter/internal/inbox"
 )
 
 // linkConn is the Conn on a real link. It does what udhcpc and dhcpcd do:
@@ -24,15 +26,9 @@ import (
 // socket, which a BPF filter limits to UDP port 68, so it also sees
 // replies to an address the link does not have yet.
 type linkConn struct {
-	raw  net.PacketConn // IP datagrams to and from port 68, via the packet socket
-	udp  *net.UDPConn   // for unicast sends; what it receives is discarded
-	msgs chan received
-	done chan struct{}
-}
-
-type received struct {
-	m   *dhcpv4.DHCPv4
-	err error
+	raw   net.PacketConn // IP datagrams to and from port 68, via the packet socket
+	udp   *net.UDPConn   // for unicast sends; what it receives is discarded
+	inbox *inbox.Inbox[*dhcpv4.DHCPv4]
 }
 
 // port68 accepts UDP to port 68 on a cooked (SOCK_DGRAM) packet socket,
@@ -79,44 +75,29 @@ func listen(ifname string) (*linkConn, error) {
 		return nil, fmt.Errorf("dhcp4: UDP socket on %s: %w", ifname, err)
 	}
 	c := &linkConn{
-		raw:  nclient4.NewBroadcastUDPConn(p, &net.UDPAddr{Port: 68}),
-		udp:  u.(*net.UDPConn),
-		msgs: make(chan received),
-		done: make(chan struct{}),
+		raw: nclient4.NewBroadcastUDPConn(p, &net.UDPAddr{Port: 68}),
+		udp: u.(*net.UDPConn),
 	}
-	go c.read()
+	buf := make([]byte, 1500)
+	c.inbox = inbox.Start(func() (*dhcpv4.DHCPv4, bool, error) { return c.read(buf) })
 	go c.drain()
 	return c, nil
 }
 
-// read parses what the packet socket receives. A malformed message is
-// dropped: it is somebody else's problem, not a reason to stop.
-func (c *linkConn) read() {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := c.raw.ReadFrom(buf)
-		if errors.Is(err, unix.ENETDOWN) {
-			// The link went down; the socket works again when it
-			// comes back up. Retransmissions cover the gap.
-			continue
-		}
-		if err != nil {
-			select {
-			case c.msgs <- received{err: err}:
-			case <-c.done:
-			}
-			return
-		}
-		m, err := dhcpv4.FromBytes(buf[:n])
-		if err != nil {
-			continue
-		}
-		select {
-		case c.msgs <- received{m: m}:
-		case <-c.done:
-			return
-		}
+// read reads one message from the packet socket. A malformed message is
+// skipped: it is somebody else's problem, not a reason to stop.
+func (c *linkConn) read(buf []byte) (*dhcpv4.DHCPv4, bool, error) {
+	n, _, err := c.raw.ReadFrom(buf)
+	if errors.Is(err, unix.ENETDOWN) {
+		// The link went down; the socket works again when it comes
+		// back up. Retransmissions cover the gap.
+		return nil, true, nil
 	}
+	if err != nil {
+		return nil, false, fmt.Errorf("receive: %w", err)
+	}
+	m, err := dhcpv4.FromBytes(buf[:n])
+	return m, err != nil, nil
 }
 
 // drain empties the UDP socket, which receives copies of the unicast
@@ -144,23 +125,11 @@ func (c *linkConn) Send(m *dhcpv4.DHCPv4, dst netip.Addr) error {
 
 // Receive implements Conn.
 func (c *linkConn) Receive(ctx context.Context, deadline time.Time) (*dhcpv4.DHCPv4, error) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case r := <-c.msgs:
-		if r.err != nil {
-			return nil, fmt.Errorf("receive: %w", r.err)
-		}
-		return r.m, nil
-	case <-t.C:
-		return nil, ErrTimeout
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return c.inbox.Receive(ctx, deadline, ErrTimeout)
 }
 
 // Close closes both sockets and stops the readers.
 func (c *linkConn) Close() error {
-	close(c.done)
+	c.inbox.Close()
 	return errors.Join(c.raw.Close(), c.udp.Close())
 }

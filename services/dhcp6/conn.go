@@ -11,6 +11,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/homerouter/homerouter/internal/inbox"
 )
 
 // linkConn is the Conn on a real link: one UDP socket on port 546, bound
@@ -19,13 +21,7 @@ import (
 type linkConn struct {
 	ifname string
 	udp    *net.UDPConn
-	msgs   chan received
-	done   chan struct{}
-}
-
-type received struct {
-	m   *dhcpv6.Message
-	err error
+	inbox  *inbox.Inbox[*dhcpv6.Message]
 }
 
 func listen(ifname string) (*linkConn, error) {
@@ -40,37 +36,24 @@ func listen(ifname string) (*linkConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UDP socket on %s: %w", ifname, err)
 	}
-	c := &linkConn{ifname: ifname, udp: pc.(*net.UDPConn), msgs: make(chan received), done: make(chan struct{})}
-	go c.read()
+	c := &linkConn{ifname: ifname, udp: pc.(*net.UDPConn)}
+	buf := make([]byte, 65536)
+	c.inbox = inbox.Start(func() (*dhcpv6.Message, bool, error) { return c.read(buf) })
 	return c, nil
 }
 
-// read parses what arrives; what does not parse, or is a relay message,
-// is dropped.
-func (c *linkConn) read() {
-	buf := make([]byte, 65536)
-	for {
-		n, _, err := c.udp.ReadFrom(buf)
-		if errors.Is(err, unix.ENETDOWN) {
-			continue
-		}
-		if err != nil {
-			select {
-			case c.msgs <- received{err: err}:
-			case <-c.done:
-			}
-			return
-		}
-		m, err := dhcpv6.MessageFromBytes(buf[:n])
-		if err != nil {
-			continue
-		}
-		select {
-		case c.msgs <- received{m: m}:
-		case <-c.done:
-			return
-		}
+// read reads one message; what does not parse, or is a relay message,
+// is skipped.
+func (c *linkConn) read(buf []byte) (*dhcpv6.Message, bool, error) {
+	n, _, err := c.udp.ReadFrom(buf)
+	if errors.Is(err, unix.ENETDOWN) {
+		return nil, true, nil
 	}
+	if err != nil {
+		return nil, false, fmt.Errorf("receive: %w", err)
+	}
+	m, err := dhcpv6.MessageFromBytes(buf[:n])
+	return m, err != nil, nil
 }
 
 // Send implements Conn.
@@ -85,23 +68,11 @@ func (c *linkConn) Send(m *dhcpv6.Message, dst netip.Addr) error {
 
 // Receive implements Conn.
 func (c *linkConn) Receive(ctx context.Context, deadline time.Time) (*dhcpv6.Message, error) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case r := <-c.msgs:
-		if r.err != nil {
-			return nil, fmt.Errorf("receive: %w", r.err)
-		}
-		return r.m, nil
-	case <-t.C:
-		return nil, ErrTimeout
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return c.inbox.Receive(ctx, deadline, ErrTimeout)
 }
 
 // Close closes the socket and stops the reader.
 func (c *linkConn) Close() error {
-	close(c.done)
+	c.inbox.Close()
 	return c.udp.Close()
 }
