@@ -42,14 +42,7 @@ func TestDHCPv4Lab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcap := filepath.Join(l.Dir(), "dhcp4.pcap")
-	dump, err := l.Start(h.ISP, "tcpdump", "-i", "isp0", "-n", "-U", "-w", pcap, "udp port 67 or udp port 68")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dump.WaitOutput(ctx, "listening on isp0"); err != nil {
-		t.Fatal(err)
-	}
+	dump := startCapture(ctx, t, l, h.ISP, "udp port 67 or udp port 68")
 	router, err := l.Start(h.Router, bin, "run", "-perm", h.PermDir)
 	if err != nil {
 		t.Fatal(err)
@@ -101,28 +94,8 @@ func TestDHCPv4Lab(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	// The capture must hold the renewal too before tcpdump stops: it
-	// may not have read the last packets yet.
-	if err := lab.WaitFor(ctx, "six DHCP packets captured", func() error {
-		out, err := h.ISP.Run(ctx, "tcpdump", "-nn", "-r", pcap)
-		if n := strings.Count(out, "BOOTP/DHCP"); err != nil || n < 6 {
-			return fmt.Errorf("%d packets (%v)", n, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	dump.Signal(os.Interrupt)
-	<-dump.Exited()
-	if os.Getenv(recordEnv) == "1" {
-		data, err := os.ReadFile(pcap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile("services/dhcp4/testdata/dnsmasq.pcap", data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// DISCOVER, OFFER, REQUEST, ACK, and the renewal's REQUEST and ACK.
+	dump.keep(ctx, t, "BOOTP/DHCP", 6, "services/dhcp4/testdata/dnsmasq.pcap")
 
 	// The ISP's server goes away, and the router restarts.
 	var lease state.DHCPv4Lease
@@ -204,4 +177,53 @@ func TestDHCPv4Lab(t *testing.T) {
 			t.Errorf("after the new ACK: address %q (want %s), default route %v", a, addr, route)
 		}
 	})
+}
+
+// capture is tcpdump on the ISP's isp0, recording an exchange for the
+// replay tests.
+type capture struct {
+	p    *lab.Process
+	ns   *lab.Netns
+	file string
+}
+
+func startCapture(ctx context.Context, t *testing.T, l *lab.Lab, isp *lab.Netns, filter string) *capture {
+	t.Helper()
+	c := &capture{ns: isp, file: filepath.Join(l.Dir(), "capture.pcap")}
+	var err error
+	if c.p, err = l.Start(isp, "tcpdump", "-i", "isp0", "-n", "-U", "-w", c.file, filter); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.p.WaitOutput(ctx, "listening on isp0"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// keep waits until the capture holds n packets that tcpdump describes
+// with marker (it may not have read the last ones yet), stops tcpdump and,
+// with HOMEROUTER_RECORD=1, saves the capture as dest.
+func (c *capture) keep(ctx context.Context, t *testing.T, marker string, n int, dest string) {
+	t.Helper()
+	if err := lab.WaitFor(ctx, fmt.Sprintf("%d packets captured", n), func() error {
+		out, err := c.ns.Run(ctx, "tcpdump", "-nn", "-r", c.file)
+		if got := strings.Count(out, marker); err != nil || got < n {
+			return fmt.Errorf("%d packets (%v)", got, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.p.Signal(os.Interrupt)
+	<-c.p.Exited()
+	if os.Getenv(recordEnv) != "1" {
+		return
+	}
+	data, err := os.ReadFile(c.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -52,14 +52,7 @@ func TestDHCPv6Lab(t *testing.T) {
 		return ""
 	}
 
-	pcap := filepath.Join(l.Dir(), "dhcp6.pcap")
-	dump, err := l.Start(h.ISP, "tcpdump", "-i", "isp0", "-n", "-U", "-w", pcap, "udp port 546 or udp port 547")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dump.WaitOutput(ctx, "listening on isp0"); err != nil {
-		t.Fatal(err)
-	}
+	dump := startCapture(ctx, t, l, h.ISP, "udp port 546 or udp port 547")
 	start := time.Now()
 	router, err := l.Start(h.Router, bin, "run", "-perm", h.PermDir)
 	if err != nil {
@@ -116,28 +109,8 @@ func TestDHCPv6Lab(t *testing.T) {
 		if n := strings.Count(log, "Solicit message from"); n != 1 {
 			t.Errorf("dhcpd saw %d SOLICITs, want 1:\n%s", n, log)
 		}
-		// Keep the exchange for the replay test: SOLICIT, ADVERTISE,
-		// REQUEST, REPLY, RENEW, REPLY.
-		if err := lab.WaitFor(ctx, "six DHCPv6 packets captured", func() error {
-			out, err := h.ISP.Run(ctx, "tcpdump", "-nn", "-r", pcap)
-			if n := strings.Count(out, "dhcp6"); err != nil || n < 6 {
-				return fmt.Errorf("%d packets (%v)", n, err)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		dump.Signal(os.Interrupt)
-		<-dump.Exited()
-		if os.Getenv(recordEnv) == "1" {
-			data, err := os.ReadFile(pcap)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile("services/dhcp6/testdata/dhcpd.pcap", data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		// SOLICIT, ADVERTISE, REQUEST, REPLY, RENEW, REPLY.
+		dump.keep(ctx, t, "dhcp6", 6, "services/dhcp6/testdata/dhcpd.pcap")
 	})
 
 	t.Run("a restart gets the same prefix", func(t *testing.T) {
