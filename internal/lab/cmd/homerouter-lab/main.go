@@ -70,6 +70,7 @@ homerouter lab is up (files in %s)
 Try (another shell):
   ip netns exec %[3]s curl -s http://127.0.0.1%[6]s/health.json
   ip netns exec %[3]s ip addr
+  cat %[4]s/dhcp4-lease.json %[4]s/dhcp6-lease.json   (the uplink's leases)
   ip netns exec %[5]s ip addr add 10.42.0.50/24 dev eth0
   ip netns exec %[5]s busybox ping -c1 10.42.0.1
   ip netns exec %[3]s dig @10.77.0.1 www.isp.test      (the ISP's DNS, from the router)
