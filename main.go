@@ -16,6 +16,7 @@ import (
 	"github.com/homerouter/homerouter/platform"
 	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/services/dhcp4"
+	"github.com/homerouter/homerouter/services/dhcp4d"
 	"github.com/homerouter/homerouter/services/dhcp6"
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
@@ -162,6 +163,7 @@ func runRouter(args []string, stderr io.Writer) error {
 		{Name: httpd.ServiceName, Run: web.Run},
 		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
+		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
 	}
 	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
 	mainLog.Printf("stopped")

@@ -227,3 +227,112 @@ func SortedEnv(env map[string]string) string {
 	}
 	return strings.TrimSpace(b.String())
 }
+
+// DHClient4 runs ISC `dhclient -4 -1` on iface in n, with the lab's
+// recording hook script and its own config, lease and pid files in the
+// lab's dir, until the script reports BOUND (or REBOOT, RENEW), then stops
+// it and returns that environment: new_ip_address, new_routers,
+// new_domain_name_servers, new_domain_name, ... Nothing is configured on
+// iface.
+func (l *Lab) DHClient4(ctx context.Context, n *Netns, iface string) (map[string]string, error) {
+	script, out, err := l.clientFiles("dhclient4")
+	if err != nil {
+		return nil, err
+	}
+	conf, err := l.WriteFile(filepath.Base(out)+".conf",
+		"request subnet-mask, broadcast-address, routers, domain-name, domain-name-servers, domain-search, host-name;\n", 0o644)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// dhclient gives its script a fresh environment: pass HR_LAB_OUT with -e.
+	cmd := n.Command(runCtx, "dhclient", "-4", "-1", "-d", "-v",
+		"-e", "HR_LAB_OUT="+out,
+		"-cf", conf,
+		"-sf", script,
+		"-lf", out+".leases",
+		"-pf", out+".pid",
+		iface)
+	cmd.Env = clientEnv(out)
+	logf, err := os.Create(out + ".log")
+	if err != nil {
+		return nil, fmt.Errorf("lab: dhclient -4 log: %w", err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab: start dhclient -4 in %s: %w", n, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cancel() // SIGKILLs dhclient's process group
+		<-exited
+	}()
+	var bound map[string]string
+	err = WaitFor(ctx, fmt.Sprintf("dhclient -4 lease on %s in %s", iface, n), func() error {
+		evs, err := HookEvents(out)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			switch ev["reason"] {
+			case "BOUND", "REBOOT", "RENEW":
+				bound = ev
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return Abort(fmt.Errorf("dhclient exited, events %q", eventNames(evs)))
+		default:
+		}
+		return fmt.Errorf("no lease yet, events %q", eventNames(evs))
+	})
+	if err != nil {
+		log, _ := os.ReadFile(out + ".log")
+		return nil, fmt.Errorf("%w; dhclient output:\n%s", err, log)
+	}
+	return bound, nil
+}
+
+// DHCPCDTest runs `dhcpcd -4 -1 -T` (test mode) on iface in n with the
+// lab's recording hook script and an empty config, and returns the
+// environment of the TEST event: new_ip_address, new_routers,
+// new_domain_name_servers, new_domain_name, ... Test mode stops at the
+// server's OFFER: dhcpcd neither requests the address nor configures
+// anything.
+func (l *Lab) DHCPCDTest(ctx context.Context, n *Netns, iface string) (map[string]string, error) {
+	hook, out, err := l.clientFiles("dhcpcd")
+	if err != nil {
+		return nil, err
+	}
+	// dhcpcd gives its script only its own variables: a wrapper passes
+	// HR_LAB_OUT on.
+	script, err := l.WriteFile(filepath.Base(out)+"-wrap.sh",
+		"#!/bin/sh\nHR_LAB_OUT='"+out+"' exec '"+hook+"' \"$@\"\n", 0o755)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := l.WriteFile(filepath.Base(out)+".conf",
+		"option subnet_mask, routers, domain_name_servers, domain_name, domain_search\n", 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := n.Command(ctx, "dhcpcd", "-4", "-1", "-T", "-B", "-L", "-t", "20",
+		"-f", conf, "-c", script, iface)
+	cmd.Env = clientEnv(out)
+	b, runErr := cmd.CombinedOutput()
+	l.logf("lab: dhcpcd -T on %s in %s: %s", iface, n, bytes.TrimSpace(b))
+	evs, err := HookEvents(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range evs {
+		if ev["reason"] == "TEST" && ev["new_ip_address"] != "" {
+			return ev, nil
+		}
+	}
+	return nil, fmt.Errorf("lab: dhcpcd -T on %s in %s: no offer (events %q, exit %v): %s", iface, n, eventNames(evs), runErr, bytes.TrimSpace(b))
+}

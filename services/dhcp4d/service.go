@@ -1,0 +1,272 @@
+package dhcp4d
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// ServiceName is the name main gives the LAN DHCPv4 server in the
+// supervisor, and the key of its problems in st.Problems.
+const ServiceName = "dhcp4d"
+
+// leasesProblem is the st.Problems key of a lease table that cannot be
+// read or written; ServiceName's is the config's.
+const leasesProblem = ServiceName + " " + LeasesFile
+
+// Service runs a Handler on lan0: it is the thin adapter between the
+// Handler, lan0's sockets and the store.
+//
+// It waits for netconfig to have given lan0 an IPv4 address (st.Links):
+// the link's first IPv4 prefix is the server identifier and the subnet
+// served. It reads /perm/dhcp4d.json again whenever the config files are
+// reloaded (st.ConfigStatus, published on SIGHUP); an invalid file is
+// reported in st.Problems under ServiceName and the last good config (at
+// first the defaults) stays in force. It starts over, keeping the lease
+// table, when lan0, its address or MTU, or the config changes.
+//
+// The lease table is /perm/dhcp4d-leases.json. Replies go out at once; a
+// writer goroutine then persists the table, one atomic write at a time,
+// a burst of changes coalescing into the next write (see persist).
+type Service struct {
+	st     *state.Store
+	logger *log.Logger
+
+	// The fields below belong to Run, which the supervisor never runs
+	// twice at once.
+	leases *state.Persistent[LeaseFile] // loaded by the first Run
+	cfg    *Config                      // the last good config; nil before the first
+	h      *Handler                     // the last handler, whose table the next one starts from
+}
+
+// New returns the LAN DHCPv4 server service.
+func New(st *state.Store, logger *log.Logger) *Service {
+	return &Service{st: st, logger: logger}
+}
+
+// Run implements services.Service. It returns when ctx is done (nil) or
+// lan0's sockets fail (the supervisor then restarts it); either way the
+// lease table has been written.
+func (s *Service) Run(ctx context.Context) error {
+	if s.leases == nil {
+		p, err := state.LoadPersistent[LeaseFile](s.st.Dir(), LeasesFile)
+		if err != nil {
+			s.logger.Printf("%v (starting with an empty lease table)", err)
+			s.st.ReportProblem(leasesProblem, err)
+		}
+		s.leases = p
+	}
+
+	// dirty holds the handler whose table has changed; persist writes it.
+	dirty := state.NewTopic[*Handler]("dhcp4d leases")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.persist(pctx, dirty)
+	}()
+
+	for {
+		w := state.WatchAll(s.st.Links)
+		link, lan, ok := lan0(s.st.Links.Value())
+		if !ok {
+			if w.Wait(ctx) != nil {
+				return nil
+			}
+			continue
+		}
+		if err := s.runOn(ctx, link, lan, dirty); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// lan0 returns lan0 and its first IPv4 prefix, if it has one.
+func lan0(links []state.Link) (state.Link, netip.Prefix, bool) {
+	l, ok := state.FindLink(links, state.LAN)
+	if !ok {
+		return l, netip.Prefix{}, false
+	}
+	for _, p := range l.Addrs {
+		if p.Addr().Is4() {
+			return l, p, true
+		}
+	}
+	return l, netip.Prefix{}, false
+}
+
+// lanMTU is lan0's configured MTU, 0 when not set.
+func lanMTU(ifs state.Interfaces) int {
+	for _, ifc := range ifs.Interfaces {
+		if ifc.Name == state.LAN {
+			return ifc.MTU
+		}
+	}
+	return 0
+}
+
+// runOn serves on link, whose address is lan, until ctx is done (error
+// nil), something it serves with changes (error nil, to start over) or
+// the sockets fail.
+func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, dirty *state.Topic[*Handler]) error {
+	cfg := s.config(lan)
+	mtu := lanMTU(s.st.Interfaces.Value())
+	table := s.leases.Value().Leases
+	if s.h != nil {
+		table = s.h.Leases()
+	}
+	h, err := NewHandler(cfg, Link{Addr: lan, MTU: mtu}, table, nil)
+	if err != nil {
+		return fmt.Errorf("dhcp4d: %w", err)
+	}
+	s.h = h
+	conn, err := listenServer(link.Name, lan.Addr())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer conn.Close() // ends the receive loop below
+		for {
+			w := state.WatchAll(s.st.Links, s.st.ConfigStatus, s.st.Interfaces)
+			if why := s.changed(link, lan, cfg, mtu); why != "" {
+				s.logger.Printf("%s; starting over", why)
+				cancel()
+				return
+			}
+			if w.Wait(ctx) != nil {
+				return
+			}
+		}
+	}()
+	s.logger.Printf("serving %s on %s", lan.Masked(), link.Name)
+
+	buf := make([]byte, 1<<16)
+	for {
+		req, malformed, err := conn.receive(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dhcp4d: receive on %s: %w", link.Name, err)
+		}
+		if malformed {
+			h.dropped.Add(1)
+			continue
+		}
+		reply, changed := h.Serve(req)
+		if reply == nil {
+			continue
+		}
+		if err := conn.send(req, reply); err != nil {
+			s.logger.Printf("send %s for %s: %v", reply.MessageType(), reply.ClientHWAddr, err)
+		}
+		if changed {
+			s.logger.Printf("%s %s for %s", reply.MessageType(), reply.YourIPAddr, reply.ClientHWAddr)
+			dirty.Publish(h)
+		}
+	}
+}
+
+// changed says why the server must start over, or "" when it need not:
+// lan0 (its link, MAC or address), its MTU or the config in force has
+// changed.
+func (s *Service) changed(link state.Link, lan netip.Prefix, cfg Config, mtu int) string {
+	l, p, ok := lan0(s.st.Links.Value())
+	switch {
+	case !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || p != lan:
+		return state.LAN + " changed"
+	case lanMTU(s.st.Interfaces.Value()) != mtu:
+		return state.LAN + "'s MTU changed"
+	case !reflect.DeepEqual(s.config(lan), cfg):
+		return ConfigFile + " changed"
+	}
+	return ""
+}
+
+// config reads dhcp4d.json and returns the config in force on lan: the
+// file's if it is valid, else the last good one (or the defaults), with
+// the problem reported.
+func (s *Service) config(lan netip.Prefix) Config {
+	var cfg Config
+	data, err := os.ReadFile(filepath.Join(s.st.Dir(), ConfigFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		err = nil // the defaults
+	case err != nil:
+		err = fmt.Errorf("%s: %w", ConfigFile, err)
+	default:
+		if cfg, err = ParseConfig(data); err == nil {
+			err = cfg.Validate(lan)
+		}
+	}
+	if err != nil {
+		if s.st.Problems.Value()[ServiceName] == "" {
+			s.logger.Printf("%v (the previous config stays in force)", err)
+		}
+		s.st.ReportProblem(ServiceName, err)
+		if s.cfg != nil && s.cfg.Validate(lan) == nil {
+			return *s.cfg
+		}
+		return Config{}
+	}
+	s.st.ReportProblem(ServiceName, nil)
+	s.cfg = &cfg
+	return cfg
+}
+
+// persist writes the lease table of the handler in dirty whenever it is
+// published, until ctx is done, and then once more if needed. Writing in
+// this one goroutine is the group commit: at most one write is in
+// flight, and the changes made during a write are all in the next one,
+// which starts as soon as the previous ends (an fsync takes milliseconds,
+// well within the second a lease may wait to be durable). A failed write
+// is reported and retried a second later.
+func (s *Service) persist(ctx context.Context, dirty *state.Topic[*Handler]) {
+	var written uint64
+	write := func() error {
+		h, v := dirty.Get()
+		if v == written {
+			return nil
+		}
+		if err := s.leases.Publish(LeaseFile{Leases: h.Leases()}); err != nil {
+			s.logger.Printf("%v", err)
+			s.st.ReportProblem(leasesProblem, err)
+			return err
+		}
+		s.st.ReportProblem(leasesProblem, nil)
+		written = v
+		return nil
+	}
+	for {
+		w := state.WatchAll(dirty)
+		if write() != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if w.Wait(ctx) != nil {
+			write()
+			return
+		}
+	}
+}
