@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,6 +61,8 @@ func TestWriteFileAtomicKilled(t *testing.T) {
 	seen := make(map[int]bool)
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0])
+		// If this test process dies, so does the writer.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		cmd.Env = append(os.Environ(), "HOMEROUTER_ATOMIC_CHILD="+path, "HOMEROUTER_ATOMIC_GEN="+strconv.Itoa(round*1000+1))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
