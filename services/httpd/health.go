@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -46,6 +47,18 @@ func health(st *state.Store) Health {
 			c.Error = problems[s.Name]
 		}
 		services.Children = append(services.Children, c)
+	}
+	// Problems reported under another name than a service's (a service
+	// with several kinds of problem) get their own nodes.
+	var others []string
+	for name := range problems {
+		if !slices.ContainsFunc(st.Services.Value(), func(s state.ServiceStatus) bool { return s.Name == name }) {
+			others = append(others, name)
+		}
+	}
+	slices.Sort(others)
+	for _, name := range others {
+		services.Children = append(services.Children, Check{Name: name, Error: problems[name]})
 	}
 	root := Check{Name: "homerouter", OK: true, Children: []Check{config, services}}
 	h := Health{}

@@ -20,7 +20,8 @@ func TestHealth(t *testing.T) {
 		name      string
 		files     map[string]string
 		services  []state.ServiceStatus
-		problem   error // reported by netconfig
+		problem   error // reported by netconfig, or by problemAs
+		problemAs string
 		wantCode  int
 		wantFirst string
 	}{
@@ -52,6 +53,15 @@ func TestHealth(t *testing.T) {
 			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: "homerouter/services/netconfig: netconfig: rename eth1 to lan0: link 3 already has that name",
 		},
+		{
+			name:      "problem under another name",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "dhcp4d", State: "running"}},
+			problemAs: "dhcp4d dhcp4d-leases.json",
+			problem:   errors.New("write dhcp4d-leases.json: no space left on device"),
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/services/dhcp4d dhcp4d-leases.json: write dhcp4d-leases.json: no space left on device",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -61,7 +71,11 @@ func TestHealth(t *testing.T) {
 			st := state.NewStore(dir)
 			st.Reload()
 			st.Services.Publish(tc.services)
-			st.ReportProblem("netconfig", tc.problem)
+			name := "netconfig"
+			if tc.problemAs != "" {
+				name = tc.problemAs
+			}
+			st.ReportProblem(name, tc.problem)
 
 			rec := httptest.NewRecorder()
 			Handler(st).ServeHTTP(rec, httptest.NewRequest("GET", "/health.json", nil))
