@@ -279,10 +279,12 @@ func TestDestination(t *testing.T) {
 		dst  string
 		raw  bool
 	}{
-		{"DISCOVER: to yiaddr at chaddr", discover(macA), "192.168.42.100", true},
-		{"broadcast bit", discover(macB, broadcastBit()), "255.255.255.255", false},
-		{"renewing: to ciaddr", request(macA, ciaddr("192.168.42.100")), "192.168.42.100", false},
-		{"NAK: broadcast", request(macA, reqIP("10.0.0.1")), "255.255.255.255", false},
+		{"DISCOVER: to yiaddr at chaddr", discover(macA), "192.168.42.100:68", true},
+		{"broadcast bit", discover(macB, broadcastBit()), "255.255.255.255:68", false},
+		{"renewing: to ciaddr", request(macA, ciaddr("192.168.42.100")), "192.168.42.100:68", false},
+		{"NAK: broadcast", request(macA, reqIP("10.0.0.1")), "255.255.255.255:68", false},
+		{"relayed from lan0: to giaddr:67", discover(macC, giaddr("192.168.42.2")), "192.168.42.2:67", false},
+		{"relayed NAK: to giaddr:67", request(macA, reqIP("10.0.0.1"), giaddr("192.168.42.2")), "192.168.42.2:67", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			req := tt.req(t)

@@ -17,8 +17,8 @@ import (
 
 // linkConn is the server's socket pair on lan0. Requests arrive on a UDP
 // socket bound to port 67 on the link. Replies leave where Destination
-// says (RFC 2131 section 4.1): by UDP to a client that has an address or
-// to the broadcast address, and otherwise unicast to the offered address
+// says (RFC 2131 section 4.1): by UDP to a relay agent on the link, to a
+// client that has an address or to the broadcast address, and otherwise unicast to the offered address
 // at the client's MAC, which the kernel cannot do (the client does not
 // answer ARP yet), so a packet socket sends that one with headers built
 // by udp4. Service uses it.
@@ -72,10 +72,10 @@ func (c *linkConn) send(req, reply *dhcpv4.DHCPv4) error {
 	b := reply.ToBytes()
 	dst, hw := Destination(req, reply)
 	if hw == nil {
-		_, err := c.udp.WriteTo(b, &net.UDPAddr{IP: dst.AsSlice(), Port: 68})
+		_, err := c.udp.WriteToUDPAddrPort(b, dst)
 		return err
 	}
-	_, err := c.raw.WriteTo(udp4(c.src, 67, dst, 68, b), &packet.Addr{HardwareAddr: hw})
+	_, err := c.raw.WriteTo(udp4(c.src, 67, dst.Addr(), dst.Port(), b), &packet.Addr{HardwareAddr: hw})
 	return err
 }
 

@@ -196,8 +196,10 @@ type client struct {
 }
 
 // Serve answers one request from lan0. reply is nil when there is no
-// answer: a malformed message (counted, see Dropped), a relayed one
-// (giaddr set: not counted), a message meant for another server, RELEASE
+// answer: a malformed message (counted, see Dropped), one relayed from
+// outside lan0's subnet (giaddr set there: not counted; a relay agent on
+// lan0 itself, such as perfdhcp, is served from lan0's pool), a message
+// meant for another server, RELEASE
 // and DECLINE, a client we know nothing about (RFC 2131 wants silence),
 // or a full pool. changed reports that the lease table changed in a way
 // worth a write: an ACK, a RELEASE, a DECLINE. An OFFER's one-minute
@@ -212,9 +214,9 @@ func (h *Handler) Serve(req *dhcpv4.DHCPv4) (reply *dhcpv4.DHCPv4, changed bool)
 		h.dropped.Add(1)
 		return nil, false
 	}
-	if !addr4(req.GatewayIPAddr).IsUnspecified() {
-		// Relayed: the server serves lan0 only, and a relay agent's
-		// subnet is not its business.
+	if gi := addr4(req.GatewayIPAddr); !gi.IsUnspecified() && !h.onLink(gi) {
+		// Relayed from elsewhere: the server serves lan0 only, and
+		// another subnet is not its business.
 		return nil, false
 	}
 	h.mu.Lock()
@@ -309,6 +311,12 @@ func (h *Handler) request(req *dhcpv4.DHCPv4, c client, sid, requested, ciaddr n
 		return h.nak(req, fmt.Sprintf("%s is not available", a)), false
 	}
 	return nil, false // no record of the client: RFC 2131 wants silence
+}
+
+// onLink reports whether a is a host address of lan0's subnet other than
+// the router's own: where a relay agent on the LAN may sit.
+func (h *Handler) onLink(a netip.Addr) bool {
+	return h.subnet.Contains(a) && a != h.subnet.Addr() && a != h.bcast && a != h.server
 }
 
 // staticFor returns c's static lease, or nil.
@@ -571,18 +579,23 @@ func (h *Handler) newReply(req *dhcpv4.DHCPv4, typ dhcpv4.MessageType) *dhcpv4.D
 }
 
 // Destination says where the service sends reply to req, following RFC
-// 2131 section 4.1 for messages not from a relay agent: to ciaddr when
-// the client has an address (renewing, rebinding, INFORM); broadcast for
-// a NAK and when the client set the broadcast bit; else to yiaddr at the
-// client's MAC, which needs a raw frame (or a neighbour entry) because
-// the client cannot answer ARP yet: then hw is chaddr.
-func Destination(req, reply *dhcpv4.DHCPv4) (dst netip.Addr, hw net.HardwareAddr) {
-	bcast := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+// 2131 section 4.1: to the relay agent at giaddr, port 67, when the
+// request came through one (Serve answers only relays on lan0); else to
+// ciaddr when the client has an address (renewing, rebinding, INFORM);
+// broadcast for a NAK and when the client set the broadcast bit; else to
+// yiaddr at the client's MAC, which needs a raw frame (or a neighbour
+// entry) because the client cannot answer ARP yet: then hw is chaddr.
+// Replies to clients go to port 68.
+func Destination(req, reply *dhcpv4.DHCPv4) (dst netip.AddrPort, hw net.HardwareAddr) {
+	bcast := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), 68)
+	if gi := addr4(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
+		return netip.AddrPortFrom(gi, 67), nil
+	}
 	switch ci := addr4(req.ClientIPAddr); {
 	case reply.MessageType() == dhcpv4.MessageTypeNak:
 		return bcast, nil
 	case ci.IsValid() && !ci.IsUnspecified():
-		return ci, nil
+		return netip.AddrPortFrom(ci, 68), nil
 	case req.IsBroadcast():
 		return bcast, nil
 	}
@@ -590,5 +603,5 @@ func Destination(req, reply *dhcpv4.DHCPv4) (dst netip.Addr, hw net.HardwareAddr
 	if !yi.IsValid() || yi.IsUnspecified() || len(reply.ClientHWAddr) != 6 {
 		return bcast, nil
 	}
-	return yi, reply.ClientHWAddr
+	return netip.AddrPortFrom(yi, 68), reply.ClientHWAddr
 }

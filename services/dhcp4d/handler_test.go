@@ -469,11 +469,31 @@ func TestDropped(t *testing.T) {
 			checkTable(t, h)
 		})
 	}
-	// Relayed messages are not ours, but not broken either.
-	req := good(t)
-	req.GatewayIPAddr = addr("10.1.1.1").AsSlice()
-	before := h.Dropped()
-	if reply, _ := h.Serve(req); reply != nil || h.Dropped() != before {
-		t.Errorf("relayed DISCOVER: got %s, dropped %d more", summary(reply), h.Dropped()-before)
+	// Messages relayed from another subnet, or claiming the router's
+	// or the subnet's own addresses as giaddr, are not ours, but not
+	// broken either.
+	for _, gi := range []string{"10.1.1.1", "192.168.42.1", "192.168.42.0", "192.168.42.255"} {
+		req := good(t)
+		req.GatewayIPAddr = addr(gi).AsSlice()
+		before := h.Dropped()
+		if reply, _ := h.Serve(req); reply != nil || h.Dropped() != before {
+			t.Errorf("DISCOVER relayed by %s: got %s, dropped %d more", gi, summary(reply), h.Dropped()-before)
+		}
 	}
+}
+
+// TestRelayOnLink: a relay agent on lan0 itself (perfdhcp is one) gets
+// lan0's leases, with giaddr kept in the replies.
+func TestRelayOnLink(t *testing.T) {
+	h, _ := newTestHandler(t, small, lan, nil)
+	gi := giaddr("192.168.42.2")
+	offer, _ := h.Serve(discover(macA, gi)(t))
+	if summary(offer) != "OFFER 192.168.42.100" || offer.GatewayIPAddr.String() != "192.168.42.2" {
+		t.Fatalf("relayed DISCOVER: got %s, giaddr %v", summary(offer), offer)
+	}
+	ack, changed := h.Serve(selecting(macA, "192.168.42.100", gi)(t))
+	if summary(ack) != "ACK 192.168.42.100" || !changed || ack.GatewayIPAddr.String() != "192.168.42.2" {
+		t.Fatalf("relayed REQUEST: got %s, changed %v", summary(ack), changed)
+	}
+	checkTable(t, h)
 }

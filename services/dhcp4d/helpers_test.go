@@ -75,6 +75,7 @@ func sid(a netip.Addr) dhcpv4.Modifier {
 	return dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP(a.AsSlice())))
 }
 func ciaddr(s string) dhcpv4.Modifier { return dhcpv4.WithClientIP(net.IP(addr(s).AsSlice())) }
+func giaddr(s string) dhcpv4.Modifier { return dhcpv4.WithGatewayIP(net.IP(addr(s).AsSlice())) }
 func clientID(b ...byte) dhcpv4.Modifier {
 	return dhcpv4.WithOption(dhcpv4.OptClientIdentifier(b))
 }
