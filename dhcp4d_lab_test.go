@@ -113,7 +113,7 @@ func TestDHCPv4ServerLab(t *testing.T) {
 		check(t, "dhclient", env, "new_ip_address", "new_routers", "new_domain_name_servers", "new_domain_name")
 	})
 	t.Run("dhcpcd", func(t *testing.T) {
-		env, err := l.DHCPCDTest(ctx, h.LAN, "c4")
+		env, err := l.DHCPCD(ctx, h.LAN, "c4")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -297,13 +297,13 @@ func (l *Lab) DHClient4(ctx context.Context, n *Netns, iface string) (map[string
 	return bound, nil
 }
 
-// DHCPCDTest runs `dhcpcd -4 -1 -T` (test mode) on iface in n with the
-// lab's recording hook script and an empty config, and returns the
-// environment of the TEST event: new_ip_address, new_routers,
-// new_domain_name_servers, new_domain_name, ... Test mode stops at the
-// server's OFFER: dhcpcd neither requests the address nor configures
-// anything.
-func (l *Lab) DHCPCDTest(ctx context.Context, n *Netns, iface string) (map[string]string, error) {
+// DHCPCD runs dhcpcd once (`-4 -1 -B`) on iface in n with the lab's hook
+// script, and returns the BOUND event's variables. dhcpcd writes its lease
+// and pid files under /var/lib/dhcpcd and /run; so that nothing reaches
+// the host, it runs with tmpfs mounted over both, in the private mount
+// namespace `ip netns exec` gives each command. It configures the address
+// on iface, inside n.
+func (l *Lab) DHCPCD(ctx context.Context, n *Netns, iface string) (map[string]string, error) {
 	hook, out, err := l.clientFiles("dhcpcd")
 	if err != nil {
 		return nil, err
@@ -316,23 +316,23 @@ func (l *Lab) DHCPCDTest(ctx context.Context, n *Netns, iface string) (map[strin
 		return nil, err
 	}
 	conf, err := l.WriteFile(filepath.Base(out)+".conf",
-		"option subnet_mask, routers, domain_name_servers, domain_name, domain_search\n", 0o644)
+		"option subnet_mask, routers, domain_name_servers, domain_name, domain_search\nnohook resolv.conf\nnoarp\n", 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := n.Command(ctx, "dhcpcd", "-4", "-1", "-T", "-B", "-L", "-t", "20",
-		"-f", conf, "-c", script, iface)
+	cmd := n.Command(ctx, "sh", "-c", `mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib/dhcpcd && exec dhcpcd -4 -1 -B -L -t 20 -f "$1" -c "$2" "$3"`,
+		"sh", conf, script, iface)
 	cmd.Env = clientEnv(out)
 	b, runErr := cmd.CombinedOutput()
-	l.logf("lab: dhcpcd -T on %s in %s: %s", iface, n, bytes.TrimSpace(b))
+	l.logf("lab: dhcpcd on %s in %s: %s", iface, n, bytes.TrimSpace(b))
 	evs, err := HookEvents(out)
 	if err != nil {
 		return nil, err
 	}
 	for _, ev := range evs {
-		if ev["reason"] == "TEST" && ev["new_ip_address"] != "" {
+		if ev["reason"] == "BOUND" && ev["new_ip_address"] != "" {
 			return ev, nil
 		}
 	}
-	return nil, fmt.Errorf("lab: dhcpcd -T on %s in %s: no offer (events %q, exit %v): %s", iface, n, eventNames(evs), runErr, bytes.TrimSpace(b))
+	return nil, fmt.Errorf("lab: dhcpcd on %s in %s: no lease (events %q, exit %v): %s", iface, n, eventNames(evs), runErr, bytes.TrimSpace(b))
 }
