@@ -190,6 +190,18 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "dhcp4d.json: bad MAC, reversed range, short lease",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"dhcp4d.json":     "{\"range_start\": \"192.168.42.250\", \"range_end\": \"192.168.42.100\", \"lease_duration\": \"10s\",\n \"static_leases\": [{\"hardware_addr\": \"nonsense\", \"addr\": \"192.168.42.50\"}]}",
+			},
+			want: []string{
+				`dhcp4d.json:1:48: range_end: 192.168.42.100 is before range_start 192.168.42.250`,
+				`dhcp4d.json:1:84: lease_duration: 10s is not between 1m0s and 8760h0m0s`,
+				`dhcp4d.json:2:38: static_leases[0].hardware_addr: "nonsense" is not a MAC address like 02:00:00:00:00:01`,
+			},
+		},
+		{
 			name:  "missing interfaces.json",
 			files: map[string]string{},
 			want:  []string{`interfaces.json: missing: without it the router does not know which link is which`},

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func fuzzConfig[T any, PT interface {
 	if errs := PT(&again).validate(d2); len(errs) > 0 {
 		t.Fatalf("re-validating what was written: %v\n%s", errs, out)
 	}
-	if diff := cmp.Diff(v, again, cmpopts.EquateEmpty()); diff != "" {
+	if diff := cmp.Diff(v, again, cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
 		t.Fatalf("round trip: -first +second:\n%s", diff)
 	}
 }
@@ -81,4 +82,21 @@ func FuzzPortForwardings(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[PortForwardings](t, "portforwardings.json", data) })
+}
+
+func FuzzDHCPv4Server(f *testing.F) {
+	for _, s := range []string{
+		`{"range_start": "192.168.42.100", "range_end": "192.168.42.250", "lease_duration": "1h", "domain": "lan", "static_leases": [{"hardware_addr": "02:77:00:00:00:12", "addr": "192.168.42.50", "hostname": "printer"}]}`,
+		`{"lease_duration": "10s"}`,
+		`{"static_leases": [{"hardware_addr": "nonsense"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[DHCPv4Server](t, "dhcp4d.json", data) })
+}
+
+func FuzzDHCPv6(f *testing.F) {
+	f.Add([]byte(`{"prefix_length": 56, "lan_subnet": 3}`))
+	f.Add([]byte(`{"prefix_length": 80}`))
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[DHCPv6](t, "dhcp6.json", data) })
 }

@@ -21,6 +21,7 @@ type Store struct {
 	Interfaces      *Topic[Interfaces]
 	PortForwardings *Topic[PortForwardings]
 	DHCPv6          *Topic[DHCPv6]
+	DHCPv4Server    *Topic[DHCPv4Server]
 
 	// ConfigStatus is the result of the last load of each config file, in
 	// the order of ConfigFileNames.
@@ -38,6 +39,10 @@ type Store struct {
 	DHCPv4Lease *Persistent[DHCPv4Lease]
 	// DHCPv4Status is the DHCPv4 client's state, for diagnostics.
 	DHCPv4Status *Topic[DHCPv4Status]
+
+	// DHCPv4ServerLeases is the LAN DHCPv4 server's lease table,
+	// persisted in dhcp4d-leases.json, for DNS names and the status page.
+	DHCPv4ServerLeases *Persistent[DHCPv4ServerLeases]
 
 	// DHCPv6Lease is the uplink's DHCPv6 lease (delegated prefix),
 	// persisted in dhcp6-lease.json. Published by the DHCPv6 client;
@@ -120,6 +125,10 @@ var configFiles = []configFile{
 		load: loadInto(func(s *Store) *Topic[PortForwardings] { return s.PortForwardings }),
 	},
 	{
+		name: "dhcp4d.json",
+		load: loadInto(func(s *Store) *Topic[DHCPv4Server] { return s.DHCPv4Server }),
+	},
+	{
 		name: "dhcp6.json",
 		load: loadInto(func(s *Store) *Topic[DHCPv6] { return s.DHCPv6 }),
 	},
@@ -173,19 +182,21 @@ func asConfigErrors(file string, err error) ConfigErrors {
 // call Reload.
 func NewStore(dir string) *Store {
 	return &Store{
-		dir:             dir,
-		Interfaces:      NewTopic[Interfaces]("interfaces.json"),
-		PortForwardings: NewTopic[PortForwardings]("portforwardings.json"),
-		ConfigStatus:    NewTopic[[]FileStatus]("config"),
-		Services:        NewTopic[[]ServiceStatus]("services"),
-		Links:           NewTopic[[]Link]("links"),
-		Problems:        NewTopic[map[string]string]("problems"),
-		DHCPv4Lease:     newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
-		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
-		DHCPv6:          NewTopic[DHCPv6]("dhcp6.json"),
-		DHCPv6Lease:     newPersistent[DHCPv6Lease](dir, "dhcp6-lease.json"),
-		DHCPv6DUID:      newPersistent[DUID](dir, "dhcp6-duid.json"),
-		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
+		dir:                dir,
+		Interfaces:         NewTopic[Interfaces]("interfaces.json"),
+		PortForwardings:    NewTopic[PortForwardings]("portforwardings.json"),
+		ConfigStatus:       NewTopic[[]FileStatus]("config"),
+		Services:           NewTopic[[]ServiceStatus]("services"),
+		Links:              NewTopic[[]Link]("links"),
+		Problems:           NewTopic[map[string]string]("problems"),
+		DHCPv4Lease:        newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
+		DHCPv4Status:       NewTopic[DHCPv4Status]("dhcp4"),
+		DHCPv6:             NewTopic[DHCPv6]("dhcp6.json"),
+		DHCPv4Server:       NewTopic[DHCPv4Server]("dhcp4d.json"),
+		DHCPv4ServerLeases: newPersistent[DHCPv4ServerLeases](dir, "dhcp4d-leases.json"),
+		DHCPv6Lease:        newPersistent[DHCPv6Lease](dir, "dhcp6-lease.json"),
+		DHCPv6DUID:         newPersistent[DUID](dir, "dhcp6-duid.json"),
+		DHCPv6Status:       NewTopic[DHCPv6Status]("dhcp6"),
 	}
 }
 
@@ -198,7 +209,7 @@ const dhcp4LeaseFile = "dhcp4-lease.json"
 // next good value.
 func (s *Store) LoadState() []error {
 	var errs []error
-	for _, load := range []func() error{s.DHCPv4Lease.load, s.DHCPv6Lease.load, s.DHCPv6DUID.load} {
+	for _, load := range []func() error{s.DHCPv4Lease.load, s.DHCPv6Lease.load, s.DHCPv6DUID.load, s.DHCPv4ServerLeases.load} {
 		if err := load(); err != nil {
 			errs = append(errs, err)
 		}

@@ -14,55 +14,13 @@ import (
 	"github.com/homerouter/homerouter/state"
 )
 
-// Config is /perm/dhcp4d.json, the LAN's DHCPv4 server. Every field is
-// optional: an absent file serves lan0's whole subnet.
-//
-//	{
-//	  "range_start": "192.168.42.100",
-//	  "range_end": "192.168.42.250",
-//	  "lease_duration": "1h",
-//	  "domain": "lan",
-//	  "static_leases": [
-//	    {"hardware_addr": "02:77:00:00:00:12", "addr": "192.168.42.50", "hostname": "printer"}
-//	  ]
-//	}
-//
-// It belongs in package state with the other schemas (as state.DHCPv4Server,
-// validated with positions like state.Interfaces); it lives here until the
-// service is wired.
-type Config struct {
-	// RangeStart and RangeEnd bound the pool of addresses handed out,
-	// both included. Each defaults to the first or last host address of
-	// lan0's subnet. The router's own address and the static leases'
-	// addresses are never handed out from the pool.
-	RangeStart netip.Addr `json:"range_start,omitzero"`
-	RangeEnd   netip.Addr `json:"range_end,omitzero"`
-
-	// LeaseDuration is how long a lease lasts, e.g. "1h" (default
-	// DefaultLeaseDuration). Clients renew at half of it.
-	LeaseDuration state.Duration `json:"lease_duration,omitzero"`
-
-	// Domain is sent as the domain name and search list, so that "H"
-	// resolves as "H.<domain>" on the clients. Default "lan".
-	Domain string `json:"domain,omitempty"`
-
-	// StaticLeases always give the same address (and hostname) to a
-	// device, picked by its MAC address. The address must be in lan0's
-	// subnet, but may be outside the pool.
-	StaticLeases []StaticLease `json:"static_leases,omitempty"`
-}
+// Config is /perm/dhcp4d.json; its schema, with every field explained,
+// is state.DHCPv4Server. The Store loads it (positioned errors, last good
+// kept); Validate checks it against lan0's subnet.
+type Config = state.DHCPv4Server
 
 // StaticLease pins one device's address.
-type StaticLease struct {
-	// HardwareAddr is the device's MAC address, e.g. "02:77:00:00:00:12"
-	// (chaddr: whatever client identifier it sends).
-	HardwareAddr string `json:"hardware_addr"`
-	// Addr is the address it gets.
-	Addr netip.Addr `json:"addr"`
-	// Hostname, when set, is its DNS name under Domain, replacing the
-	// hostname the device sends.
-	Hostname string `json:"hostname,omitempty"`
-}
+type StaticLease = state.StaticLease
 
 // DefaultLeaseDuration is one hour. A home LAN's pool is far larger than
 // its device count, so long leases buy nothing; short ones mean that a
@@ -73,11 +31,10 @@ type StaticLease struct {
 // batches, negligible writes. It is dnsmasq's default too.
 const DefaultLeaseDuration = time.Hour
 
-// Lease duration bounds: below a minute clients renew all the time; the
-// upper bound keeps times far from the 32-bit seconds of option 51.
+// Lease duration bounds (see state).
 const (
-	minLeaseDuration = time.Minute
-	maxLeaseDuration = 365 * 24 * time.Hour
+	minLeaseDuration = state.MinLeaseDuration
+	maxLeaseDuration = state.MaxLeaseDuration
 )
 
 // DefaultDomain is the local DNS domain (see DESIGN.md).
@@ -103,7 +60,7 @@ func ParseConfig(data []byte) (Config, error) {
 
 // Validate checks c against lan0's address and prefix (e.g.
 // 192.168.42.1/24) and returns every problem, each naming its field.
-func (c Config) Validate(lan netip.Prefix) error {
+func Validate(c Config, lan netip.Prefix) error {
 	var errs []error
 	fail := func(path, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %s", ConfigFile, path, fmt.Sprintf(format, args...)))
@@ -142,7 +99,7 @@ func (c Config) Validate(lan netip.Prefix) error {
 	if d := time.Duration(c.LeaseDuration); d != 0 && (d < minLeaseDuration || d > maxLeaseDuration) {
 		fail("lease_duration", "%v is not between %v and %v", d, minLeaseDuration, maxLeaseDuration)
 	}
-	if c.Domain != "" && !validDomain(c.Domain) {
+	if c.Domain != "" && !state.ValidDomain(c.Domain) {
 		fail("domain", "%q is not a DNS name like lan or home.example", c.Domain)
 	}
 	macs := make(map[string]string)
@@ -169,7 +126,7 @@ func (c Config) Validate(lan netip.Prefix) error {
 			addrs[s.Addr] = p
 		}
 		if s.Hostname != "" {
-			if !validLabel(s.Hostname) {
+			if !state.ValidLabel(s.Hostname) {
 				fail(p+".hostname", "%q is not a hostname: letters, digits and '-', at most 63", s.Hostname)
 			} else if prev := names[strings.ToLower(s.Hostname)]; prev != "" {
 				fail(p+".hostname", "%q is already used by %s", s.Hostname, prev)
@@ -212,37 +169,6 @@ func parseMAC(s string) (string, error) {
 	return mac.String(), nil
 }
 
-// validLabel reports whether s is one DNS label (RFC 1123 host name
-// syntax): letters, digits and '-', not at either end, 1 to 63 bytes.
-func validLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !labelByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func labelByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-'
-}
-
-// validDomain reports whether s is a DNS name of valid labels.
-func validDomain(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(s, ".") {
-		if !validLabel(l) {
-			return false
-		}
-	}
-	return true
-}
-
 // sanitizeHostname turns what a client sends in option 12 into a DNS
 // label, or "": the first label, with bytes outside [A-Za-z0-9-]
 // replaced by '-', cut at 63 bytes, without leading or trailing '-'.
@@ -254,7 +180,7 @@ func sanitizeHostname(s string) string {
 	}
 	b := []byte(s)
 	for i, c := range b {
-		if !labelByte(c) {
+		if !state.ValidLabel(string(c)) && c != '-' {
 			b[i] = '-'
 		}
 	}

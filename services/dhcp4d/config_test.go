@@ -32,7 +32,7 @@ func TestParseConfig(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("-want +got:\n%s", diff)
 	}
-	if err := got.Validate(lan.Addr); err != nil {
+	if err := Validate(got, lan.Addr); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
 	for _, bad := range []string{
@@ -119,7 +119,7 @@ func TestValidate(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.cfg.Validate(netip.MustParsePrefix(tt.lan))
+			err := Validate(tt.cfg, netip.MustParsePrefix(tt.lan))
 			var got []string
 			if err != nil {
 				got = strings.Split(err.Error(), "\n")
@@ -149,7 +149,7 @@ func TestSanitizeHostname(t *testing.T) {
 		"":                      "",
 		strings.Repeat("a", 70): strings.Repeat("a", 63),
 	} {
-		if got := sanitizeHostname(in); got != want || (got != "" && !validLabel(got)) {
+		if got := sanitizeHostname(in); got != want || (got != "" && !state.ValidLabel(got)) {
 			t.Errorf("sanitizeHostname(%q) = %q, want %q", in, got, want)
 		}
 	}

@@ -78,7 +78,7 @@ type Handler struct {
 // now static or the router's, or duplicates) are dropped; static leases
 // keep only their times from the table. now is the clock.
 func NewHandler(cfg Config, lan Link, leases []Lease, now func() time.Time) (*Handler, error) {
-	if err := cfg.Validate(lan.Addr); err != nil {
+	if err := Validate(cfg, lan.Addr); err != nil {
 		return nil, err
 	}
 	if lan.MTU != 0 && (lan.MTU < 68 || lan.MTU > 65535) {

@@ -2,69 +2,19 @@ package dhcp4d
 
 import (
 	"container/heap"
-	"net/netip"
+	"github.com/homerouter/homerouter/state"
 	"time"
 )
 
 // Lease is one address the server has handed out, offered, pinned or set
-// aside. The lease table is persisted as /perm/dhcp4d-leases.json (see
-// LeaseFile) so that clients keep their addresses, and their names keep
-// resolving, across restarts; the DNS server reads hostnames from it.
-//
-// Expired leases are kept: a returning client gets its previous address
-// back, and an address is reused only when the pool has no never-used
-// address left (then the longest-expired first).
-type Lease struct {
-	Addr netip.Addr `json:"addr"`
-	// HardwareAddr is the client's chaddr, e.g. "02:77:00:00:00:12".
-	HardwareAddr string `json:"hardware_addr,omitempty"`
-	// ClientID is the client identifier (option 61) in hex, when the
-	// client sent one: it identifies the client rather than
-	// HardwareAddr.
-	ClientID string `json:"client_id,omitempty"`
-	// Hostname is the static lease's, or what the client sent (option
-	// 12) made into a DNS label.
-	Hostname string `json:"hostname,omitempty"`
-	// Expiry is when the lease ends; zero for a static lease not yet
-	// asked for.
-	Expiry time.Time `json:"expiry,omitzero"`
-	// LastSeen is when the client last sent a message for this lease.
-	LastSeen time.Time `json:"last_seen,omitzero"`
-	// Static is true for the static leases of dhcp4d.json. The table
-	// keeps them only for their Expiry and LastSeen: the config file
-	// decides their address and hostname.
-	Static bool `json:"static,omitempty"`
-	// Declined is true when a client reported the address in use by
-	// someone else (DHCPDECLINE): it is not handed out before Expiry.
-	Declined bool `json:"declined,omitempty"`
-}
+// aside; its schema is state.DHCPv4ServerLease.
+type Lease = state.DHCPv4ServerLease
 
-// LeaseFile is /perm/dhcp4d-leases.json, written by the server. It
-// belongs in package state once the service is wired.
-//
-//	{
-//	  "leases": [
-//	    {
-//	      "addr": "192.168.42.100",
-//	      "hardware_addr": "02:77:00:00:00:21",
-//	      "client_id": "01027700000021",
-//	      "hostname": "laptop",
-//	      "expiry": "2026-11-25T14:00:00Z",
-//	      "last_seen": "2026-11-25T13:00:00Z"
-//	    }
-//	  ]
-//	}
-type LeaseFile struct {
-	Leases []Lease `json:"leases"`
-}
+// LeaseFile is /perm/dhcp4d-leases.json (state.DHCPv4ServerLeases).
+type LeaseFile = state.DHCPv4ServerLeases
 
 // LeasesFile is the lease table's file name under /perm.
 const LeasesFile = "dhcp4d-leases.json"
-
-// Active reports whether l is held by a client at now.
-func (l Lease) Active(now time.Time) bool {
-	return !l.Declined && l.Expiry.After(now)
-}
 
 // record is a Lease in the table.
 type record struct {

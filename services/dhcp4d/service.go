@@ -2,13 +2,9 @@ package dhcp4d
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"time"
@@ -29,22 +25,23 @@ const leasesProblem = ServiceName + " " + LeasesFile
 //
 // It waits for netconfig to have given lan0 an IPv4 address (st.Links):
 // the link's first IPv4 prefix is the server identifier and the subnet
-// served. It reads /perm/dhcp4d.json again whenever the config files are
-// reloaded (st.ConfigStatus, published on SIGHUP); an invalid file is
-// reported in st.Problems under ServiceName and the last good config (at
-// first the defaults) stays in force. It starts over, keeping the lease
-// table, when lan0, its address or MTU, or the config changes.
+// served. Its config is st.DHCPv4Server (dhcp4d.json, reloaded on
+// SIGHUP); one that does not fit lan0's subnet is reported in st.Problems
+// under ServiceName and the last good config (at first the defaults)
+// stays in force. It starts over, keeping the lease table, when lan0, its
+// address or MTU, or the config changes.
 //
-// The lease table is /perm/dhcp4d-leases.json. Replies go out at once; a
-// writer goroutine then persists the table, one atomic write at a time,
-// a burst of changes coalescing into the next write (see persist).
+// The lease table is st.DHCPv4ServerLeases (dhcp4d-leases.json), which
+// DNS and the status page read. Replies go out at once; a writer
+// goroutine then persists and publishes the table, one atomic write at a
+// time, a burst of changes coalescing into the next write (see persist).
 type Service struct {
 	st     *state.Store
 	logger *log.Logger
 
 	// The fields below belong to Run, which the supervisor never runs
 	// twice at once.
-	leases *state.Persistent[LeaseFile] // loaded by the first Run
+	leases *state.Persistent[LeaseFile] // the Store's, loaded by LoadState
 	cfg    *Config                      // the last good config; nil before the first
 	h      *Handler                     // the last handler, whose table the next one starts from
 }
@@ -58,14 +55,7 @@ func New(st *state.Store, logger *log.Logger) *Service {
 // lan0's sockets fail (the supervisor then restarts it); either way the
 // lease table has been written.
 func (s *Service) Run(ctx context.Context) error {
-	if s.leases == nil {
-		p, err := state.LoadPersistent[LeaseFile](s.st.Dir(), LeasesFile)
-		if err != nil {
-			s.logger.Printf("%v (starting with an empty lease table)", err)
-			s.st.ReportProblem(leasesProblem, err)
-		}
-		s.leases = p
-	}
+	s.leases = s.st.DHCPv4ServerLeases
 
 	// dirty holds the handler whose table has changed; persist writes it.
 	dirty := state.NewTopic[*Handler]("dhcp4d leases")
@@ -144,7 +134,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 	go func() {
 		defer conn.Close() // ends the receive loop below
 		for {
-			w := state.WatchAll(s.st.Links, s.st.ConfigStatus, s.st.Interfaces)
+			w := state.WatchAll(s.st.Links, s.st.DHCPv4Server, s.st.Interfaces)
 			if why := s.changed(link, lan, cfg, mtu); why != "" {
 				s.logger.Printf("%s; starting over", why)
 				cancel()
@@ -200,28 +190,19 @@ func (s *Service) changed(link state.Link, lan netip.Prefix, cfg Config, mtu int
 	return ""
 }
 
-// config reads dhcp4d.json and returns the config in force on lan: the
-// file's if it is valid, else the last good one (or the defaults), with
-// the problem reported.
+// config returns the config in force on lan: dhcp4d.json as the Store
+// last loaded it (a file that does not parse, or fails the Store's checks,
+// is reported there and the previous one kept), if it also fits lan's
+// subnet; else the last good one (or the defaults), with the problem
+// reported.
 func (s *Service) config(lan netip.Prefix) Config {
-	var cfg Config
-	data, err := os.ReadFile(filepath.Join(s.st.Dir(), ConfigFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		err = nil // the defaults
-	case err != nil:
-		err = fmt.Errorf("%s: %w", ConfigFile, err)
-	default:
-		if cfg, err = ParseConfig(data); err == nil {
-			err = cfg.Validate(lan)
-		}
-	}
-	if err != nil {
+	cfg := s.st.DHCPv4Server.Value()
+	if err := Validate(cfg, lan); err != nil {
 		if s.st.Problems.Value()[ServiceName] == "" {
 			s.logger.Printf("%v (the previous config stays in force)", err)
 		}
 		s.st.ReportProblem(ServiceName, err)
-		if s.cfg != nil && s.cfg.Validate(lan) == nil {
+		if s.cfg != nil && Validate(*s.cfg, lan) == nil {
 			return *s.cfg
 		}
 		return Config{}
