@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,7 @@ func TestDHCPv4ServerLab(t *testing.T) {
 		"c2": "02:77:00:00:00:12", // udhcpc, the static lease
 		"c3": "02:77:00:00:00:13", // dhclient
 		"c4": "02:77:00:00:00:14", // dhcpcd
+		"c5": "02:77:00:00:00:15", // a newcomer after the restart
 	}
 	for name, mac := range clients {
 		for _, args := range [][]string{
@@ -136,7 +138,7 @@ func TestDHCPv4ServerLab(t *testing.T) {
 		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.RouterProc.WaitOutput(ctx, "(the previous config stays in force)"); err != nil {
+		if err := h.RouterProc.WaitOutput(ctx, "config: dhcp4d.json:"); err != nil {
 			t.Fatal(err)
 		}
 		env, err := l.UDHCPC(ctx, h.LAN, "c2")
@@ -148,19 +150,59 @@ func TestDHCPv4ServerLab(t *testing.T) {
 		}
 	})
 
-	t.Run("restart keeps the leases", func(t *testing.T) {
-		if alpha == "" {
-			t.Skip("alpha got no lease")
+	t.Run("a config that does not fit lan0's subnet keeps the last good one", func(t *testing.T) {
+		path := filepath.Join(perm, "dhcp4d.json")
+		if err := os.WriteFile(path, []byte(`{"static_leases": [{"hardware_addr": "02:77:00:00:00:12", "addr": "10.0.0.5"}]}`), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		stopRouter(ctx, t, h.RouterProc)
-		data, err := os.ReadFile(filepath.Join(perm, "dhcp4d-leases.json"))
+		defer func() {
+			if err := os.WriteFile(path, []byte(files["dhcp4d.json"]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.RouterProc.WaitOutput(ctx, "dhcp4d: dhcp4d.json: static_leases[0].addr: 10.0.0.5"); err != nil {
+			t.Fatal(err)
+		}
+		env, err := l.UDHCPC(ctx, h.LAN, "c2")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(data), `"hostname": "alpha"`) || !strings.Contains(string(data), `"addr": "`+alpha+`"`) {
-			t.Errorf("dhcp4d-leases.json does not have alpha at %s:\n%s", alpha, data)
+		if a := check(t, "udhcpc", env, "ip", "router", "dns", "domain"); a != "192.168.42.50" {
+			t.Errorf("with a dhcp4d.json outside the subnet the static client got %s, want 192.168.42.50", a)
 		}
+	})
+
+	t.Run("restart keeps the leases", func(t *testing.T) {
+		if alpha == "" {
+			t.Fatal("alpha got no lease")
+		}
+		// The lease is on disk while the router runs, not only after the
+		// write at shutdown.
+		if err := lab.WaitFor(ctx, "alpha in dhcp4d-leases.json", func() error {
+			data, err := os.ReadFile(filepath.Join(perm, "dhcp4d-leases.json"))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(data), `"hostname": "alpha"`) || !strings.Contains(string(data), `"addr": "`+alpha+`"`) {
+				return fmt.Errorf("no alpha at %s:\n%s", alpha, data)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		stopRouter(ctx, t, h.RouterProc)
 		start()
+		// A newcomer asks first: without the lease table it would be
+		// given alpha's address.
+		if _, err := l.UDHCPC(ctx, h.LAN, "c5"); err != nil {
+			t.Fatal(err)
+		}
 		env, err := l.UDHCPC(ctx, h.LAN, "c1", "-x", "hostname:alpha")
 		if err != nil {
 			t.Fatal(err)

@@ -51,17 +51,13 @@ func listenServer(ifname string, src netip.Addr) (*linkConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp4d: UDP port 67 on %s: %w", ifname, err)
 	}
-	raw, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, nil)
+	// The packet socket only sends: a filter that accepts nothing (ret
+	// #0), set before the socket is bound, keeps the kernel from queueing
+	// the LAN's IPv4 packets on it.
+	raw, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_IP, &packet.Config{Filter: []bpf.RawInstruction{{Op: 0x06, K: 0}}})
 	if err != nil {
 		u.Close()
 		return nil, fmt.Errorf("dhcp4d: packet socket on %s: %w", ifname, err)
-	}
-	// The packet socket only sends: a filter that accepts nothing keeps
-	// the kernel from queueing every IPv4 packet of the LAN on it.
-	if err := raw.SetBPF([]bpf.RawInstruction{{Op: 0x06, K: 0}}); err != nil { // ret #0
-		raw.Close()
-		u.Close()
-		return nil, fmt.Errorf("dhcp4d: packet socket filter: %w", err)
 	}
 	return &linkConn{ifi: ifi, src: src, udp: u.(*net.UDPConn), raw: raw}, nil
 }

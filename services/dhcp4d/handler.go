@@ -172,11 +172,12 @@ func leaseKey(l Lease) string {
 // up.
 func (h *Handler) Leases() []Lease {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	ls := make([]Lease, 0, len(h.p.byAddr))
 	for _, r := range h.p.byAddr {
 		ls = append(ls, r.Lease)
 	}
+	h.mu.Unlock()
+	// Sort outside the lock: Serve must not wait for a large table.
 	slices.SortFunc(ls, func(a, b Lease) int { return a.Addr.Compare(b.Addr) })
 	return ls
 }

@@ -112,6 +112,7 @@ func lanMTU(ifs state.Interfaces) int {
 // nil), something it serves with changes (error nil, to start over) or
 // the sockets fail.
 func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, dirty *state.Topic[*Handler]) error {
+	raw := s.st.DHCPv4Server.Value()
 	cfg := s.config(lan)
 	mtu := lanMTU(s.st.Interfaces.Value())
 	table := s.leases.Value().Leases
@@ -130,12 +131,16 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 	defer conn.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	defer watcher.Wait()
 	defer cancel()
-	go func() {
-		defer conn.Close() // ends the receive loop below
+	watcher.Go(func() {
+		// A read deadline in the past wakes the receive loop below, which
+		// then finishes what it is sending before it returns.
+		defer conn.udp.SetReadDeadline(time.Now())
 		for {
 			w := state.WatchAll(s.st.Links, s.st.DHCPv4Server, s.st.Interfaces)
-			if why := s.changed(link, lan, cfg, mtu); why != "" {
+			if why := s.changed(link, lan, raw, mtu); why != "" {
 				s.logger.Printf("%s; starting over", why)
 				cancel()
 				return
@@ -144,7 +149,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 				return
 			}
 		}
-	}()
+	})
 	s.logger.Printf("serving %s on %s", lan.Masked(), link.Name)
 
 	buf := make([]byte, 1<<16)
@@ -168,23 +173,22 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 			s.logger.Printf("send %s for %s: %v", reply.MessageType(), reply.ClientHWAddr, err)
 		}
 		if changed {
-			s.logger.Printf("%s %s for %s", reply.MessageType(), reply.YourIPAddr, reply.ClientHWAddr)
 			dirty.Publish(h)
 		}
 	}
 }
 
 // changed says why the server must start over, or "" when it need not:
-// lan0 (its link, MAC or address), its MTU or the config in force has
-// changed.
-func (s *Service) changed(link state.Link, lan netip.Prefix, cfg Config, mtu int) string {
+// lan0 (its link, MAC or address), its MTU or dhcp4d.json has changed.
+// It only reads: config, which reports problems, runs in runOn.
+func (s *Service) changed(link state.Link, lan netip.Prefix, raw Config, mtu int) string {
 	l, p, ok := lan0(s.st.Links.Value())
 	switch {
 	case !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || p != lan:
 		return state.LAN + " changed"
 	case lanMTU(s.st.Interfaces.Value()) != mtu:
 		return state.LAN + "'s MTU changed"
-	case !reflect.DeepEqual(s.config(lan), cfg):
+	case !reflect.DeepEqual(s.st.DHCPv4Server.Value(), raw):
 		return ConfigFile + " changed"
 	}
 	return ""
@@ -240,6 +244,7 @@ func (s *Service) persist(ctx context.Context, dirty *state.Topic[*Handler]) {
 		if write() != nil {
 			select {
 			case <-ctx.Done():
+				write() // a last try before the service stops
 				return
 			case <-time.After(time.Second):
 			}
