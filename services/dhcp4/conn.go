@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/internal/inbox"
+	"github.com/homerouter/homerouter/internal/sockopt"
 )
 
 // linkConn is the Conn on a real link. It does what udhcpc and dhcpcd do:
@@ -59,16 +59,7 @@ func listen(ifname string) (*linkConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp4: packet socket on %s: %w", ifname, err)
 	}
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
-				return
-			}
-			serr = unix.BindToDevice(int(fd), ifname)
-		})
-		return errors.Join(err, serr)
-	}}
+	lc := net.ListenConfig{Control: sockopt.Control(ifname, unix.SO_REUSEADDR)}
 	u, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
 	if err != nil {
 		p.Close()

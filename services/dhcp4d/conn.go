@@ -7,12 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/homerouter/homerouter/internal/sockopt"
 )
 
 // linkConn is the server's socket pair on lan0. Requests arrive on a UDP
@@ -37,16 +38,7 @@ func listenServer(ifname string, src netip.Addr) (*linkConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp4d: %w", err)
 	}
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
-				return
-			}
-			serr = unix.BindToDevice(int(fd), ifname)
-		})
-		return errors.Join(err, serr)
-	}}
+	lc := net.ListenConfig{Control: sockopt.Control(ifname, unix.SO_BROADCAST)}
 	u, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:67")
 	if err != nil {
 		return nil, fmt.Errorf("dhcp4d: UDP port 67 on %s: %w", ifname, err)

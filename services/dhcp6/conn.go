@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/internal/inbox"
+	"github.com/homerouter/homerouter/internal/sockopt"
 )
 
 // linkConn is the Conn on a real link: one UDP socket on port 546, bound
@@ -25,13 +25,7 @@ type linkConn struct {
 }
 
 func listen(ifname string) (*linkConn, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.BindToDevice(int(fd), ifname)
-		})
-		return errors.Join(err, serr)
-	}}
+	lc := net.ListenConfig{Control: sockopt.Control(ifname)}
 	pc, err := lc.ListenPacket(context.Background(), "udp6", "[::]:546")
 	if err != nil {
 		return nil, fmt.Errorf("UDP socket on %s: %w", ifname, err)
