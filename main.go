@@ -10,6 +10,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
@@ -39,6 +40,14 @@ reported and the last good one stays in force) and SIGTERM/SIGINT (stop).
 `
 
 func main() {
+	switch {
+	case os.Getpid() == 1 && len(os.Args) == 1:
+		pid1() // never returns
+	case filepath.Base(os.Args[0]) == "modprobe":
+		// The image's /sbin/modprobe, which the kernel runs to load a
+		// module on demand.
+		os.Exit(platform.Modprobe(os.Args[1:], os.Stderr))
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errReported) {
 			fmt.Fprintln(os.Stderr, "homerouter:", err)
@@ -111,6 +120,31 @@ func check(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// pid1 is the router as the init process of its own image: platform
+// prepares the machine, then the services run as under `run -perm /perm`.
+// It never returns: a clean stop (SIGTERM, SIGINT, ctrl-alt-del) reboots,
+// and so does a fatal error, after a delay.
+func pid1() {
+	sys, err := platform.Boot()
+	defer func() {
+		if r := recover(); r != nil {
+			sys.Fatal(fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
+		}
+	}()
+	if err != nil {
+		sys.Fatal(err)
+	}
+	err = serve(platform.PermDir, httpd.DefaultAddr, sys.Log, func(st *state.Store) {
+		if sys.Notice != "" {
+			st.ReportNotice("perm", sys.Notice)
+		}
+	})
+	if err != nil {
+		sys.Fatal(err)
+	}
+	sys.Shutdown(false)
+}
+
 func runRouter(args []string, stderr io.Writer) error {
 	var httpAddr string
 	dir, err := permFlags("run", args, stderr, func(fs *flag.FlagSet) {
@@ -119,12 +153,22 @@ func runRouter(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return serve(dir, httpAddr, stderr, nil)
+}
+
+// serve runs every service on the perm directory dir until SIGTERM or
+// SIGINT, logging to logw; prepare, when not nil, sees the store before
+// the services start.
+func serve(dir, httpAddr string, logw io.Writer, prepare func(*state.Store)) error {
 	logger := func(prefix string) *log.Logger {
-		return log.New(stderr, prefix+": ", log.LstdFlags|log.Lmsgprefix)
+		return log.New(logw, prefix+": ", log.LstdFlags|log.Lmsgprefix)
 	}
 	mainLog := logger("homerouter")
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
 	st := state.NewStore(dir)
+	if prepare != nil {
+		prepare(st)
+	}
 
 	web, err := httpd.New(st, logger("httpd"), httpAddr)
 	if err != nil {

@@ -59,7 +59,14 @@ type Store struct {
 	// and retries. Set them with ReportProblem.
 	Problems *Topic[map[string]string]
 
-	problemsMu sync.Mutex // orders ReportProblem's read-modify-publish
+	// Notices are what a person should know that does not make the
+	// router unhealthy, by subject: a /perm that is a tmpfs, say. A
+	// router booted without a disk routes fine, and an unhealthy
+	// /health.json would make every update roll back. Set them with
+	// ReportNotice.
+	Notices *Topic[map[string]string]
+
+	problemsMu sync.Mutex // orders ReportProblem's and ReportNotice's read-modify-publish
 
 	reloadMu sync.Mutex // one Reload at a time
 }
@@ -189,6 +196,7 @@ func NewStore(dir string) *Store {
 		Services:           NewTopic[[]ServiceStatus]("services"),
 		Links:              NewTopic[[]Link]("links"),
 		Problems:           NewTopic[map[string]string]("problems"),
+		Notices:            NewTopic[map[string]string]("notices"),
 		DHCPv4Lease:        newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
 		DHCPv4Status:       NewTopic[DHCPv4Status]("dhcp4"),
 		DHCPv6:             NewTopic[DHCPv6]("dhcp6.json"),
@@ -220,19 +228,34 @@ func (s *Store) LoadState() []error {
 // ReportProblem records err as service's current problem, or clears it
 // when err is nil.
 func (s *Store) ReportProblem(service string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	s.setEntry(s.Problems, service, msg)
+}
+
+// ReportNotice records msg as subject's notice, or clears it when msg is
+// empty.
+func (s *Store) ReportNotice(subject, msg string) {
+	s.setEntry(s.Notices, subject, msg)
+}
+
+// setEntry sets key to msg in t's map, deleting it when msg is empty.
+func (s *Store) setEntry(t *Topic[map[string]string], key, msg string) {
 	s.problemsMu.Lock()
 	defer s.problemsMu.Unlock()
-	old := s.Problems.Value()
+	old := t.Value()
 	m := make(map[string]string, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	if err != nil {
-		m[service] = strings.ReplaceAll(err.Error(), "\n", "; ")
+	if msg != "" {
+		m[key] = strings.ReplaceAll(msg, "\n", "; ")
 	} else {
-		delete(m, service)
+		delete(m, key)
 	}
-	s.Problems.PublishIfChanged(m)
+	t.PublishIfChanged(m)
 }
 
 // Dir returns the perm directory.

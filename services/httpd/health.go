@@ -19,9 +19,11 @@ type Health struct {
 // Check is one node of the check tree. A node is OK when it and all its
 // children are.
 type Check struct {
-	Name     string  `json:"name"`
-	OK       bool    `json:"ok"`
-	Error    string  `json:"error,omitempty"`
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Notice is worth knowing but not a failure (see state.Store.Notices).
+	Notice   string  `json:"notice,omitempty"`
 	Detail   any     `json:"detail,omitempty"`
 	Children []Check `json:"children,omitempty"`
 }
@@ -61,6 +63,15 @@ func health(st *state.Store) Health {
 		services.Children = append(services.Children, Check{Name: name, Error: problems[name]})
 	}
 	root := Check{Name: "homerouter", OK: true, Children: []Check{config, services}}
+	notices := st.Notices.Value()
+	var subjects []string
+	for s := range notices {
+		subjects = append(subjects, s)
+	}
+	slices.Sort(subjects)
+	for _, s := range subjects {
+		root.Children = append(root.Children, Check{Name: s, OK: true, Notice: notices[s]})
+	}
 	h := Health{}
 	finish(&root, "", &h.FirstError)
 	h.Checks = root

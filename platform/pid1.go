@@ -1,0 +1,356 @@
+package platform
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/sys/unix"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// PermDir is where PID 1 mounts the persistent partition.
+const PermDir = "/perm"
+
+// System is what Boot set up: where /perm is, and the log every service
+// writes to.
+type System struct {
+	// PermDevice is the block device mounted on PermDir, "" when PermDir
+	// is a tmpfs.
+	PermDevice string
+	// Notice, when not empty, is what a person should know about the boot
+	// (a /perm that will not survive a reboot); main shows it on
+	// /health.json.
+	Notice string
+	// Log writes to the consoles and to Ring.
+	Log io.Writer
+	// Ring holds the log since boot, for the status page.
+	Ring *Ring
+
+	logger *log.Logger
+}
+
+// ringSize is the log kept in memory: about a day of a quiet router's log.
+const ringSize = 1 << 20
+
+// Boot does what PID 1 must before the router's services can run:
+// mount the kernel's filesystems, open the consoles, load the kernel
+// modules for the hardware found (coldplug) and for the firewall, mount
+// /perm, write the first-boot interfaces.json, set the hostname and start
+// reaping orphans. It returns a usable System even with an error, so the
+// caller can log the error before it reboots.
+func Boot() (*System, error) {
+	sys := &System{Ring: NewRing(ringSize)}
+	sys.Log = io.MultiWriter(os.Stderr, sys.Ring)
+	sys.logger = log.New(sys.Log, "platform: ", log.LstdFlags|log.Lmsgprefix)
+
+	if err := mountKernelFilesystems(); err != nil {
+		return sys, err
+	}
+	// The kernel opened /dev/console for us from the initramfs's node;
+	// from here on the log also goes to both consoles by name.
+	sys.Log = io.MultiWriter(openConsoles(), sys.Ring)
+	sys.logger.SetOutput(sys.Log)
+
+	// Ctrl-Alt-Del sends SIGINT to PID 1 (a clean shutdown) instead of
+	// resetting the machine with /perm mounted.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		sys.logger.Printf("ctrl-alt-del: %v", err)
+	}
+	go reap()
+
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	sys.logger.Printf("kernel %s, command line %q", unix.ByteSliceToString(uts.Release[:]), strings.TrimSpace(string(cmdline)))
+
+	start := time.Now()
+	loaded, err := loadModules(sys.logger.Printf)
+	if err != nil {
+		sys.logger.Printf("modules: %v", err)
+	} else {
+		sys.logger.Printf("modules: loaded %d in %v: %s", len(loaded), time.Since(start).Round(time.Millisecond), strings.Join(loaded, " "))
+	}
+
+	sys.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
+	sys.firstBoot()
+	sys.setHostname()
+	return sys, nil
+}
+
+// mountKernelFilesystems mounts what a Linux userland expects. Debian's
+// kernel does not mount devtmpfs by itself (CONFIG_DEVTMPFS_MOUNT is off).
+func mountKernelFilesystems() error {
+	for _, m := range []struct {
+		fstype, target, data string
+		flags                uintptr
+	}{
+		{"proc", "/proc", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+		{"sysfs", "/sys", "", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+		{"devtmpfs", "/dev", "mode=0755", unix.MS_NOSUID},
+		{"devpts", "/dev/pts", "gid=5,mode=0620,ptmxmode=0666", unix.MS_NOSUID | unix.MS_NOEXEC},
+		{"tmpfs", "/run", "mode=0755", unix.MS_NOSUID | unix.MS_NODEV},
+		{"tmpfs", "/tmp", "mode=1777", unix.MS_NOSUID | unix.MS_NODEV},
+	} {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("mount %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
+		}
+	}
+	return nil
+}
+
+// firewallModules are loaded whatever the hardware: the firewall's
+// nftables expressions, connection tracking and NAT. The kernel would ask
+// for most of them through /sbin/modprobe (see Modprobe), but loading
+// them at boot makes the first ruleset apply at once.
+var firewallModules = []string{
+	"nf_tables", "nf_conntrack", "nf_nat", "nft_chain_nat", "nft_ct", "nft_nat",
+	"nft_masq", "nft_redir", "nft_reject_inet", "nft_fib_inet", "nft_limit",
+}
+
+// loadModules coldplugs the modules for the hardware present, then the
+// firewall's and ext4 (for /perm).
+func loadModules(logf func(string, ...any)) ([]string, error) {
+	prober, aliases, err := modprobeTables()
+	if err != nil {
+		return nil, err
+	}
+	load := func(m string) error { return prober.Probe(m, "") }
+	loaded := Coldplug("/sys/devices", aliases, load, logf, 200*time.Millisecond)
+	for _, m := range append([]string{"ext4"}, firewallModules...) {
+		if err := load(m); err != nil {
+			logf("modules: %s: %v", m, err)
+			continue
+		}
+		loaded = append(loaded, m)
+	}
+	return loaded, nil
+}
+
+// modprobeTables reads modules.dep (through kmodule) and modules.alias for
+// the running kernel.
+func modprobeTables() (*kmodule.Prober, *Aliases, error) {
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
+	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(filepath.Join(dir, "modules.alias"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	aliases, err := ParseAliases(f)
+	return prober, aliases, err
+}
+
+// Modprobe is /sbin/modprobe in the image (a link to /init): the kernel
+// runs it to load a module on demand ("modprobe -q -- fs-ext4",
+// "nft-expr-counter", "net-pf-10"...). The name is a module or an alias.
+func Modprobe(args []string, stderr io.Writer) int {
+	var names []string
+	quiet := false
+	for _, a := range args {
+		switch {
+		case a == "-q":
+			quiet = true
+		case strings.HasPrefix(a, "-"):
+		default:
+			names = append(names, a)
+		}
+	}
+	prober, aliases, err := modprobeTables()
+	if err != nil {
+		fmt.Fprintln(stderr, "modprobe:", err)
+		return 1
+	}
+	rc := 0
+	for _, n := range names {
+		mods := aliases.Modules(n)
+		if len(mods) == 0 {
+			mods = []string{n}
+		}
+		var err error
+		for _, m := range mods {
+			if err = prober.Probe(m, ""); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			if !quiet {
+				fmt.Fprintf(stderr, "modprobe: %s: %v\n", n, err)
+			}
+			rc = 1
+		}
+	}
+	return rc
+}
+
+// permWait is how long Boot waits for the perm partition to appear: disks
+// behind AHCI or USB show up a while after their driver loads. With
+// homerouter.perm= on the command line the disk is known to exist, so it
+// waits longer.
+const (
+	permWait         = 5 * time.Second
+	permWaitExplicit = 30 * time.Second
+)
+
+// mountPerm mounts the perm partition on PermDir: the device named by
+// homerouter.perm=, else the ext4 filesystem labelled "perm". Without one
+// it mounts a tmpfs so the router still runs, and sets Notice: a box
+// booted over the network without a disk routes fine, it just forgets.
+func (s *System) mountPerm(dev string) {
+	if err := os.MkdirAll(PermDir, 0o755); err != nil {
+		s.logger.Printf("perm: %v", err)
+	}
+	wait := permWait
+	if dev != "" {
+		wait = permWaitExplicit
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		found := dev
+		if dev == "" {
+			found, _ = findLabelled("/sys/class/block", "/dev", PermLabel)
+		} else if _, err := os.Stat(dev); err != nil {
+			found = ""
+		}
+		if found != "" {
+			err := unix.Mount(found, PermDir, "ext4", unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV, "")
+			if err == nil {
+				s.PermDevice = found
+				s.logger.Printf("perm: mounted %s on %s", found, PermDir)
+				return
+			}
+			s.Notice = fmt.Sprintf("cannot mount %s on %s (%v): using a tmpfs, nothing will survive a reboot", found, PermDir, err)
+			break
+		}
+		if time.Now().After(deadline) {
+			what := fmt.Sprintf("no ext4 partition labelled %q", PermLabel)
+			if dev != "" {
+				what = fmt.Sprintf("homerouter.perm=%s: no such device", dev)
+			}
+			s.Notice = what + ": " + PermDir + " is a tmpfs, nothing will survive a reboot"
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	s.logger.Printf("perm: %s", s.Notice)
+	if err := unix.Mount("tmpfs", PermDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		s.logger.Printf("perm: tmpfs: %v", err)
+	}
+}
+
+// firstBoot writes the default interfaces.json when /perm has none, so a
+// new box works when it is plugged in (see defaultInterfaces).
+func (s *System) firstBoot() {
+	path := filepath.Join(PermDir, "interfaces.json")
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	nics, err := ethernetNICs("/sys/class/net")
+	if err != nil {
+		s.logger.Printf("first boot: %v", err)
+		return
+	}
+	b, err := defaultInterfaces(nics)
+	if err != nil {
+		s.logger.Printf("first boot: no interfaces.json and %v", err)
+		return
+	}
+	if err := state.WriteFileAtomic(path, b, 0o644); err != nil {
+		s.logger.Printf("first boot: %v", err)
+		return
+	}
+	s.logger.Printf("first boot: no interfaces.json, wrote the default: %s", strings.Join(strings.Fields(string(b)), " "))
+}
+
+// setHostname sets the hostname from /perm/hostname, "homerouter" when
+// that is missing or not a valid DNS label.
+func (s *System) setHostname() {
+	name := "homerouter"
+	if b, err := os.ReadFile(filepath.Join(PermDir, "hostname")); err == nil {
+		if h := strings.TrimSpace(string(b)); state.ValidLabel(h) {
+			name = h
+		} else {
+			s.logger.Printf("hostname: %q in %s/hostname is not a DNS label; using %s", h, PermDir, name)
+		}
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		s.logger.Printf("hostname: %v", err)
+	}
+}
+
+// reap waits for orphaned processes that the kernel gives PID 1, so they
+// do not stay zombies.
+func reap() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, unix.SIGCHLD)
+	for range c {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+// Shutdown ends PID 1: it flushes and unmounts /perm, then reboots (or
+// powers off). It never returns.
+func (s *System) Shutdown(poweroff bool) {
+	unix.Sync()
+	if s.PermDevice != "" {
+		if err := unix.Unmount(PermDir, 0); err != nil {
+			s.logger.Printf("perm: unmount: %v; remounting read-only", err)
+			unix.Mount("", PermDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+		} else {
+			s.logger.Printf("perm: unmounted %s", s.PermDevice)
+		}
+	}
+	unix.Sync()
+	cmd, what := unix.LINUX_REBOOT_CMD_RESTART, "rebooting"
+	if poweroff {
+		cmd, what = unix.LINUX_REBOOT_CMD_POWER_OFF, "powering off"
+	}
+	s.logger.Printf("%s", what)
+	for {
+		if err := unix.Reboot(cmd); err != nil {
+			s.logger.Printf("reboot: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// FatalDelay is how long PID 1 shows a fatal error on the console before
+// it reboots.
+const FatalDelay = 10 * time.Second
+
+// Fatal logs err and reboots after FatalDelay: PID 1 must never exit (the
+// kernel would panic), and a reboot is the best chance to come back.
+func (s *System) Fatal(err error) {
+	s.logger.Printf("fatal: %v; rebooting in %v", err, FatalDelay)
+	time.Sleep(FatalDelay)
+	s.Shutdown(false)
+}
+
+// Logger returns a logger that writes to the system log with prefix.
+func (s *System) Logger(prefix string) *log.Logger {
+	return log.New(s.Log, prefix+": ", log.LstdFlags|log.Lmsgprefix)
+}
