@@ -10,10 +10,19 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages of the lab's real peers and clients.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin
+# ... and of the boot image: unpacking Debian's kernel and making its
+# modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
+# with its iPXE ROMs for the image tests and make demo.
+IMAGE_DEBS := kmod e2fsprogs dosfstools mtools syslinux syslinux-common fdisk \
+	qemu-system-x86 ipxe-qemu
+
+# The disk image make disk writes, and the directory it seeds /perm from.
+DISK     ?= build/disk.img
+PERM_DIR ?=
 
 export CGO_ENABLED := 0
 
-.PHONY: all homerouter deps test lint lab bench clean
+.PHONY: all homerouter deps test lint lab bench clean kernel image pxe disk demo
 
 all: homerouter
 
@@ -24,7 +33,7 @@ homerouter:
 # apt-get) and downloads the Go modules. A policy-rc.d keeps apt from
 # starting the daemons on the host: the lab starts its own, in namespaces.
 deps:
-	@missing=$$(for p in $(LAB_DEBS); do \
+	@missing=$$(for p in $(LAB_DEBS) $(IMAGE_DEBS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
@@ -39,7 +48,7 @@ deps:
 
 # test prints one line per test, so the log shows that the lab tests ran
 # rather than skipped; on failure it prints everything the tests said.
-test: deps
+test: deps image pxe
 	$(GO) vet ./...
 	@mkdir -p build
 	@echo "go test -v -count=1 -timeout 20m ./... (the benchmark only in make bench; full log: build/test.log)"
@@ -56,6 +65,33 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# kernel fetches Debian's kernel into build/kernel (once per version).
+kernel: deps
+	@sh initramfs/kernel.sh build
+
+# image writes build/vmlinuz and build/initramfs.cpio.gz: the router as
+# /init with the kernel modules it may need.
+image: kernel
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/homerouter .
+	$(GO) run ./initramfs -init build/homerouter -modules build/kernel/lib/modules/$$(cat build/kernel/VERSION) -o build/initramfs.cpio.gz
+	cp build/kernel/boot/vmlinuz-$$(cat build/kernel/VERSION) build/vmlinuz
+
+# pxe writes build/pxe/: an iPXE script, the kernel and the initramfs, for
+# a TFTP or HTTP server.
+pxe: image
+	@mkdir -p build/pxe
+	cp build/vmlinuz build/initramfs.cpio.gz initramfs/boot.ipxe build/pxe/
+
+# disk writes $(DISK), to dd onto the router's SSD; PERM_DIR=dir seeds its
+# perm partition.
+disk: image
+	sh initramfs/disk.sh $(DISK) build/vmlinuz build/initramfs.cpio.gz $(PERM_DIR)
+
+# demo boots the image under QEMU between the lab's simulated ISP and a
+# client namespace, and shows what happens until Ctrl-C.
+demo: image
+	$(GO) run ./internal/lab/cmd/homerouter-demo -kernel build/vmlinuz -initrd build/initramfs.cpio.gz
 
 lab: deps homerouter
 	$(GO) run ./internal/lab/cmd/homerouter-lab -router ./homerouter

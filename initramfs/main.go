@@ -52,6 +52,10 @@ var moduleSet = []string{
 	"kernel/drivers/usb/storage/usb-storage.ko",
 	"kernel/drivers/usb/host/*hci*.ko",
 	"kernel/fs/ext4/ext4.ko",
+	// ext4's metadata checksums and nf_tables (through libcrc32c) need
+	// a crc32c: the generic one, and the SSE4.2 one where the CPU has it.
+	"kernel/crypto/crc32c_generic.ko",
+	"kernel/arch/x86/crypto/crc32c-intel.ko",
 	// Firewall and NAT.
 	"kernel/net/netfilter/nf*.ko",
 	"kernel/net/ipv4/netfilter/nf*.ko",

@@ -120,7 +120,9 @@ var firewallModules = []string{
 }
 
 // loadModules coldplugs the modules for the hardware present, then the
-// firewall's and ext4 (for /perm).
+// firewall's and ext4 (for /perm), after the crc32c both need: the kernel
+// asks for it only by alias ("crypto-crc32c") and fails the mount or the
+// module's init when it is missing.
 func loadModules(logf func(string, ...any)) ([]string, error) {
 	prober, aliases, err := modprobeTables()
 	if err != nil {
@@ -128,7 +130,7 @@ func loadModules(logf func(string, ...any)) ([]string, error) {
 	}
 	load := func(m string) error { return prober.Probe(m, "") }
 	loaded := Coldplug("/sys/devices", aliases, load, logf, 200*time.Millisecond)
-	for _, m := range append([]string{"ext4"}, firewallModules...) {
+	for _, m := range append([]string{"crc32c_generic", "ext4"}, firewallModules...) {
 		if err := load(m); err != nil {
 			logf("modules: %s: %v", m, err)
 			continue
