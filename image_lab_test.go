@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/homerouter/homerouter/internal/lab"
+)
+
+// The image tests boot what `make image`, `make pxe` and `make disk`
+// build (make test builds the first two; disk images are made here with
+// the same script) under QEMU: the router as PID 1 on Debian's kernel.
+const (
+	imageKernel = "build/vmlinuz"
+	imageInitrd = "build/initramfs.cpio.gz"
+	imagePXEDir = "build/pxe"
+	diskScript  = "initramfs/disk.sh"
+)
+
+// vmBootTimeout bounds one boot, to the LAN lease, under TCG.
+const vmBootTimeout = 3 * time.Minute
+
+// imageArtifacts skips the test (fails it with HOMEROUTER_LAB=required)
+// unless the image is built and QEMU and the clients are installed.
+func imageArtifacts(t *testing.T) {
+	t.Helper()
+	lab.Require(t, "qemu-system-x86_64", "udhcpc", "curl", "debugfs", "mke2fs", "mkfs.vfat", "mcopy", "syslinux", "sfdisk")
+	for _, f := range []string{imageKernel, imageInitrd, filepath.Join(imagePXEDir, "boot.ipxe")} {
+		if !lab.FileExists(f) {
+			if os.Getenv(lab.RequiredEnv) == "required" {
+				t.Fatalf("%s missing: run make image pxe (make test does)", f)
+			}
+			t.Skipf("%s missing: run make image pxe", f)
+		}
+	}
+	if !lab.FileExists("/dev/net/tun") {
+		if os.Getenv(lab.RequiredEnv) == "required" {
+			t.Fatal("/dev/net/tun missing")
+		}
+		t.Skip("/dev/net/tun missing")
+	}
+}
+
+// permInterfaces is interfaces.json for the VM's NICs with lan0 at lanAddr.
+func permInterfaces(lanAddr string) string {
+	return `{"interfaces": [
+  {"hardware_addr": "` + lab.VMUplinkMAC + `", "name": "uplink0"},
+  {"hardware_addr": "` + lab.VMLANMAC + `", "name": "lan0", "addr": "` + lanAddr + `"}
+]}
+`
+}
+
+// vmLAN is the LAN side of a VM: a namespace with a tap, where QEMU runs
+// and the DHCP client asks.
+type vmLAN struct {
+	l  *lab.Lab
+	ns *lab.Netns
+}
+
+const lanTap = "tap0"
+
+func newVMLAN(t *testing.T, l *lab.Lab) *vmLAN {
+	t.Helper()
+	ns, err := l.Netns("lan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Tap(ns, lanTap); err != nil {
+		t.Fatal(err)
+	}
+	return &vmLAN{l: l, ns: ns}
+}
+
+// lease runs udhcpc on the tap until the router answers, and returns its
+// address; then it puts that address on the tap and fetches /health.json
+// from routerIP, returning the body.
+func (v *vmLAN) lease(ctx context.Context, t *testing.T, vm *lab.VM, start time.Time, routerIP string) (addr, health string) {
+	t.Helper()
+	for {
+		// Many tries in one run, so the time to the lease is not rounded
+		// up to udhcpc restarts.
+		env, err := v.l.UDHCPC(ctx, v.ns, lanTap, "-t", "120")
+		if err == nil {
+			t.Logf("power-on to first LAN lease: %d ms (%s, router %s)", time.Since(start).Milliseconds(), env["ip"], env["router"])
+			addr = env["ip"]
+			if env["router"] != routerIP || env["serverid"] != routerIP {
+				t.Errorf("lease %v: router %q, server %q, want %s", env["ip"], env["router"], env["serverid"], routerIP)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no LAN lease from the VM: %v", err)
+		case <-vm.Exited():
+			t.Fatalf("VM exited: %v", vm.Err())
+		default:
+		}
+	}
+	for _, args := range [][]string{
+		{"addr", "flush", "dev", lanTap},
+		{"addr", "add", addr + "/24", "dev", lanTap},
+	} {
+		if _, err := v.ns.Run(ctx, "ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := v.ns.Run(ctx, "curl", "-sS", "--max-time", "20", "-w", "\nHTTP %{http_code}", "http://"+routerIP+"/health.json")
+	if err != nil {
+		t.Fatalf("health from %s: %v: %s", routerIP, err, out)
+	}
+	t.Logf("GET http://%s/health.json:\n%s", routerIP, out)
+	if !strings.Contains(out, `"checks"`) {
+		t.Errorf("/health.json from %s: not a health document:\n%s", routerIP, out)
+	}
+	return addr, out
+}
+
+// consoleHas fails the test unless the VM's console output matches re.
+func consoleHas(t *testing.T, vm *lab.VM, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindString(vm.Output())
+	if m == "" {
+		t.Errorf("console lacks %q", re)
+	}
+	return m
+}
+
+// debugfsCat reads a file from an ext4 image without mounting it.
+func debugfsCat(t *testing.T, img, name string) string {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat /"+name, img).Output()
+	if err != nil || len(out) == 0 {
+		t.Errorf("debugfs cat /%s in %s: %v (empty: %v)", name, img, err, len(out) == 0)
+	}
+	return string(out)
+}
+
+// TestImageDirectBoot boots the kernel and initramfs directly, with the
+// uplink on QEMU's user network and /perm on a virtio disk, then powers
+// off cleanly, reads the state files off the disk and boots again from it.
+func TestImageDirectBoot(t *testing.T) {
+	imageArtifacts(t)
+	if fi, err := os.Stat(imageInitrd); err == nil {
+		t.Logf("initramfs size: %d bytes (%s)", fi.Size(), imageInitrd)
+	}
+	l := lab.NewT(t)
+	lan := newVMLAN(t, l)
+
+	seed := t.TempDir()
+	if err := os.WriteFile(filepath.Join(seed, "interfaces.json"), []byte(permInterfaces("192.168.42.1/24")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "perm.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
+	opt := lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img, LANTap: lanTap}
+
+	ctx, cancel := context.WithTimeout(context.Background(), vmBootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, err := l.StartVM(lan.ns, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := lan.lease(ctx, t, vm, start, "192.168.42.1")
+	if !strings.HasPrefix(addr, "192.168.42.") {
+		t.Errorf("LAN lease %s, want 192.168.42.0/24", addr)
+	}
+	if err := vm.WaitOutput(ctx, "dhcp4: bound to 10.0.2.15/24"); err != nil {
+		t.Fatalf("uplink lease: %v", err)
+	}
+	loaded := consoleHas(t, vm, `platform: modules: loaded .*`)
+	for _, m := range []string{"virtio_net", "e1000e", "ext4"} {
+		if !strings.Contains(loaded+" ", " "+m+" ") {
+			t.Errorf("coldplug did not load %s: %s", m, loaded)
+		}
+	}
+	consoleHas(t, vm, `perm: mounted /dev/vda on /perm`)
+
+	if err := vm.Shutdown(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	consoleHas(t, vm, `perm: unmounted /dev/vda`)
+
+	// The state written during the boot is on the disk.
+	uplinkLease := debugfsCat(t, img, "dhcp4-lease.json")
+	if !strings.Contains(uplinkLease, `"10.0.2.15/24"`) {
+		t.Errorf("dhcp4-lease.json on the disk lacks 10.0.2.15:\n%s", uplinkLease)
+	}
+	lanLeases := debugfsCat(t, img, "dhcp4d-leases.json")
+	if !strings.Contains(lanLeases, `"`+addr+`"`) {
+		t.Errorf("dhcp4d-leases.json on the disk lacks the LAN client's %s:\n%s", addr, lanLeases)
+	}
+	duid := debugfsCat(t, img, "dhcp6-duid.json")
+	t.Logf("after the first boot: dhcp4-lease.json %s; dhcp6-duid.json %s", strings.Join(strings.Fields(uplinkLease), " "), strings.TrimSpace(duid))
+
+	// The second boot starts from them: the uplink asks to keep its
+	// persisted address, the LAN client gets its address back, the DUID
+	// stays.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), vmBootTimeout)
+	defer cancel2()
+	start = time.Now()
+	vm2, err := l.StartVM(lan.ns, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm2.WaitOutput(ctx2, "dhcp4: asking to keep 10.0.2.15/24 (persisted lease"); err != nil {
+		t.Fatalf("second boot did not reuse the uplink lease: %v", err)
+	}
+	addr2, _ := lan.lease(ctx2, t, vm2, start, "192.168.42.1")
+	if addr2 != addr {
+		t.Errorf("second boot gave the LAN client %s, first %s", addr2, addr)
+	}
+	if err := vm2.Shutdown(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if duid2 := debugfsCat(t, img, "dhcp6-duid.json"); duid2 != duid {
+		t.Errorf("DUID changed across boots: %s, then %s", duid, duid2)
+	}
+}
+
+// TestImagePXE boots the `make pxe` output over QEMU's TFTP with the
+// uplink NIC's iPXE, with no disk: /perm is a tmpfs, the first-boot
+// default interfaces.json takes effect, and /health.json says that
+// nothing will survive a reboot.
+func TestImagePXE(t *testing.T) {
+	imageArtifacts(t)
+	l := lab.NewT(t)
+	lan := newVMLAN(t, l)
+	pxe, err := filepath.Abs(imagePXEDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), vmBootTimeout)
+	defer cancel()
+	start := time.Now()
+	vm, err := l.StartVM(lan.ns, lab.VMOptions{TFTPDir: pxe, BootFile: "boot.ipxe", NetBoot: true, LANTap: lanTap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, health := lan.lease(ctx, t, vm, start, "192.168.42.1")
+	consoleHas(t, vm, `first boot: no interfaces.json, wrote the default`)
+	// The command line is boot.ipxe's.
+	consoleHas(t, vm, `command line "console=tty0 console=ttyS0,115200 panic=10"`)
+	if !strings.Contains(health, "nothing will survive a reboot") {
+		t.Errorf("/health.json does not say that /perm is a tmpfs:\n%s", health)
+	}
+	if !strings.Contains(health, "HTTP 200") {
+		t.Errorf("/health.json is not 200 with a tmpfs /perm (a notice, not a failure):\n%s", health)
+	}
+}
+
+// TestImageDisk boots `make disk` images from the disk alone (BIOS,
+// syslinux): one seeded from a perm dir whose lan0 is 10.42.5.1/24, and
+// one with an empty perm partition, where the first boot writes the
+// default (lan0 192.168.42.1/24) onto the disk.
+func TestImageDisk(t *testing.T) {
+	imageArtifacts(t)
+	for _, tc := range []struct {
+		name, lanAddr, router string
+	}{
+		{"Seeded", "10.42.5.1/24", "10.42.5.1"},
+		{"Empty", "", "192.168.42.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := lab.NewT(t)
+			lan := newVMLAN(t, l)
+			dir := t.TempDir()
+			disk := filepath.Join(dir, "disk.img")
+			args := []string{diskScript, disk, imageKernel, imageInitrd}
+			if tc.lanAddr != "" {
+				seed := filepath.Join(dir, "perm")
+				if err := os.Mkdir(seed, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(seed, "interfaces.json"), []byte(permInterfaces(tc.lanAddr)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, seed)
+			}
+			cmd := exec.Command("sh", args...)
+			cmd.Env = append(os.Environ(), "BOOT_MB=64", "PERM_MB=64")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("disk.sh: %v\n%s", err, out)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), vmBootTimeout)
+			defer cancel()
+			start := time.Now()
+			vm, err := l.StartVM(lan.ns, lab.VMOptions{Disk: disk, LANTap: lanTap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr, _ := lan.lease(ctx, t, vm, start, tc.router)
+			if !strings.HasPrefix(addr, strings.TrimSuffix(tc.router, "1")) {
+				t.Errorf("LAN lease %s, want one in %s/24", addr, tc.router)
+			}
+			consoleHas(t, vm, `SYSLINUX`)
+			consoleHas(t, vm, `perm: mounted /dev/vda2 on /perm`)
+			if err := vm.Shutdown(time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if tc.lanAddr == "" {
+				consoleHas(t, vm, `first boot: no interfaces.json, wrote the default`)
+				// The default is on the disk for the next boot.
+				part := filepath.Join(dir, "perm.img")
+				dd := exec.Command("dd", "if="+disk, "of="+part, "bs=1M", "skip=65", "count=64", "conv=sparse", "status=none")
+				if out, err := dd.CombinedOutput(); err != nil {
+					t.Fatalf("dd: %v: %s", err, out)
+				}
+				ifs := debugfsCat(t, part, "interfaces.json")
+				for _, want := range []string{lab.VMUplinkMAC, `"uplink0"`, lab.VMLANMAC, `"192.168.42.1/24"`} {
+					if !strings.Contains(ifs, want) {
+						t.Errorf("default interfaces.json on the disk lacks %s:\n%s", want, ifs)
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,248 @@
+// Command homerouter-demo boots the router's image under QEMU between the
+// lab's simulated ISP and a LAN client, and shows it working (`make
+// demo`): the router's console, the client's DHCP lease, a DNS answer
+// through the router and /health.json, as they happen. It stays until
+// Ctrl-C, then removes everything it made.
+//
+// The topology is the lab's home: the ISP namespace (dnsmasq for DHCPv4
+// and DNS, dhcpd -6 delegating prefixes, radvd), the LAN namespace with a
+// client, and between them a "cables" namespace where QEMU runs, each of
+// its taps bridged to a veth: uplink to the ISP, LAN to the client. /perm
+// is a fresh ext4 disk, so the first boot writes the default
+// interfaces.json (first NIC uplink0, second lan0 192.168.42.1/24).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/homerouter/homerouter/internal/lab"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.Fatalf("homerouter-demo: %v", err)
+	}
+}
+
+// routerLAN is lan0's address in the first-boot default.
+const routerLAN = "192.168.42.1"
+
+func run() error {
+	kernel := flag.String("kernel", "build/vmlinuz", "the kernel")
+	initrd := flag.String("initrd", "build/initramfs.cpio.gz", "the initramfs (make image)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root (network namespaces, taps)")
+	}
+	for _, f := range []string{*kernel, *initrd} {
+		if !lab.FileExists(f) {
+			return fmt.Errorf("%s missing: run make image", f)
+		}
+	}
+	if err := lab.Sweep(); err != nil {
+		log.Printf("sweep leftovers of earlier labs: %v", err)
+	}
+	l, err := lab.New(func(string, ...any) {}) // the lab's own chatter would drown the console
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	defer func() {
+		fmt.Println("demo: cleaning up")
+		if err := l.Close(); err != nil {
+			log.Printf("cleanup: %v", err)
+		}
+	}()
+
+	say("building the ISP (dnsmasq, dhcpd -6, radvd) and the LAN")
+	h, err := lab.NewHome(l, lab.HomeOptions{NoRouter: true})
+	if err != nil {
+		return err
+	}
+	cables := h.Router
+	for _, args := range [][]string{
+		{"link", "add", "brwan", "type", "bridge"},
+		{"link", "add", "brlan", "type", "bridge"},
+		{"link", "set", "wan", "master", "brwan"},
+		{"link", "set", "lan", "master", "brlan"},
+	} {
+		if _, err := cables.Run(ctx, "ip", args...); err != nil {
+			return err
+		}
+	}
+	for _, tap := range []string{"tapwan", "taplan"} {
+		if err := l.Tap(cables, tap); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"link", "set", "tapwan", "master", "brwan"},
+		{"link", "set", "taplan", "master", "brlan"},
+		{"link", "set", "brwan", "up"},
+		{"link", "set", "brlan", "up"},
+		{"link", "set", "wan", "up"},
+		{"link", "set", "lan", "up"},
+	} {
+		if _, err := cables.Run(ctx, "ip", args...); err != nil {
+			return err
+		}
+	}
+	perm := filepath.Join(l.Dir(), "perm.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", perm, "64M").CombinedOutput(); err != nil {
+		return fmt.Errorf("mke2fs: %v: %s", err, out)
+	}
+
+	say("booting the router under QEMU (TCG: about 10 s); its console follows, prefixed by |")
+	start := time.Now()
+	vm, err := l.StartVM(cables, lab.VMOptions{
+		Kernel: *kernel, Initrd: *initrd, Append: "console=ttyS0 panic=-1 quiet",
+		Disk: perm, UplinkTap: "tapwan", LANTap: "taplan",
+	})
+	if err != nil {
+		return err
+	}
+	consoleCtx, stopConsole := context.WithCancel(context.Background())
+	defer stopConsole()
+	go streamConsole(consoleCtx, vm)
+
+	// The client: a DHCP lease, a DNS answer through the router, health.
+	go func() {
+		if err := client(ctx, l, h, vm, start); err != nil && ctx.Err() == nil {
+			say("client: %v", err)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		say("interrupted: ctrl-alt-del to the router (a clean shutdown)")
+		if err := vm.Shutdown(30 * time.Second); err != nil {
+			say("%v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // the console's last lines
+	case <-vm.Exited():
+		say("the VM stopped: %v", vm.Err())
+	}
+	return nil
+}
+
+func say(format string, args ...any) {
+	fmt.Printf("demo: "+format+"\n", args...)
+}
+
+// streamConsole prints the router's console as it grows.
+func streamConsole(ctx context.Context, vm *lab.VM) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	printed := 0
+	var partial string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		out := vm.Output()
+		if len(out) <= printed {
+			continue
+		}
+		partial += out[printed:]
+		printed = len(out)
+		for {
+			i := strings.IndexByte(partial, '\n')
+			if i < 0 {
+				break
+			}
+			fmt.Printf("| %s\n", strings.TrimRight(partial[:i], "\r"))
+			partial = partial[i+1:]
+		}
+	}
+}
+
+var boundRE = regexp.MustCompile(`dhcp4: bound to ([0-9.]+)/`)
+
+func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time.Time) error {
+	var env map[string]string
+	for {
+		var err error
+		if env, err = l.UDHCPC(ctx, h.LAN, "eth0", "-t", "120"); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	say("LAN client: DHCP lease %s/%s, router %s, DNS %s, domain %q, lease %ss (%d ms after power-on)",
+		env["ip"], env["mask"], env["router"], env["dns"], env["domain"], env["lease"], time.Since(start).Milliseconds())
+	for _, args := range [][]string{
+		{"addr", "add", env["ip"] + "/" + env["mask"], "dev", "eth0"},
+		{"route", "add", "default", "via", env["router"]},
+	} {
+		if _, err := h.LAN.Run(ctx, "ip", args...); err != nil {
+			return err
+		}
+	}
+
+	// Without NAT yet (the firewall is a later issue), the ISP routes
+	// the home's subnet to the router's uplink address, as a routed ISP
+	// would.
+	if err := vm.WaitOutput(ctx, "dhcp4: bound to"); err != nil {
+		return err
+	}
+	m := boundRE.FindStringSubmatch(vm.Output())
+	if m == nil {
+		return errors.New("no uplink address on the console")
+	}
+	if _, err := h.ISP.Run(ctx, "ip", "route", "replace", "192.168.42.0/24", "via", m[1]); err != nil {
+		return err
+	}
+	out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+lab.ISPAddr4, "www.isp.test", "A")
+	if err != nil {
+		say("LAN client: DNS through the router: %v", err)
+	} else {
+		say("LAN client: DNS through the router (to the ISP's server %s; the router's own resolver is a later issue):\n%s", lab.ISPAddr4, indent(answerSection(out)))
+	}
+	out, err = h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
+	if err != nil {
+		return fmt.Errorf("health: %v", err)
+	}
+	say("LAN client: GET http://%s/health.json:\n%s", routerLAN, indent(out))
+	say("the router is up: try `ip netns exec %s curl -s http://%s/health.json`; Ctrl-C stops it", h.LAN.Name(), routerLAN)
+	return nil
+}
+
+// answerSection keeps dig's ANSWER SECTION.
+func answerSection(out string) string {
+	var keep []string
+	in := false
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, ";; ANSWER SECTION"):
+			in = true
+		case in && strings.TrimSpace(line) == "":
+			in = false
+		case in:
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == 0 {
+		return out
+	}
+	return strings.Join(keep, "\n")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ")
+}

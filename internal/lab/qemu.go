@@ -1,0 +1,167 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The MACs of the image tests' NICs: QEMU's own prefix, uplink first.
+const (
+	VMUplinkMAC = "52:54:00:00:00:01"
+	VMLANMAC    = "52:54:00:00:00:02"
+)
+
+// VMOptions describes a QEMU guest for the image tests and the demo: a
+// PC (TCG, no KVM) with its serial console on the process's output, a
+// virtio-rng (so the guest's entropy pool fills at once), the uplink as
+// virtio-net and the LAN as e1000e, two different drivers for coldplug to
+// find.
+type VMOptions struct {
+	// Kernel and Initrd boot the kernel directly, with Append as its
+	// command line; empty Kernel boots from disk or network as the BIOS
+	// does.
+	Kernel, Initrd, Append string
+	// Disk is a raw image attached as virtio-blk, "" for none.
+	Disk string
+	// UplinkTap is the tap in the VM's namespace for the uplink; ""
+	// puts the uplink on QEMU's user network (NAT, DHCP server
+	// 10.0.2.2 giving 10.0.2.15, TFTP from TFTPDir with BootFile).
+	UplinkTap         string
+	TFTPDir, BootFile string
+	// NetBoot boots from the uplink NIC's iPXE ROM (-boot n).
+	NetBoot bool
+	// LANTap is the tap for the LAN; it must exist in the namespace.
+	LANTap string
+	// Memory in MiB; 0 means 512.
+	Memory int
+}
+
+// VM is a running QEMU guest.
+type VM struct {
+	*Process
+	monitor string // path of the human monitor's unix socket
+}
+
+// Tap creates a tap link named name in n, up, for a VM to open.
+func (l *Lab) Tap(n *Netns, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, args := range [][]string{
+		{"ip", "tuntap", "add", "dev", name, "mode", "tap"},
+		{"ip", "link", "set", name, "up"},
+	} {
+		if _, err := n.Run(ctx, args[0], args[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartVM boots a QEMU guest in namespace n (where its taps are). It is
+// stopped with the lab, like any process; Shutdown stops it cleanly.
+func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
+	mem := opt.Memory
+	if mem == 0 {
+		mem = 512
+	}
+	l.mu.Lock()
+	l.counter++
+	monitor := filepath.Join(l.dir, fmt.Sprintf("qemu-%d.monitor", l.counter))
+	l.mu.Unlock()
+	args := []string{
+		"-m", fmt.Sprint(mem), "-nodefaults", "-no-user-config", "-display", "none",
+		"-serial", "stdio", "-no-reboot",
+		"-monitor", "unix:" + monitor + ",server=on,wait=off",
+		"-device", "virtio-rng-pci",
+	}
+	if opt.Kernel != "" {
+		args = append(args, "-kernel", opt.Kernel, "-initrd", opt.Initrd, "-append", opt.Append)
+	}
+	if opt.Disk != "" {
+		args = append(args, "-drive", "file="+opt.Disk+",format=raw,if=virtio")
+	}
+	uplink := "user,id=up"
+	if opt.TFTPDir != "" {
+		uplink += ",tftp=" + opt.TFTPDir + ",bootfile=" + opt.BootFile
+	}
+	if opt.UplinkTap != "" {
+		uplink = "tap,id=up,ifname=" + opt.UplinkTap + ",script=no,downscript=no"
+	}
+	nic := "virtio-net-pci,netdev=up,mac=" + VMUplinkMAC
+	if opt.NetBoot {
+		nic += ",bootindex=1"
+		args = append(args, "-boot", "n")
+	} else {
+		// Without a ROM the BIOS goes straight to the disk instead of
+		// trying iPXE first.
+		nic += ",romfile="
+	}
+	args = append(args, "-netdev", uplink, "-device", nic)
+	if opt.LANTap != "" {
+		args = append(args,
+			"-netdev", "tap,id=lan,ifname="+opt.LANTap+",script=no,downscript=no",
+			"-device", "e1000e,netdev=lan,mac="+VMLANMAC+",romfile=")
+	}
+	p, err := l.Start(n, "qemu-system-x86_64", args...)
+	if err != nil {
+		return nil, err
+	}
+	return &VM{Process: p, monitor: monitor}, nil
+}
+
+// Monitor sends one command to QEMU's human monitor.
+func (vm *VM) Monitor(cmd string) error {
+	var c net.Conn
+	var err error
+	for i := 0; i < 50; i++ { // the socket appears once QEMU is up
+		if c, err = net.Dial("unix", vm.monitor); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("lab: qemu monitor: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		return fmt.Errorf("lab: qemu monitor %q: %w", cmd, err)
+	}
+	// Read the echo so the command has run before we hang up.
+	buf := make([]byte, 4096)
+	var got strings.Builder
+	for !strings.Contains(got.String(), cmd) {
+		n, err := c.Read(buf)
+		got.Write(buf[:n])
+		if err != nil {
+			return fmt.Errorf("lab: qemu monitor %q: %w", cmd, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown presses Ctrl-Alt-Del, which the router's PID 1 takes as a
+// clean stop (services, sync, unmount /perm, reboot); with -no-reboot
+// QEMU then exits. It waits up to timeout for that.
+func (vm *VM) Shutdown(timeout time.Duration) error {
+	if err := vm.Monitor("sendkey ctrl-alt-delete"); err != nil {
+		return err
+	}
+	select {
+	case <-vm.Exited():
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("lab: %s did not stop within %v of ctrl-alt-delete", vm, timeout)
+	}
+}
+
+// FileExists reports whether name exists, for the image tests' inputs.
+func FileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
+}
