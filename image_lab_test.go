@@ -255,6 +255,11 @@ func TestImagePXE(t *testing.T) {
 	if !strings.Contains(health, "HTTP 200") {
 		t.Errorf("/health.json is not 200 with a tmpfs /perm (a notice, not a failure):\n%s", health)
 	}
+	// The log since boot, kept in memory by PID 1.
+	logText, err := lan.ns.Run(ctx, "curl", "-sS", "--max-time", "20", "http://192.168.42.1/log")
+	if err != nil || !strings.Contains(logText, "platform: modules: loaded") || !strings.Contains(logText, "dhcp4d: serving") {
+		t.Errorf("GET /log: %v:\n%s", err, logText)
+	}
 }
 
 // TestImageDisk boots `make disk` images from the disk alone (BIOS,

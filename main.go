@@ -134,11 +134,7 @@ func pid1() {
 	if err != nil {
 		sys.Fatal(err)
 	}
-	err = serve(platform.PermDir, httpd.DefaultAddr, sys.Log, func(st *state.Store) {
-		if sys.Notice != "" {
-			st.ReportNotice("perm", sys.Notice)
-		}
-	})
+	err = serve(platform.PermDir, httpd.DefaultAddr, sys.Log, sys)
 	if err != nil {
 		sys.Fatal(err)
 	}
@@ -157,22 +153,24 @@ func runRouter(args []string, stderr io.Writer) error {
 }
 
 // serve runs every service on the perm directory dir until SIGTERM or
-// SIGINT, logging to logw; prepare, when not nil, sees the store before
-// the services start.
-func serve(dir, httpAddr string, logw io.Writer, prepare func(*state.Store)) error {
+// SIGINT, logging to logw. sys is what PID 1 set up, nil under `run`.
+func serve(dir, httpAddr string, logw io.Writer, sys *platform.System) error {
 	logger := func(prefix string) *log.Logger {
 		return log.New(logw, prefix+": ", log.LstdFlags|log.Lmsgprefix)
 	}
 	mainLog := logger("homerouter")
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
 	st := state.NewStore(dir)
-	if prepare != nil {
-		prepare(st)
-	}
 
 	web, err := httpd.New(st, logger("httpd"), httpAddr)
 	if err != nil {
 		return err
+	}
+	if sys != nil {
+		if sys.Notice != "" {
+			st.ReportNotice("perm", sys.Notice)
+		}
+		web.Log = sys.Ring.Bytes
 	}
 
 	// Signals first: a SIGHUP that arrives while the config loads must

@@ -32,6 +32,10 @@ const DefaultAddr = ":80"
 
 // Server is the HTTP service.
 type Server struct {
+	// Log, when not nil, returns the log since boot, served at /log:
+	// PID 1 keeps it in memory (under `run` the log is on stderr).
+	Log func() []byte
+
 	st     *state.Store
 	logger *log.Logger
 	host   netip.Addr // valid: listen only there
@@ -80,6 +84,22 @@ func Handler(st *state.Store) http.Handler {
 	return mux
 }
 
+// handler is Handler with /log when s.Log is set.
+func (s *Server) handler() http.Handler {
+	h := Handler(s.st)
+	if s.Log == nil {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /log", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(s.Log())
+	})
+	return mux
+}
+
 // listenRetry is how long Run waits before trying again to listen on an
 // address that failed (the port taken by another program, say).
 const listenRetry = 5 * time.Second
@@ -90,7 +110,7 @@ const listenRetry = 5 * time.Second
 // loopback or the LAN.
 func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{
-		Handler:           Handler(s.st),
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.logger,

@@ -3,11 +3,14 @@ package httpd
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -113,5 +116,26 @@ func TestListenAddrs(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, listenAddrs(links, 8080), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("listenAddrs: -want +got:\n%s", diff)
+	}
+}
+
+func TestLog(t *testing.T) {
+	st := state.NewStore(t.TempDir())
+	s, err := New(st, log.New(io.Discard, "", 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/log", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("/log without a log: %d, want 404", rec.Code)
+	}
+	s.Log = func() []byte { return []byte("platform: booted\n") }
+	for path, want := range map[string]string{"/log": "platform: booted\n", "/health.json": `"first_error"`} {
+		rec := httptest.NewRecorder()
+		s.handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("GET %s = %d %q, want %q in it", path, rec.Code, rec.Body, want)
+		}
 	}
 }

@@ -1,0 +1,267 @@
+package platform
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+func TestMatchGlob(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"pci:v00008086d000010D3sv*sd*bc*sc*i*", "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00", true},
+		{"pci:v00008086d000010D3sv*sd*bc*sc*i*", "pci:v00008086d000010D4sv00008086sd00000000bc02sc00i00", false},
+		{"virtio:d00000001v*", "virtio:d00000001v00001AF4", true},
+		{"virtio:d00000001v*", "virtio:d00000002v00001AF4", false},
+		{"acpi*:PNP0C0C:*", "acpi:PNP0C0C:", true},
+		{"acpi*:PNP0C0C:*", "acpi:LNXPWRBN:", false},
+		{"*", "", true},
+		{"a*b*c", "a/x/b/y/c", true}, // '*' crosses '/', unlike path.Match
+		{"a?c", "abc", true},
+		{"a?c", "ac", false},
+		{"dmi*:svn*[Ll][Ee][Nn]*", "dmi:bvnX:svnLEN:pn", true},
+		{"dmi*:svn*[Ll][Ee][Nn]*", "dmi:bvnX:svnLAN:pn", false},
+		{"x[!a-c]y", "xdy", true},
+		{"x[!a-c]y", "xby", false},
+		{"x[a-c", "xa", false}, // malformed class
+		{`a\*b`, "a*b", true},
+		{`a\*b`, "axb", false},
+		{"abc", "abcd", false},
+		{"abc*", "abc", true},
+	} {
+		if got := matchGlob(tc.pattern, tc.s); got != tc.want {
+			t.Errorf("matchGlob(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
+		}
+	}
+}
+
+const aliasText = `# Aliases extracted from modules themselves.
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000001v* virtio_net
+alias virtio:d00000002v* virtio_blk
+alias acpi*:PNP0C0C:* button
+alias fs-ext4 ext4
+alias crypto-crc32c crc32c_generic
+alias crypto-crc32c crc32c_intel
+`
+
+func TestAliases(t *testing.T) {
+	a, err := ParseAliases(strings.NewReader(aliasText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		modalias string
+		want     []string
+	}{
+		{"pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00", []string{"e1000e"}},
+		{"pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", []string{"virtio_pci"}},
+		{"virtio:d00000001v00001AF4", []string{"virtio_net"}},
+		{"acpi:PNP0C0C:", []string{"button"}},
+		{"fs-ext4", []string{"ext4"}},
+		{"crypto-crc32c", []string{"crc32c_generic", "crc32c_intel"}},
+		{"pci:v000010ECd00008168sv*", nil},
+		{"x", nil},
+	} {
+		if got := a.Modules(tc.modalias); !slices.Equal(got, tc.want) {
+			t.Errorf("Modules(%q) = %q, want %q", tc.modalias, got, tc.want)
+		}
+	}
+}
+
+// TestColdplug fakes sysfs: loading virtio_pci makes virtio devices
+// appear, whose modalias then loads virtio_net, as in a VM.
+func TestColdplug(t *testing.T) {
+	a, err := ParseAliases(strings.NewReader(aliasText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(sys, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pci0000:00/0000:00:02.0/modalias", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")
+	write("pci0000:00/0000:00:03.0/modalias", "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00")
+	write("pci0000:00/0000:00:04.0/modalias", "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00") // no driver
+	var calls []string
+	load := func(m string) error {
+		calls = append(calls, m)
+		switch m {
+		case "virtio_pci":
+			write("pci0000:00/0000:00:02.0/virtio0/modalias", "virtio:d00000001v00001AF4")
+		case "e1000e":
+			return os.ErrInvalid // a failure is logged, not retried
+		}
+		return nil
+	}
+	var logged []string
+	logf := func(f string, args ...any) { logged = append(logged, f) }
+	loaded := Coldplug(sys, a, load, logf, 0)
+	if want := []string{"virtio_pci", "virtio_net"}; !slices.Equal(loaded, want) {
+		t.Errorf("loaded %q, want %q", loaded, want)
+	}
+	if want := []string{"virtio_pci", "e1000e", "virtio_net"}; !slices.Equal(calls, want) {
+		t.Errorf("load calls %q, want %q (each module once)", calls, want)
+	}
+	if len(logged) != 1 {
+		t.Errorf("logged %q, want the e1000e failure", logged)
+	}
+}
+
+// ext4Image returns the first 2 KiB of an ext4 filesystem labelled label.
+func ext4Image(label string) []byte {
+	b := make([]byte, 2048)
+	binary.LittleEndian.PutUint16(b[1024+0x38:], 0xEF53)
+	copy(b[1024+0x78:], label)
+	return b
+}
+
+func TestFindLabelled(t *testing.T) {
+	sysBlock, dev := t.TempDir(), t.TempDir()
+	for name, content := range map[string][]byte{
+		"loop0": ext4Image("perm"), // skipped: loop devices are not disks
+		"sda":   make([]byte, 4096),
+		"sda1":  ext4Image("boot"),
+		"sda2":  ext4Image("perm"),
+		"sdb1":  ext4Image("perm"), // later in name order
+		"sr0":   {1, 2, 3},         // short read
+	} {
+		if err := os.Mkdir(filepath.Join(sysBlock, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dev, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := findLabelled(sysBlock, dev, "perm")
+	if err != nil || got != filepath.Join(dev, "sda2") {
+		t.Errorf("findLabelled = %q, %v; want %s", got, err, filepath.Join(dev, "sda2"))
+	}
+	if got, _ := findLabelled(sysBlock, dev, "nothere"); got != "" {
+		t.Errorf("findLabelled(nothere) = %q", got)
+	}
+	if ext4Label(ext4Image("perm")[:1100]) != "" || ext4Label(make([]byte, 2048)) != "" {
+		t.Error("ext4Label found a label in a short or zero superblock")
+	}
+	full := ext4Image("0123456789abcdef") // 16 bytes, no NUL
+	if got := ext4Label(full); got != "0123456789abcdef" {
+		t.Errorf("ext4Label(16 bytes) = %q", got)
+	}
+}
+
+// TestDefaultInterfaces fakes /sys/class/net: two PCI NICs whose names
+// are in the opposite order of their slots, a bridge and loopback. The
+// default must name the NICs by slot and pass the router's own check.
+func TestDefaultInterfaces(t *testing.T) {
+	root := t.TempDir()
+	net := filepath.Join(root, "class/net")
+	link := func(name, typ, mac, device string) {
+		dir := filepath.Join(net, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "type"), []byte(typ+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "address"), []byte(mac+"\n"), 0o644)
+		if device != "" {
+			target := filepath.Join(root, "devices", device)
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target, filepath.Join(dir, "device")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	link("eth0", "1", "52:54:00:00:00:02", "pci0000:00/0000:00:03.0")
+	link("eth1", "1", "52:54:00:00:00:01", "pci0000:00/0000:00:02.0/virtio0")
+	link("br0", "1", "02:00:00:00:00:09", "")
+	link("lo", "772", "00:00:00:00:00:00", "")
+	nics, err := ethernetNICs(net)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := defaultInterfaces(nics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "interfaces": [
+    {
+      "hardware_addr": "52:54:00:00:00:01",
+      "name": "uplink0"
+    },
+    {
+      "hardware_addr": "52:54:00:00:00:02",
+      "name": "lan0",
+      "addr": "192.168.42.1/24"
+    }
+  ]
+}
+`
+	if string(b) != want {
+		t.Errorf("default interfaces.json:\n%s\nwant:\n%s", b, want)
+	}
+	perm := t.TempDir()
+	if err := os.WriteFile(filepath.Join(perm, "interfaces.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := state.Check(perm); len(errs) > 0 {
+		t.Errorf("the default does not pass check: %v", errs)
+	}
+	if _, err := defaultInterfaces(nil); err == nil {
+		t.Error("defaultInterfaces(no NICs) did not fail")
+	}
+	if b, _ := defaultInterfaces(nics[:1]); bytes.Contains(b, []byte("lan0")) {
+		t.Errorf("one NIC got a lan0: %s", b)
+	}
+}
+
+func TestCmdlineParam(t *testing.T) {
+	cmdline := `BOOT_IMAGE=/vmlinuz console=ttyS0,115200 homerouter.perm=/dev/sdb2 quiet x="a b"`
+	for key, want := range map[string]string{
+		"homerouter.perm": "/dev/sdb2",
+		"console":         "ttyS0,115200",
+		"quiet":           "",
+		"absent":          "",
+	} {
+		if got := cmdlineParam(cmdline, key); got != want {
+			t.Errorf("cmdlineParam(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestRing(t *testing.T) {
+	r := NewRing(8)
+	if got := string(r.Bytes()); got != "" {
+		t.Errorf("empty ring = %q", got)
+	}
+	for _, tc := range []struct{ write, want string }{
+		{"abc", "abc"},
+		{"defgh", "abcdefgh"},
+		{"ij", "cdefghij"},
+		{"0123456789", "23456789"},
+		{"k", "3456789k"},
+	} {
+		if n, err := r.Write([]byte(tc.write)); n != len(tc.write) || err != nil {
+			t.Errorf("Write(%q) = %d, %v", tc.write, n, err)
+		}
+		if got := string(r.Bytes()); got != tc.want {
+			t.Errorf("after %q: %q, want %q", tc.write, got, tc.want)
+		}
+	}
+}
