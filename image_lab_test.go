@@ -153,8 +153,13 @@ func TestImageDirectBoot(t *testing.T) {
 	lan := newVMLAN(t, l)
 
 	seed := t.TempDir()
-	if err := os.WriteFile(filepath.Join(seed, "interfaces.json"), []byte(permInterfaces("192.168.42.1/24")), 0o644); err != nil {
-		t.Fatal(err)
+	for name, content := range map[string]string{
+		"interfaces.json": permInterfaces("192.168.42.1/24"),
+		"hostname":        "gateway7\n",
+	} {
+		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	img := filepath.Join(t.TempDir(), "perm.img")
 	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
@@ -183,6 +188,7 @@ func TestImageDirectBoot(t *testing.T) {
 		}
 	}
 	consoleHas(t, vm, `perm: mounted /dev/vda on /perm`)
+	consoleHas(t, vm, `platform: hostname: gateway7`)
 
 	if err := vm.Shutdown(time.Minute); err != nil {
 		t.Fatal(err)
@@ -247,6 +253,7 @@ func TestImagePXE(t *testing.T) {
 	}
 	_, health := lan.lease(ctx, t, vm, start, "192.168.42.1")
 	consoleHas(t, vm, `first boot: no interfaces.json, wrote the default`)
+	consoleHas(t, vm, `platform: hostname: homerouter`)
 	// The command line is boot.ipxe's.
 	consoleHas(t, vm, `command line "console=tty0 console=ttyS0,115200 panic=10"`)
 	if !strings.Contains(health, "nothing will survive a reboot") {

@@ -124,7 +124,7 @@ var firewallModules = []string{
 // asks for it only by alias ("crypto-crc32c") and fails the mount or the
 // module's init when it is missing.
 func loadModules(logf func(string, ...any)) ([]string, error) {
-	prober, aliases, err := modprobeTables()
+	prober, aliases, err := modprobeTables(kmodule.ProbeOpts{})
 	if err != nil {
 		return nil, err
 	}
@@ -141,14 +141,17 @@ func loadModules(logf func(string, ...any)) ([]string, error) {
 }
 
 // modprobeTables reads modules.dep (through kmodule) and modules.alias for
-// the running kernel.
-func modprobeTables() (*kmodule.Prober, *Aliases, error) {
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return nil, nil, err
+// the running kernel, under opts.RootDir (tests set it, and DryRunCB).
+func modprobeTables(opts kmodule.ProbeOpts) (*kmodule.Prober, *Aliases, error) {
+	if opts.KVer == "" {
+		var uts unix.Utsname
+		if err := unix.Uname(&uts); err != nil {
+			return nil, nil, err
+		}
+		opts.KVer = unix.ByteSliceToString(uts.Release[:])
 	}
-	dir := filepath.Join("/lib/modules", unix.ByteSliceToString(uts.Release[:]))
-	prober, err := kmodule.NewProber(kmodule.ProbeOpts{})
+	dir := filepath.Join(opts.RootDir, "/lib/modules", opts.KVer)
+	prober, err := kmodule.NewProber(opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -165,6 +168,10 @@ func modprobeTables() (*kmodule.Prober, *Aliases, error) {
 // runs it to load a module on demand ("modprobe -q -- fs-ext4",
 // "nft-expr-counter", "net-pf-10"...). The name is a module or an alias.
 func Modprobe(args []string, stderr io.Writer) int {
+	return modprobe(args, stderr, kmodule.ProbeOpts{})
+}
+
+func modprobe(args []string, stderr io.Writer, opts kmodule.ProbeOpts) int {
 	var names []string
 	quiet := false
 	for _, a := range args {
@@ -176,7 +183,7 @@ func Modprobe(args []string, stderr io.Writer) int {
 			names = append(names, a)
 		}
 	}
-	prober, aliases, err := modprobeTables()
+	prober, aliases, err := modprobeTables(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "modprobe:", err)
 		return 1
@@ -295,7 +302,9 @@ func (s *System) setHostname() {
 	}
 	if err := unix.Sethostname([]byte(name)); err != nil {
 		s.logger.Printf("hostname: %v", err)
+		return
 	}
+	s.logger.Printf("hostname: %s", name)
 }
 
 // reap waits for orphaned processes that the kernel gives PID 1, so they

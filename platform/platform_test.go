@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/u-root/u-root/pkg/kmodule"
+
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -264,4 +266,66 @@ func TestRing(t *testing.T) {
 			t.Errorf("after %q: %q, want %q", tc.write, got, tc.want)
 		}
 	}
+}
+
+// TestModprobe runs the kernel's /sbin/modprobe requests against a fake
+// modules dir, recording what would be loaded: aliases resolve to
+// modules, dependencies load first, and an unknown name fails unless -q
+// keeps it quiet.
+func TestModprobe(t *testing.T) {
+	root := t.TempDir()
+	const kver = "6.1.0-99-amd64"
+	dir := filepath.Join(root, "lib/modules", kver)
+	for name, content := range map[string]string{
+		"modules.dep": "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko\n" +
+			"kernel/fs/jbd2/jbd2.ko:\nkernel/fs/mbcache.ko:\nkernel/crypto/crc32c_generic.ko:\n",
+		"modules.alias": aliasText,
+	} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args   []string
+		rc     int
+		loaded []string
+		stderr bool
+	}{
+		{[]string{"-q", "--", "fs-ext4"}, 0, []string{"jbd2.ko", "mbcache.ko", "ext4.ko"}, false},
+		{[]string{"ext4"}, 0, []string{"jbd2.ko", "mbcache.ko", "ext4.ko"}, false},
+		// Two modules claim the alias; the first that loads wins.
+		{[]string{"-q", "--", "crypto-crc32c"}, 0, []string{"crc32c_generic.ko"}, false},
+		{[]string{"-q", "--", "net-pf-99"}, 1, nil, false},
+		{[]string{"nothere"}, 1, nil, true},
+	} {
+		var loaded []string
+		var stderr bytes.Buffer
+		rc := modprobe(tc.args, &stderr, kmoduleOpts(root, kver, func(p string) {
+			loaded = append(loaded, filepath.Base(p))
+		}))
+		// Dependencies load in parallel: compare as sets, with the
+		// module itself last.
+		if rc != tc.rc || len(loaded) != len(tc.loaded) ||
+			(len(loaded) > 0 && loaded[len(loaded)-1] != tc.loaded[len(tc.loaded)-1]) {
+			t.Errorf("modprobe %q = %d, loaded %q; want %d, %q", tc.args, rc, loaded, tc.rc, tc.loaded)
+		}
+		slices.Sort(loaded)
+		want := slices.Clone(tc.loaded)
+		slices.Sort(want)
+		if !slices.Equal(loaded, want) {
+			t.Errorf("modprobe %q loaded %q, want %q", tc.args, loaded, tc.loaded)
+		}
+		if (stderr.Len() > 0) != tc.stderr {
+			t.Errorf("modprobe %q printed %q", tc.args, stderr.String())
+		}
+	}
+}
+
+// kmoduleOpts makes kmodule read root's modules dir and call record
+// instead of loading; /proc/modules (the host's) is ignored.
+func kmoduleOpts(root, kver string, record func(string)) kmodule.ProbeOpts {
+	return kmodule.ProbeOpts{RootDir: root, KVer: kver, DryRunCB: record, IgnoreProcMods: true}
 }
