@@ -53,7 +53,7 @@ test: deps image pxe
 	@mkdir -p build
 	@echo "go test -v -count=1 -timeout 20m ./... (the benchmark only in make bench; full log: build/test.log)"
 	@$(GO) test -v -count=1 -timeout 20m -skip '^TestBenchDHCP$$' ./... > build/test.log 2>&1; rc=$$?; \
-	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|^panic:' build/test.log; \
+	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|^panic:|initramfs size:|power-on to first LAN lease:' build/test.log; \
 	if [ $$rc -ne 0 ]; then echo "--- full log:"; grep -v '^=== ' build/test.log; fi; \
 	exit $$rc
 	@# Again under the race detector. TestWriteFileAtomicKilled is about

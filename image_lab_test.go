@@ -209,10 +209,11 @@ func TestImageDirectBoot(t *testing.T) {
 
 	// The second boot starts from them: the uplink asks to keep its
 	// persisted address, the LAN client gets its address back, the DUID
-	// stays.
+	// stays. This time the command line names the device.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), vmBootTimeout)
 	defer cancel2()
 	start = time.Now()
+	opt.Append += " homerouter.perm=/dev/vda"
 	vm2, err := l.StartVM(lan.ns, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +221,7 @@ func TestImageDirectBoot(t *testing.T) {
 	if err := vm2.WaitOutput(ctx2, "dhcp4: asking to keep 10.0.2.15/24 (persisted lease"); err != nil {
 		t.Fatalf("second boot did not reuse the uplink lease: %v", err)
 	}
+	consoleHas(t, vm2, `perm: mounted /dev/vda on /perm`)
 	addr2, _ := lan.lease(ctx2, t, vm2, start, "192.168.42.1")
 	if addr2 != addr {
 		t.Errorf("second boot gave the LAN client %s, first %s", addr2, addr)

@@ -73,6 +73,10 @@ type Client struct {
 	cfg    Config
 	lease  state.DHCPv6Lease
 	status state.DHCPv6Status
+	// sendErr is the last send error logged: the same error on every
+	// retransmission (uplink0's link-local address still tentative at
+	// boot, say) is logged once, and again after a send succeeds.
+	sendErr string
 }
 
 // Retransmission parameters (RFC 8415 section 7.6), with SOL_MAX_RT cut
@@ -354,9 +358,13 @@ func (c *Client) receive(ctx context.Context, xid *dhcpv6.TransactionID, deadlin
 func (c *Client) send(m *dhcpv6.Message, dst netip.Addr) bool {
 	if err := c.conn.Send(m, dst); err != nil {
 		c.setStatus(c.status.State, err)
-		c.cfg.Logger.Printf("send %v to %v: %v", m.MessageType, dst, err)
+		if err.Error() != c.sendErr {
+			c.sendErr = err.Error()
+			c.cfg.Logger.Printf("send %v to %v: %v (logged once while it repeats)", m.MessageType, dst, err)
+		}
 		return false
 	}
+	c.sendErr = ""
 	return true
 }
 
