@@ -59,7 +59,7 @@ test: deps image pxe
 	@# Again under the race detector. TestWriteFileAtomicKilled is about
 	@# SIGKILL, not data races, and ran above; under -race its child is
 	@# too slow to be killed mid-write often enough to prove anything.
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' ./state/... ./services/... ./internal/lab/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' ./state/... ./services/... ./internal/lab/... ./platform/... ./initramfs/...
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

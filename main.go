@@ -41,12 +41,17 @@ reported and the last good one stays in force) and SIGTERM/SIGINT (stop).
 
 func main() {
 	switch {
-	case os.Getpid() == 1 && len(os.Args) == 1:
+	case os.Getpid() == 1:
 		pid1() // never returns
 	case filepath.Base(os.Args[0]) == "modprobe":
 		// The image's /sbin/modprobe, which the kernel runs to load a
-		// module on demand.
-		os.Exit(platform.Modprobe(os.Args[1:], os.Stderr))
+		// module on demand, with stdio on /dev/null: errors go to the
+		// kernel's log, where dmesg and the console show them.
+		var stderr io.Writer = os.Stderr
+		if kmsg, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+			stderr = kmsg
+		}
+		os.Exit(platform.Modprobe(os.Args[1:], stderr))
 	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errReported) {
@@ -123,20 +128,31 @@ func check(args []string, stdout, stderr io.Writer) error {
 // pid1 is the router as the init process of its own image: platform
 // prepares the machine, then the services run as under `run -perm /perm`.
 // It never returns: a clean stop (SIGTERM, SIGINT, ctrl-alt-del) reboots,
-// and so does a fatal error, after a delay.
+// and so does a fatal error, after a delay. Arguments are ignored: the
+// kernel passes init the command line's words it does not know ("splash",
+// a typo), and a router must not refuse to boot over them.
 func pid1() {
-	sys, err := platform.Boot()
+	sys := platform.NewSystem()
 	defer func() {
 		if r := recover(); r != nil {
 			sys.Fatal(fmt.Errorf("panic: %v\n%s", r, debug.Stack()))
 		}
 	}()
-	if err != nil {
+	// Signals before anything else, and for good: for PID 1 a SIGINT
+	// (ctrl-alt-del) or SIGTERM that Go does not expect ends the process,
+	// and the kernel panics. One that arrives while booting stops the
+	// router as soon as the boot is done.
+	ctx, reloads, _ := platform.Signals(context.Background())
+	if len(os.Args) > 1 {
+		fmt.Fprintf(sys.Log, "homerouter: ignoring arguments %q (as PID 1)\n", os.Args[1:])
+	}
+	if err := sys.Boot(); err != nil {
 		sys.Fatal(err)
 	}
-	err = serve(platform.PermDir, httpd.DefaultAddr, sys.Log, sys)
-	if err != nil {
-		sys.Fatal(err)
+	if ctx.Err() == nil {
+		if err := serve(ctx, reloads, platform.PermDir, httpd.DefaultAddr, sys.Log, sys); err != nil {
+			sys.Fatal(err)
+		}
 	}
 	sys.Shutdown(false)
 }
@@ -149,12 +165,17 @@ func runRouter(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serve(dir, httpAddr, stderr, nil)
+	// Signals first: a SIGHUP that arrives while the config loads must
+	// not kill the router (the default action).
+	ctx, reloads, stop := platform.Signals(context.Background())
+	defer stop()
+	return serve(ctx, reloads, dir, httpAddr, stderr, nil)
 }
 
-// serve runs every service on the perm directory dir until SIGTERM or
-// SIGINT, logging to logw. sys is what PID 1 set up, nil under `run`.
-func serve(dir, httpAddr string, logw io.Writer, sys *platform.System) error {
+// serve runs every service on the perm directory dir until ctx is done,
+// reloading the config on each receive from reloads, logging to logw.
+// sys is what PID 1 set up, nil under `run`.
+func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, logw io.Writer, sys *platform.System) error {
 	logger := func(prefix string) *log.Logger {
 		return log.New(logw, prefix+": ", log.LstdFlags|log.Lmsgprefix)
 	}
@@ -170,13 +191,11 @@ func serve(dir, httpAddr string, logw io.Writer, sys *platform.System) error {
 		if sys.Notice != "" {
 			st.ReportNotice("perm", sys.Notice)
 		}
+		if len(sys.Problems) > 0 {
+			st.ReportProblem("platform", errors.New(strings.Join(sys.Problems, "; ")))
+		}
 		web.Log = sys.Ring.Bytes
 	}
-
-	// Signals first: a SIGHUP that arrives while the config loads must
-	// not kill the router (the default action).
-	ctx, reloads, stop := platform.Signals(context.Background())
-	defer stop()
 
 	configLog := logger("config")
 	reload := func() {

@@ -13,7 +13,8 @@ boot_mb=${BOOT_MB:-256}
 perm_mb=${PERM_MB:-256}
 syslinux_dir=/usr/lib/syslinux
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+trap 'rm -rf "$tmp" "$out.tmp"' EXIT
+trap 'exit 1' INT TERM
 
 cat > "$tmp/syslinux.cfg" <<CFG
 DEFAULT homerouter
@@ -23,13 +24,16 @@ LABEL homerouter
   INITRD /initramfs.cpio.gz
   APPEND console=tty0 console=ttyS0,115200 panic=10
 CFG
-mkfs.vfat -n HRBOOT -C "$tmp/boot.img" $((boot_mb * 1024)) >/dev/null
+# FAT16 (type e below), with the partition's offset as hidden sectors,
+# which the boot sector needs to find itself.
+mkfs.vfat -F 16 -h 2048 -n HRBOOT -C "$tmp/boot.img" $((boot_mb * 1024)) >/dev/null
 export MTOOLS_SKIP_CHECK=1
 mcopy -i "$tmp/boot.img" "$kernel" ::vmlinuz
 mcopy -i "$tmp/boot.img" "$initrd" ::initramfs.cpio.gz
 mcopy -i "$tmp/boot.img" "$tmp/syslinux.cfg" ::syslinux.cfg
 syslinux --install "$tmp/boot.img"
 
+truncate -s "${perm_mb}M" "$tmp/perm.img"
 if [ -n "$perm" ]; then
 	mke2fs -q -F -t ext4 -L perm -E root_owner=0:0 -d "$perm" "$tmp/perm.img" "${perm_mb}M"
 else
@@ -40,7 +44,7 @@ rm -f "$out.tmp"
 truncate -s $((1 + boot_mb + perm_mb))M "$out.tmp"
 sfdisk -q "$out.tmp" <<PART
 label: dos
-start=2048, size=$((boot_mb * 2048)), type=c, bootable
+start=2048, size=$((boot_mb * 2048)), type=e, bootable
 start=$((2048 + boot_mb * 2048)), size=$((perm_mb * 2048)), type=83
 PART
 dd if="$syslinux_dir/mbr/mbr.bin" of="$out.tmp" bs=440 count=1 conv=notrunc status=none

@@ -21,9 +21,14 @@ fi
 echo "kernel.sh: fetching $pkg"
 rm -rf "$dir/kernel" "$dir/deb"
 mkdir -p "$dir/deb" "$dir/kernel"
-# apt's download sandbox user cannot write into root's build dir; the
-# download is verified against apt's signed lists either way.
-(cd "$dir/deb" && apt-get download -q "$pkg" 2>&1 | grep -v 'unsandboxed' || true)
+# apt's download sandbox user cannot write into root's build dir, so the
+# download runs as root; it is verified against apt's signed lists either
+# way. Stale lists (the .deb gone from the mirror) get one update.
+download() { (cd "$dir/deb" && apt-get download -q -o APT::Sandbox::User=root "$pkg"); }
+if ! download; then
+	apt-get update -qq
+	download
+fi
 deb=$(ls "$dir"/deb/"$pkg"_*.deb)
 dpkg-deb -x "$deb" "$dir/kernel"
 depmod -b "$dir/kernel" "$version"

@@ -237,7 +237,9 @@ var dirs = []string{"dev", "proc", "sys", "run", "tmp", "perm", "sbin", "etc"}
 // write writes the gzipped cpio archive: /init, /sbin/modprobe (a link
 // to /init, which the kernel runs to load modules on demand),
 // /dev/console (so the kernel can give PID 1 its stdio before devtmpfs
-// is mounted), the mount points and files.
+// is mounted), /dev/null (the Go runtime opens it for a process started
+// without stdio, as the kernel starts modprobe), the mount points and
+// files.
 func write(w io.Writer, initBin []byte, files map[string][]byte) error {
 	var recs []cpio.Record
 	seenDir := make(map[string]bool)
@@ -254,6 +256,7 @@ func write(w io.Writer, initBin []byte, files map[string][]byte) error {
 		cpio.StaticRecord(initBin, cpio.Info{Name: "init", Mode: cpio.S_IFREG | 0o755}),
 		cpio.Symlink("sbin/modprobe", "/init"),
 		cpio.CharDev("dev/console", 0o600, 5, 1),
+		cpio.CharDev("dev/null", 0o666, 1, 3),
 	)
 	for name, b := range files {
 		addDir(path.Dir(name))

@@ -114,7 +114,7 @@ func TestImage(t *testing.T) {
 	}
 	const mods = "lib/modules/6.1.0-99-amd64/"
 	for _, name := range []string{
-		"init", "sbin/modprobe", "dev/console", "perm", "proc", "sys", "dev", "run", "tmp",
+		"init", "sbin/modprobe", "dev/console", "dev/null", "perm", "proc", "sys", "dev", "run", "tmp",
 		mods + "kernel/drivers/net/virtio_net.ko",
 		mods + "kernel/drivers/net/net_failover.ko", // a dependency
 		mods + "kernel/net/core/failover.ko",        // a dependency's dependency

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 // them.
 type alias struct {
 	pattern, module string
+	line            int
 }
 
 // Aliases resolves device modaliases to module names, as modprobe does
@@ -36,7 +38,9 @@ func ParseAliases(r io.Reader) (*Aliases, error) {
 	a := &Aliases{byPrefix: make(map[string][]alias)}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	line := 0
 	for sc.Scan() {
+		line++
 		f := strings.Fields(sc.Text())
 		if len(f) != 3 || f[0] != "alias" {
 			continue
@@ -45,7 +49,7 @@ func ParseAliases(r io.Reader) (*Aliases, error) {
 		if len(f[1]) >= 3 && !strings.ContainsAny(f[1][:3], `*?[\`) {
 			key = f[1][:3]
 		}
-		a.byPrefix[key] = append(a.byPrefix[key], alias{pattern: f[1], module: f[2]})
+		a.byPrefix[key] = append(a.byPrefix[key], alias{pattern: f[1], module: f[2], line: line})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("modules.alias: %w", err)
@@ -53,37 +57,38 @@ func ParseAliases(r io.Reader) (*Aliases, error) {
 	return a, nil
 }
 
-// Modules returns the modules whose patterns match modalias, in file
-// order, without duplicates.
+// Modules returns the modules whose patterns match modalias, in the
+// order of their lines in modules.alias, without duplicates.
 func (a *Aliases) Modules(modalias string) []string {
-	var mods []string
+	var matches []alias
 	groups := [][]alias{a.byPrefix[""]}
 	if len(modalias) >= 3 {
 		groups = append(groups, a.byPrefix[modalias[:3]])
 	}
 	for _, g := range groups {
 		for _, al := range g {
-			if matchGlob(al.pattern, modalias) && !contains(mods, al.module) {
-				mods = append(mods, al.module)
+			if matchGlob(al.pattern, modalias) {
+				matches = append(matches, al)
 			}
+		}
+	}
+	slices.SortFunc(matches, func(x, y alias) int { return x.line - y.line })
+	var mods []string
+	for _, al := range matches {
+		if !slices.Contains(mods, al.module) {
+			mods = append(mods, al.module)
 		}
 	}
 	return mods
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// matchGlob reports whether s matches the fnmatch(3) pattern p, without
-// flags: '*' matches any run of bytes ('/' included, unlike path.Match),
-// '?' one byte, "[...]" a class with ranges and '!' or '^' negation, and
-// '\' quotes the next byte. A malformed class matches nothing.
+// matchGlob reports whether s matches the shell pattern p, as kmod's
+// fnmatch(3) does for modules.alias: '*' matches any run of bytes ('/'
+// included, unlike path.Match), '?' one byte, "[...]" a class with ranges
+// and '!' or '^' negation, and '\' quotes the next byte outside a class.
+// Two corners differ from glibc, and no modules.alias line uses them: an
+// unterminated '[' makes the pattern match nothing (glibc takes it
+// literally), and '\' inside a class is an ordinary byte.
 func matchGlob(p, s string) bool {
 	// Iterative, with one backtrack point for the last '*': linear for
 	// the patterns modules.alias holds.
@@ -200,50 +205,68 @@ func Modaliases(sysDevices string) ([]string, error) {
 type Loader func(module string) error
 
 // Coldplug loads the modules for the devices present, the way udev would
-// at boot: it reads every modalias under sysDevices, loads the modules
-// that match, and repeats, because a loaded bus driver (virtio_pci,
-// ahci...) brings new devices with their own modaliases (virtio_net,
-// sd_mod...). It stops when a pass finds nothing new, after giving the
-// drivers settle to register their devices, or after maxPasses. A module
-// that fails to load (no such hardware after all, say) is logged and not
-// tried again. It returns the modules it loaded.
-func Coldplug(sysDevices string, aliases *Aliases, load Loader, logf func(string, ...any), settle time.Duration) []string {
-	const maxPasses = 10
-	tried := make(map[string]bool)
-	var loaded []string
-	waited := false
-	for pass := 0; pass < maxPasses; pass++ {
-		mods, err := Modaliases(sysDevices)
-		if err != nil {
-			logf("coldplug: %v", err)
-		}
-		var todo []string
-		for _, m := range mods {
-			for _, mod := range aliases.Modules(m) {
-				if !tried[mod] {
-					tried[mod] = true
-					todo = append(todo, mod)
-				}
-			}
-		}
-		if len(todo) == 0 {
-			if pass > 0 && settle > 0 && !waited {
-				// Drivers probe asynchronously; look once more after
-				// they had a moment.
-				time.Sleep(settle)
-				waited = true
+// at boot: it reads every modalias under SysDevices (normally
+// /sys/devices) and loads the modules that match. A module is tried once:
+// one that fails to load (no such hardware after all, say) is logged and
+// not tried again.
+type Coldplug struct {
+	SysDevices string
+	Aliases    *Aliases
+	Load       Loader
+	Logf       func(string, ...any)
+
+	tried map[string]bool
+}
+
+// Pass loads the modules for modaliases that need one not tried yet, and
+// returns those that loaded. Calling it again picks up devices that
+// appeared since: a disk behind AHCI or USB shows up a while after its
+// controller's driver loads.
+func (c *Coldplug) Pass() (loaded []string, tried int) {
+	if c.tried == nil {
+		c.tried = make(map[string]bool)
+	}
+	mods, err := Modaliases(c.SysDevices)
+	if err != nil {
+		c.Logf("coldplug: %v", err)
+	}
+	for _, m := range mods {
+		for _, mod := range c.Aliases.Modules(m) {
+			if c.tried[mod] {
 				continue
 			}
-			break
-		}
-		waited = false
-		for _, mod := range todo {
-			if err := load(mod); err != nil {
-				logf("coldplug: %s: %v", mod, err)
+			c.tried[mod] = true
+			tried++
+			if err := c.Load(mod); err != nil {
+				c.Logf("coldplug: %s: %v", mod, err)
 				continue
 			}
 			loaded = append(loaded, mod)
 		}
 	}
-	return loaded
+	return loaded, tried
+}
+
+// Run repeats Pass while it finds new modules to try, because a loaded
+// bus driver (virtio_pci, ahci...) brings new devices with their own
+// modaliases (virtio_net, sd_mod...). Drivers probe asynchronously, so
+// after a pass that finds nothing new it waits settle and looks once more.
+func (c *Coldplug) Run(settle time.Duration) []string {
+	const maxPasses = 10
+	var all []string
+	waited := false
+	for pass := 0; pass < maxPasses; pass++ {
+		loaded, tried := c.Pass()
+		all = append(all, loaded...)
+		if tried > 0 {
+			waited = false
+			continue
+		}
+		if pass == 0 || settle <= 0 || waited {
+			break
+		}
+		time.Sleep(settle)
+		waited = true
+	}
+	return all
 }

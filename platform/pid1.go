@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 
@@ -20,70 +22,99 @@ import (
 // PermDir is where PID 1 mounts the persistent partition.
 const PermDir = "/perm"
 
-// System is what Boot set up: where /perm is, and the log every service
-// writes to.
+// System is PID 1's view of the machine: where /perm is, what went wrong
+// while booting, and the log every service writes to.
 type System struct {
 	// PermDevice is the block device mounted on PermDir, "" when PermDir
 	// is a tmpfs.
 	PermDevice string
 	// Notice, when not empty, is what a person should know about the boot
 	// (a /perm that will not survive a reboot); main shows it on
-	// /health.json.
+	// /health.json without making the router unhealthy.
 	Notice string
+	// Problems are the boot steps that failed but did not stop the boot
+	// (a module the firewall needs, the first-boot file); main reports
+	// them on /health.json.
+	Problems []string
 	// Log writes to the consoles and to Ring.
 	Log io.Writer
 	// Ring holds the log since boot, for the status page.
 	Ring *Ring
 
-	logger *log.Logger
+	consoles *consoles
+	coldplug *Coldplug
+	logger   *log.Logger
 }
 
 // ringSize is the log kept in memory: about a day of a quiet router's log.
 const ringSize = 1 << 20
 
+// NewSystem returns a System that logs to stderr (the kernel's
+// /dev/console) and the ring, before Boot has done anything: whatever
+// happens next can be logged.
+func NewSystem() *System {
+	s := &System{Ring: NewRing(ringSize), consoles: &consoles{}}
+	s.consoles.fallback = os.Stderr
+	s.Log = io.MultiWriter(s.consoles, s.Ring)
+	s.logger = log.New(s.Log, "platform: ", log.LstdFlags|log.Lmsgprefix)
+	return s
+}
+
+// problem logs a failed boot step and keeps it for /health.json.
+func (s *System) problem(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.logger.Print(msg)
+	s.Problems = append(s.Problems, msg)
+}
+
 // Boot does what PID 1 must before the router's services can run:
-// mount the kernel's filesystems, open the consoles, load the kernel
-// modules for the hardware found (coldplug) and for the firewall, mount
-// /perm, write the first-boot interfaces.json, set the hostname and start
-// reaping orphans. It returns a usable System even with an error, so the
-// caller can log the error before it reboots.
-func Boot() (*System, error) {
-	sys := &System{Ring: NewRing(ringSize)}
-	sys.Log = io.MultiWriter(os.Stderr, sys.Ring)
-	sys.logger = log.New(sys.Log, "platform: ", log.LstdFlags|log.Lmsgprefix)
+// mount the kernel's filesystems, open the consoles, bring up loopback,
+// load the kernel modules for the hardware found (coldplug) and for the
+// firewall, mount /perm, write the first-boot interfaces.json, set the
+// hostname and start reaping orphans. An error means the router cannot
+// run; the caller logs it and reboots.
+//
+// The caller must already handle SIGINT, SIGTERM and SIGHUP (see
+// Signals): for PID 1, a signal Go does not expect ends the process, and
+// the kernel panics.
+func (s *System) Boot() error {
+	// Signals nothing asks for are ignored rather than fatal.
+	signal.Ignore(unix.SIGUSR1, unix.SIGUSR2, unix.SIGQUIT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU)
 
 	if err := mountKernelFilesystems(); err != nil {
-		return sys, err
+		return err
 	}
-	// The kernel opened /dev/console for us from the initramfs's node;
-	// from here on the log also goes to both consoles by name.
-	sys.Log = io.MultiWriter(openConsoles(), sys.Ring)
-	sys.logger.SetOutput(sys.Log)
+	s.consoles.open(s.logger)
 
 	// Ctrl-Alt-Del sends SIGINT to PID 1 (a clean shutdown) instead of
 	// resetting the machine with /perm mounted.
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
-		sys.logger.Printf("ctrl-alt-del: %v", err)
+		s.logger.Printf("ctrl-alt-del: %v", err)
 	}
 	go reap()
 
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	var uts unix.Utsname
 	unix.Uname(&uts)
-	sys.logger.Printf("kernel %s, command line %q", unix.ByteSliceToString(uts.Release[:]), strings.TrimSpace(string(cmdline)))
+	s.logger.Printf("kernel %s, command line %q", unix.ByteSliceToString(uts.Release[:]), strings.TrimSpace(string(cmdline)))
 
-	start := time.Now()
-	loaded, err := loadModules(sys.logger.Printf)
-	if err != nil {
-		sys.logger.Printf("modules: %v", err)
-	} else {
-		sys.logger.Printf("modules: loaded %d in %v: %s", len(loaded), time.Since(start).Round(time.Millisecond), strings.Join(loaded, " "))
+	// Loopback is down in a new kernel: without it nothing can reach
+	// 127.0.0.1, where httpd listens for tools on the box.
+	if err := loopbackUp(); err != nil {
+		s.problem("loopback: %v", err)
 	}
 
-	sys.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
-	sys.firstBoot()
-	sys.setHostname()
-	return sys, nil
+	start := time.Now()
+	if loaded, err := s.loadModules(); err != nil {
+		s.problem("modules: %v", err)
+	} else {
+		s.logger.Printf("modules: loaded %d in %v: %s", len(loaded), time.Since(start).Round(time.Millisecond), strings.Join(loaded, " "))
+	}
+
+	s.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
+	s.firstBoot()
+	s.setHostname()
+	return nil
 }
 
 // mountKernelFilesystems mounts what a Linux userland expects. Debian's
@@ -122,17 +153,20 @@ var firewallModules = []string{
 // loadModules coldplugs the modules for the hardware present, then the
 // firewall's and ext4 (for /perm), after the crc32c both need: the kernel
 // asks for it only by alias ("crypto-crc32c") and fails the mount or the
-// module's init when it is missing.
-func loadModules(logf func(string, ...any)) ([]string, error) {
+// module's init when it is missing. A module of those that fails to load
+// is a boot problem; a coldplugged one is only logged (a driver that
+// finds no device it supports, say).
+func (s *System) loadModules() ([]string, error) {
 	prober, aliases, err := modprobeTables(kmodule.ProbeOpts{})
 	if err != nil {
 		return nil, err
 	}
 	load := func(m string) error { return prober.Probe(m, "") }
-	loaded := Coldplug("/sys/devices", aliases, load, logf, 200*time.Millisecond)
+	s.coldplug = &Coldplug{SysDevices: "/sys/devices", Aliases: aliases, Load: load, Logf: s.logger.Printf}
+	loaded := s.coldplug.Run(200 * time.Millisecond)
 	for _, m := range append([]string{"crc32c_generic", "ext4"}, firewallModules...) {
 		if err := load(m); err != nil {
-			logf("modules: %s: %v", m, err)
+			s.problem("modules: %s: %v", m, err)
 			continue
 		}
 		loaded = append(loaded, m)
@@ -166,7 +200,9 @@ func modprobeTables(opts kmodule.ProbeOpts) (*kmodule.Prober, *Aliases, error) {
 
 // Modprobe is /sbin/modprobe in the image (a link to /init): the kernel
 // runs it to load a module on demand ("modprobe -q -- fs-ext4",
-// "nft-expr-counter", "net-pf-10"...). The name is a module or an alias.
+// "nft-expr-counter", "net-pf-10"...). A name is a module or an alias; as
+// with kmod's modprobe, every module an alias names is loaded (both
+// crc32c implementations, say), and the request succeeds if one did.
 func Modprobe(args []string, stderr io.Writer) int {
 	return modprobe(args, stderr, kmodule.ProbeOpts{})
 }
@@ -195,12 +231,15 @@ func modprobe(args []string, stderr io.Writer, opts kmodule.ProbeOpts) int {
 			mods = []string{n}
 		}
 		var err error
+		ok := false
 		for _, m := range mods {
-			if err = prober.Probe(m, ""); err == nil {
-				break
+			if e := prober.Probe(m, ""); e != nil {
+				err = e
+			} else {
+				ok = true
 			}
 		}
-		if err != nil {
+		if !ok {
 			if !quiet {
 				fmt.Fprintf(stderr, "modprobe: %s: %v\n", n, err)
 			}
@@ -232,6 +271,7 @@ func (s *System) mountPerm(dev string) {
 		wait = permWaitExplicit
 	}
 	deadline := time.Now().Add(wait)
+	lastColdplug := time.Now()
 	for {
 		found := dev
 		if dev == "" {
@@ -258,10 +298,18 @@ func (s *System) mountPerm(dev string) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
+		// The disk's own driver may need a device that appeared since
+		// coldplug ran: sd_mod for the disks behind AHCI or USB.
+		if s.coldplug != nil && time.Since(lastColdplug) >= time.Second {
+			if loaded, _ := s.coldplug.Pass(); len(loaded) > 0 {
+				s.logger.Printf("modules: loaded %s", strings.Join(loaded, " "))
+			}
+			lastColdplug = time.Now()
+		}
 	}
 	s.logger.Printf("perm: %s", s.Notice)
 	if err := unix.Mount("tmpfs", PermDir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		s.logger.Printf("perm: tmpfs: %v", err)
+		s.problem("perm: tmpfs: %v", err)
 	}
 }
 
@@ -274,16 +322,16 @@ func (s *System) firstBoot() {
 	}
 	nics, err := ethernetNICs("/sys/class/net")
 	if err != nil {
-		s.logger.Printf("first boot: %v", err)
+		s.problem("first boot: %v", err)
 		return
 	}
 	b, err := defaultInterfaces(nics)
 	if err != nil {
-		s.logger.Printf("first boot: no interfaces.json and %v", err)
+		s.problem("first boot: no interfaces.json and %v", err)
 		return
 	}
 	if err := state.WriteFileAtomic(path, b, 0o644); err != nil {
-		s.logger.Printf("first boot: %v", err)
+		s.problem("first boot: %v", err)
 		return
 	}
 	s.logger.Printf("first boot: no interfaces.json, wrote the default: %s", strings.Join(strings.Fields(string(b)), " "))
@@ -308,7 +356,9 @@ func (s *System) setHostname() {
 }
 
 // reap waits for orphaned processes that the kernel gives PID 1, so they
-// do not stay zombies.
+// do not stay zombies. It reaps any child, so a process PID 1 starts
+// itself and waits for (exec.Cmd.Wait) could lose its exit status to it;
+// PID 1 starts none today, and one that does must tell reap about it.
 func reap() {
 	c := make(chan os.Signal, 1)
 	signal.Notify(c, unix.SIGCHLD)
@@ -349,19 +399,33 @@ func (s *System) Shutdown(poweroff bool) {
 	}
 }
 
-// FatalDelay is how long PID 1 shows a fatal error on the console before
+// fatalDelay is how long PID 1 shows a fatal error on the console before
 // it reboots.
-const FatalDelay = 10 * time.Second
+const fatalDelay = 10 * time.Second
 
-// Fatal logs err and reboots after FatalDelay: PID 1 must never exit (the
+// Fatal logs err and reboots after a delay: PID 1 must never exit (the
 // kernel would panic), and a reboot is the best chance to come back.
 func (s *System) Fatal(err error) {
-	s.logger.Printf("fatal: %v; rebooting in %v", err, FatalDelay)
-	time.Sleep(FatalDelay)
+	s.logger.Printf("fatal: %v; rebooting in %v", err, fatalDelay)
+	time.Sleep(fatalDelay)
 	s.Shutdown(false)
 }
 
-// Logger returns a logger that writes to the system log with prefix.
-func (s *System) Logger(prefix string) *log.Logger {
-	return log.New(s.Log, prefix+": ", log.LstdFlags|log.Lmsgprefix)
+// loopbackUp sets lo up, as the init system does on any Linux box.
+func loopbackUp() error {
+	ifi, err := net.InterfaceByName("lo")
+	if err != nil {
+		return err
+	}
+	c, err := rtnetlink.Dial(nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Link.Set(&rtnetlink.LinkMessage{
+		Family: unix.AF_UNSPEC,
+		Index:  uint32(ifi.Index),
+		Flags:  unix.IFF_UP,
+		Change: unix.IFF_UP,
+	})
 }

@@ -3,11 +3,14 @@ package platform
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
 
@@ -33,7 +36,7 @@ func TestMatchGlob(t *testing.T) {
 		{"dmi*:svn*[Ll][Ee][Nn]*", "dmi:bvnX:svnLAN:pn", false},
 		{"x[!a-c]y", "xdy", true},
 		{"x[!a-c]y", "xby", false},
-		{"x[a-c", "xa", false}, // malformed class
+		{"x[a-c", "x[a-c", false}, // unterminated class: nothing (glibc: literal)
 		{`a\*b`, "a*b", true},
 		{`a\*b`, "axb", false},
 		{"abc", "abcd", false},
@@ -80,8 +83,9 @@ func TestAliases(t *testing.T) {
 	}
 }
 
-// TestColdplug fakes sysfs: loading virtio_pci makes virtio devices
-// appear, whose modalias then loads virtio_net, as in a VM.
+// TestColdplug fakes sysfs: loading virtio_pci makes a virtio device
+// appear, as in a VM, but only after a moment, as drivers probe
+// asynchronously; its modalias then loads virtio_net.
 func TestColdplug(t *testing.T) {
 	a, err := ParseAliases(strings.NewReader(aliasText))
 	if err != nil {
@@ -91,37 +95,49 @@ func TestColdplug(t *testing.T) {
 	write := func(rel, content string) {
 		p := filepath.Join(sys, rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
+			t.Error(err)
 		}
 		if err := os.WriteFile(p, []byte(content+"\n"), 0o444); err != nil {
-			t.Fatal(err)
+			t.Error(err)
 		}
 	}
 	write("pci0000:00/0000:00:02.0/modalias", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00")
 	write("pci0000:00/0000:00:03.0/modalias", "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00")
 	write("pci0000:00/0000:00:04.0/modalias", "pci:v000010ECd00008139sv00001AF4sd00001100bc02sc00i00") // no driver
+	probed := make(chan struct{})
 	var calls []string
 	load := func(m string) error {
 		calls = append(calls, m)
 		switch m {
 		case "virtio_pci":
-			write("pci0000:00/0000:00:02.0/virtio0/modalias", "virtio:d00000001v00001AF4")
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				write("pci0000:00/0000:00:02.0/virtio0/modalias", "virtio:d00000001v00001AF4")
+				close(probed)
+			}()
 		case "e1000e":
 			return os.ErrInvalid // a failure is logged, not retried
 		}
 		return nil
 	}
 	var logged []string
-	logf := func(f string, args ...any) { logged = append(logged, f) }
-	loaded := Coldplug(sys, a, load, logf, 0)
+	logf := func(f string, args ...any) { logged = append(logged, fmt.Sprintf(f, args...)) }
+	c := &Coldplug{SysDevices: sys, Aliases: a, Load: load, Logf: logf}
+	loaded := c.Run(500 * time.Millisecond)
+	<-probed
 	if want := []string{"virtio_pci", "virtio_net"}; !slices.Equal(loaded, want) {
 		t.Errorf("loaded %q, want %q", loaded, want)
 	}
 	if want := []string{"virtio_pci", "e1000e", "virtio_net"}; !slices.Equal(calls, want) {
 		t.Errorf("load calls %q, want %q (each module once)", calls, want)
 	}
-	if len(logged) != 1 {
+	if len(logged) != 1 || !strings.Contains(logged[0], "e1000e") {
 		t.Errorf("logged %q, want the e1000e failure", logged)
+	}
+	// A later pass (the perm wait's) finds only what is new.
+	write("pci0000:00/0000:00:02.0/virtio1/modalias", "virtio:d00000002v00001AF4")
+	if loaded, tried := c.Pass(); !slices.Equal(loaded, []string{"virtio_blk"}) || tried != 1 {
+		t.Errorf("second pass loaded %q (tried %d), want virtio_blk", loaded, tried)
 	}
 }
 
@@ -278,7 +294,8 @@ func TestModprobe(t *testing.T) {
 	dir := filepath.Join(root, "lib/modules", kver)
 	for name, content := range map[string]string{
 		"modules.dep": "kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko kernel/fs/mbcache.ko\n" +
-			"kernel/fs/jbd2/jbd2.ko:\nkernel/fs/mbcache.ko:\nkernel/crypto/crc32c_generic.ko:\n",
+			"kernel/fs/jbd2/jbd2.ko:\nkernel/fs/mbcache.ko:\nkernel/crypto/crc32c_generic.ko:\n" +
+			"kernel/arch/x86/crypto/crc32c-intel.ko:\n",
 		"modules.alias": aliasText,
 	} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -296,15 +313,18 @@ func TestModprobe(t *testing.T) {
 	}{
 		{[]string{"-q", "--", "fs-ext4"}, 0, []string{"jbd2.ko", "mbcache.ko", "ext4.ko"}, false},
 		{[]string{"ext4"}, 0, []string{"jbd2.ko", "mbcache.ko", "ext4.ko"}, false},
-		// Two modules claim the alias; the first that loads wins.
-		{[]string{"-q", "--", "crypto-crc32c"}, 0, []string{"crc32c_generic.ko"}, false},
+		// Two modules claim the alias; both load, as with kmod.
+		{[]string{"-q", "--", "crypto-crc32c"}, 0, []string{"crc32c_generic.ko", "crc32c-intel.ko"}, false},
 		{[]string{"-q", "--", "net-pf-99"}, 1, nil, false},
 		{[]string{"nothere"}, 1, nil, true},
 	} {
+		var mu sync.Mutex // kmodule loads dependencies in parallel
 		var loaded []string
 		var stderr bytes.Buffer
 		rc := modprobe(tc.args, &stderr, kmoduleOpts(root, kver, func(p string) {
+			mu.Lock()
 			loaded = append(loaded, filepath.Base(p))
+			mu.Unlock()
 		}))
 		// Dependencies load in parallel: compare as sets, with the
 		// module itself last.

@@ -3,6 +3,8 @@ package platform
 import (
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -55,34 +57,69 @@ func (r *Ring) Bytes() []byte {
 	return append(out, r.buf[:r.next]...)
 }
 
-// consoles writes to each console it could open and ignores their
-// errors: a missing or stuck screen must not stop the log reaching the
-// serial port, nor the other way round.
-type consoles []io.Writer
+// consoles writes the log to every console the kernel uses, without
+// ever blocking: the fds are non-blocking and a write that would block is
+// dropped. A serial line stopped by XOFF (Ctrl-S, or line noise), a
+// screen held by Scroll Lock or a slow baud rate must not stall the
+// services that log, DHCP among them. Until open, it writes to fallback.
+type consoles struct {
+	mu       sync.Mutex
+	fds      []int
+	fallback io.Writer
+}
 
-func (c consoles) Write(p []byte) (int, error) {
-	for _, w := range c {
-		w.Write(p)
+func (c *consoles) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.fds) == 0 && c.fallback != nil {
+		c.fallback.Write(p)
+	}
+	for _, fd := range c.fds {
+		for b := p; len(b) > 0; {
+			n, err := unix.Write(fd, b)
+			if err != nil || n <= 0 {
+				break // EAGAIN: the console is full; drop the rest
+			}
+			b = b[n:]
+		}
 	}
 	return len(p), nil
 }
 
-// openConsoles opens the serial console and the screen, the two places a
-// person debugging a router looks. Without either, it falls back to
-// /dev/console, the one the kernel gave PID 1.
-func openConsoles() io.Writer {
-	var c consoles
-	for _, name := range []string{"/dev/ttyS0", "/dev/tty0"} {
-		f, err := os.OpenFile(name, os.O_WRONLY|unix.O_NOCTTY, 0)
+// open opens the consoles listed in /proc/consoles (what console= on the
+// kernel command line chose: ttyS0 and tty0 in the image's boot configs,
+// ttyS1 or another on some boards), else ttyS0 and tty0.
+func (c *consoles) open(logger interface{ Printf(string, ...any) }) {
+	names := consoleNames("/proc/consoles")
+	if len(names) == 0 {
+		names = []string{"ttyS0", "tty0"}
+	}
+	var fds []int
+	for _, n := range names {
+		fd, err := unix.Open("/dev/"+n, unix.O_WRONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
+			logger.Printf("console /dev/%s: %v", n, err)
 			continue
 		}
-		c = append(c, f)
+		fds = append(fds, fd)
 	}
-	if len(c) == 0 {
-		if f, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
-			c = append(c, f)
+	c.mu.Lock()
+	c.fds = fds
+	c.mu.Unlock()
+}
+
+// consoleNames reads the device names from /proc/consoles ("ttyS0
+// -W- (EC p a) 4:64" lines).
+func consoleNames(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && !slices.Contains(names, f[0]) {
+			names = append(names, f[0])
 		}
 	}
-	return c
+	return names
 }

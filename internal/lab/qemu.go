@@ -26,8 +26,11 @@ type VMOptions struct {
 	// command line; empty Kernel boots from disk or network as the BIOS
 	// does.
 	Kernel, Initrd, Append string
-	// Disk is a raw image attached as virtio-blk, "" for none.
+	// Disk is a raw image attached as virtio-blk, "" for none; with
+	// AHCI, as a SATA disk behind an AHCI controller, like an apu2's
+	// mSATA SSD (its driver chain, ahci then sd_mod, probes later).
 	Disk string
+	AHCI bool
 	// UplinkTap is the tap in the VM's namespace for the uplink; ""
 	// puts the uplink on QEMU's user network (NAT, DHCP server
 	// 10.0.2.2 giving 10.0.2.15, TFTP from TFTPDir with BootFile).
@@ -82,7 +85,12 @@ func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
 	if opt.Kernel != "" {
 		args = append(args, "-kernel", opt.Kernel, "-initrd", opt.Initrd, "-append", opt.Append)
 	}
-	if opt.Disk != "" {
+	switch {
+	case opt.Disk != "" && opt.AHCI:
+		args = append(args, "-device", "ahci,id=ahci",
+			"-drive", "file="+opt.Disk+",format=raw,if=none,id=disk",
+			"-device", "ide-hd,drive=disk,bus=ahci.0")
+	case opt.Disk != "":
 		args = append(args, "-drive", "file="+opt.Disk+",format=raw,if=virtio")
 	}
 	uplink := "user,id=up"

@@ -25,6 +25,7 @@ func TestHealth(t *testing.T) {
 		services  []state.ServiceStatus
 		problem   error // reported by netconfig, or by problemAs
 		problemAs string
+		notice    string // reported as the "perm" notice
 		wantCode  int
 		wantFirst string
 	}{
@@ -65,6 +66,13 @@ func TestHealth(t *testing.T) {
 			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: "homerouter/services/dhcp4d dhcp4d-leases.json: write dhcp4d-leases.json: no space left on device",
 		},
+		{
+			name:     "a notice is not a failure",
+			files:    map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services: []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			notice:   "/perm is a tmpfs, nothing will survive a reboot",
+			wantCode: http.StatusOK,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -79,6 +87,9 @@ func TestHealth(t *testing.T) {
 				name = tc.problemAs
 			}
 			st.ReportProblem(name, tc.problem)
+			if tc.notice != "" {
+				st.ReportNotice("perm", tc.notice)
+			}
 
 			rec := httptest.NewRecorder()
 			Handler(st).ServeHTTP(rec, httptest.NewRequest("GET", "/health.json", nil))
@@ -92,7 +103,14 @@ func TestHealth(t *testing.T) {
 			if h.FirstError != tc.wantFirst {
 				t.Errorf("first_error = %q, want %q", h.FirstError, tc.wantFirst)
 			}
-			if h.Checks.OK != (tc.wantFirst == "") || len(h.Checks.Children) != 2 {
+			wantChildren := 2
+			if tc.notice != "" {
+				wantChildren = 3
+				if n := h.Checks.Children[len(h.Checks.Children)-1]; n.Name != "perm" || !n.OK || n.Notice != tc.notice {
+					t.Errorf("notice node = %+v", n)
+				}
+			}
+			if h.Checks.OK != (tc.wantFirst == "") || len(h.Checks.Children) != wantChildren {
 				t.Errorf("check tree = %+v", h.Checks)
 			}
 		})
