@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/homerouter/homerouter/state"
 )
 
 // PermLabel is the filesystem label of the persistent partition.
@@ -114,24 +116,17 @@ const DefaultLANAddr = "192.168.42.1/24"
 // uplink0: a router without a LAN port is a config error a person must
 // fix, and guessing would be worse.
 func defaultInterfaces(nics []nic) ([]byte, error) {
-	type iface struct {
-		HardwareAddr string `json:"hardware_addr"`
-		Name         string `json:"name"`
-		Addr         string `json:"addr,omitempty"`
-	}
-	var ifs []iface
+	var cfg state.Interfaces
 	if len(nics) > 0 {
-		ifs = append(ifs, iface{HardwareAddr: nics[0].mac, Name: "uplink0"})
+		cfg.Interfaces = append(cfg.Interfaces, state.Interface{HardwareAddr: nics[0].mac, Name: "uplink0"})
 	}
 	if len(nics) > 1 {
-		ifs = append(ifs, iface{HardwareAddr: nics[1].mac, Name: "lan0", Addr: DefaultLANAddr})
+		cfg.Interfaces = append(cfg.Interfaces, state.Interface{HardwareAddr: nics[1].mac, Name: "lan0", Addr: DefaultLANAddr})
 	}
-	if len(ifs) == 0 {
+	if len(cfg.Interfaces) == 0 {
 		return nil, fmt.Errorf("no Ethernet NIC found")
 	}
-	b, err := json.MarshalIndent(struct {
-		Interfaces []iface `json:"interfaces"`
-	}{ifs}, "", "  ")
+	b, err := json.MarshalIndent(cfg, "", "  ")
 	return append(b, '\n'), err
 }
 
