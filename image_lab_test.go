@@ -183,7 +183,8 @@ func debugfsCat(t *testing.T, img, name string) string {
 
 // TestImageDirectBoot boots the kernel and initramfs directly, with the
 // uplink on QEMU's user network and /perm on a virtio disk, then powers
-// off cleanly, reads the state files off the disk and boots again from it.
+// off cleanly (the power button), reads the state files off the disk and
+// boots again from it.
 func TestImageDirectBoot(t *testing.T) {
 	imageArtifacts(t)
 	if fi, err := os.Stat(imageInitrd); err == nil {
@@ -230,10 +231,13 @@ func TestImageDirectBoot(t *testing.T) {
 	consoleHas(t, vm, `perm: mounted /dev/vda on /perm`)
 	consoleHas(t, vm, `platform: hostname: gateway7`)
 
-	if err := vm.Shutdown(time.Minute); err != nil {
+	// A clean power-off: the ACPI power button.
+	if err := vm.PowerDown(time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	consoleHas(t, vm, `power button pressed: powering off`)
 	consoleHas(t, vm, `perm: unmounted /dev/vda`)
+	consoleHas(t, vm, `platform: powering off`)
 	consoleClean(t, vm)
 
 	// The state written during the boot is on the disk.
@@ -267,9 +271,13 @@ func TestImageDirectBoot(t *testing.T) {
 	if addr2 != addr {
 		t.Errorf("second boot gave the LAN client %s, first %s", addr2, addr)
 	}
+	// This time Ctrl-Alt-Del: a clean reboot, which -no-reboot turns
+	// into QEMU's exit.
 	if err := vm2.Shutdown(time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	consoleHas(t, vm2, `perm: unmounted /dev/vda`)
+	consoleHas(t, vm2, `platform: rebooting`)
 	consoleClean(t, vm2)
 	if duid2 := debugfsCat(t, img, "dhcp6-duid.json"); duid2 != duid {
 		t.Errorf("DUID changed across boots: %s, then %s", duid, duid2)

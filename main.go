@@ -128,7 +128,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 // pid1 is the router as the init process of its own image: platform
 // prepares the machine, then the services run as under `run -perm /perm`.
 // It never returns: a clean stop (SIGTERM, SIGINT, ctrl-alt-del) reboots,
-// and so does a fatal error, after a delay. Arguments are ignored: the
+// the power button powers off, and a fatal error reboots after a delay. Arguments are ignored: the
 // kernel passes init the command line's words it does not know ("splash",
 // a typo), and a router must not refuse to boot over them.
 func pid1() {
@@ -154,7 +154,7 @@ func pid1() {
 			sys.Fatal(err)
 		}
 	}
-	sys.Shutdown(false)
+	sys.Shutdown(sys.PowerOff())
 }
 
 func runRouter(args []string, stderr io.Writer) error {

@@ -64,6 +64,10 @@ var moduleSet = []string{
 	"kernel/drivers/watchdog/i6300esb.ko",
 	"kernel/drivers/watchdog/sp5100_tco.ko",
 	"kernel/drivers/watchdog/iTCO_wdt.ko",
+	// The power button (ACPI) and input event devices, for a clean
+	// power-off when it is pressed.
+	"kernel/drivers/acpi/button.ko",
+	"kernel/drivers/input/evdev.ko",
 	// Hardware random number generators. Without one the kernel's
 	// entropy pool may take minutes to fill in a VM (QEMU's virtio-rng
 	// fixes that), and DHCP transaction IDs come from crypto/rand,

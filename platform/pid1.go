@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
@@ -44,6 +45,7 @@ type System struct {
 	consoles *consoles
 	coldplug *Coldplug
 	logger   *log.Logger
+	powerOff atomic.Bool // the power button was pressed
 }
 
 // ringSize is the log kept in memory: about a day of a quiet router's log.
@@ -114,6 +116,7 @@ func (s *System) Boot() error {
 	s.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
 	s.firstBoot()
 	s.setHostname()
+	s.watchPowerButton("/sys/class/input")
 	return nil
 }
 

@@ -349,3 +349,43 @@ func TestModprobe(t *testing.T) {
 func kmoduleOpts(root, kver string, record func(string)) kmodule.ProbeOpts {
 	return kmodule.ProbeOpts{RootDir: root, KVer: kver, DryRunCB: record, IgnoreProcMods: true}
 }
+
+func TestPowerButton(t *testing.T) {
+	for _, tc := range []struct {
+		caps string
+		want bool
+	}{
+		{"10000000000000 0\n", true}, // the ACPI power button: bit 116
+		{"3 0 0 0 0 0 0 0", false},    // low keys only, 8 words
+		{"10000000000000 0 0 0", false},
+		{"40000800 10000000000000 0 0 0 0 0 0 0\n", false}, // bit 116 is in the second word from the end
+		{"0 10000000000000 0", true},
+		{"", false},
+		{"zz 0", false},
+	} {
+		if got := hasKey(tc.caps, keyPower); got != tc.want {
+			t.Errorf("hasKey(%q, KEY_POWER) = %v, want %v", tc.caps, got, tc.want)
+		}
+	}
+	ev := func(typ, code uint16, value int32) []byte {
+		b := make([]byte, inputEventSize)
+		binary.NativeEndian.PutUint16(b[16:], typ)
+		binary.NativeEndian.PutUint16(b[18:], code)
+		binary.NativeEndian.PutUint32(b[20:], uint32(value))
+		return b
+	}
+	for _, tc := range []struct {
+		ev   []byte
+		want bool
+	}{
+		{ev(evKey, keyPower, 1), true},
+		{ev(evKey, keyPower, 0), false}, // release
+		{ev(evKey, keyPower, 2), false}, // autorepeat
+		{ev(evKey, 28, 1), false},       // Enter
+		{ev(0, 0, 0), false},            // EV_SYN
+	} {
+		if got := isPowerPress(tc.ev); got != tc.want {
+			t.Errorf("isPowerPress(% x) = %v, want %v", tc.ev[16:], got, tc.want)
+		}
+	}
+}

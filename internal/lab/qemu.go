@@ -157,14 +157,24 @@ func (vm *VM) Monitor(cmd string) error {
 // clean stop (services, sync, unmount /perm, reboot); with -no-reboot
 // QEMU then exits. It waits up to timeout for that.
 func (vm *VM) Shutdown(timeout time.Duration) error {
-	if err := vm.Monitor("sendkey ctrl-alt-delete"); err != nil {
+	return vm.stopWith("sendkey ctrl-alt-delete", timeout)
+}
+
+// PowerDown presses the ACPI power button, which the router's PID 1
+// takes as a clean power-off, and waits up to timeout for QEMU to exit.
+func (vm *VM) PowerDown(timeout time.Duration) error {
+	return vm.stopWith("system_powerdown", timeout)
+}
+
+func (vm *VM) stopWith(cmd string, timeout time.Duration) error {
+	if err := vm.Monitor(cmd); err != nil {
 		return err
 	}
 	select {
 	case <-vm.Exited():
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("lab: %s did not stop within %v of ctrl-alt-delete", vm, timeout)
+		return fmt.Errorf("lab: %s did not stop within %v of %s", vm, timeout, cmd)
 	}
 }
 
