@@ -356,7 +356,7 @@ func TestPowerButton(t *testing.T) {
 		want bool
 	}{
 		{"10000000000000 0\n", true}, // the ACPI power button: bit 116
-		{"3 0 0 0 0 0 0 0", false},    // low keys only, 8 words
+		{"3 0 0 0 0 0 0 0", false},   // low keys only, 8 words
 		{"10000000000000 0 0 0", false},
 		{"40000800 10000000000000 0 0 0 0 0 0 0\n", false}, // bit 116 is in the second word from the end
 		{"0 10000000000000 0", true},
