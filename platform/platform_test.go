@@ -389,3 +389,23 @@ func TestPowerButton(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMatchGlob checks matchGlob against properties any glob matcher
+// has: a pattern without metacharacters matches only itself, '*' around
+// a quoted string matches it, and nothing panics or hangs.
+func FuzzMatchGlob(f *testing.F) {
+	for _, s := range []string{"pci:v00008086d000010D3sv*sd*bc*sc*i*", "acpi*:PNP0C0C:*", "x[!a-c]y", "a\\*b", "[", "*?*?*", "dmi*:svn*[Ll][Ee]*"} {
+		f.Add(s, "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00")
+	}
+	f.Fuzz(func(t *testing.T, p, s string) {
+		matchGlob(p, s)
+		if !strings.ContainsAny(s, `*?[\`) {
+			if !matchGlob(s, s) {
+				t.Errorf("matchGlob(%q, itself) = false", s)
+			}
+			if !matchGlob("*"+s+"*", "x"+s+"y") {
+				t.Errorf("matchGlob(*%s*, x%sy) = false", s, s)
+			}
+		}
+	})
+}
