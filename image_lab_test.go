@@ -101,7 +101,7 @@ func (v *vmLAN) lease(ctx context.Context, t *testing.T, vm *lab.VM, start time.
 			t.Fatalf("no LAN lease from the VM: %v", err)
 		case <-vm.Exited():
 			t.Fatalf("VM exited: %v", vm.Err())
-		default:
+		case <-time.After(time.Second): // udhcpc failed at once (tap not up yet)
 		}
 	}
 	for _, args := range [][]string{
@@ -136,10 +136,11 @@ func consoleHas(t *testing.T, vm *lab.VM, re string) string {
 }
 
 // consoleClean fails the test if the console shows a kernel panic, a
-// fatal error of PID 1 or a boot problem.
+// fatal error of PID 1, a boot problem or a service that failed or
+// panicked (and was restarted by the supervisor).
 func consoleClean(t *testing.T, vm *lab.VM) {
 	t.Helper()
-	for _, bad := range []string{"Kernel panic", "platform: fatal", "platform: modules: ", "platform: coldplug: ", "panic:"} {
+	for _, bad := range []string{"Kernel panic", "platform: fatal", "platform: modules: ", "platform: coldplug: ", "panic:", "panicked", "restarting", "homerouter: stopping:"} {
 		for _, line := range strings.Split(vm.Output(), "\n") {
 			if strings.Contains(line, bad) && !strings.Contains(line, "platform: modules: loaded") {
 				t.Errorf("console: %s", line)
@@ -228,7 +229,7 @@ func TestImageDirectBoot(t *testing.T) {
 			t.Errorf("coldplug did not load %s: %s", m, loaded)
 		}
 	}
-	consoleHas(t, vm, `perm: mounted /dev/vda on /perm`)
+	consoleHas(t, vm, `perm: mounted /dev/vda on /perm \(labelled "perm"\)`)
 	consoleHas(t, vm, `platform: hostname: gateway7`)
 
 	// A clean power-off: the ACPI power button.
@@ -266,7 +267,7 @@ func TestImageDirectBoot(t *testing.T) {
 	if err := vm2.WaitOutput(ctx2, "dhcp4: asking to keep 10.0.2.15/24 (persisted lease"); err != nil {
 		t.Fatalf("second boot did not reuse the uplink lease: %v", err)
 	}
-	consoleHas(t, vm2, `perm: mounted /dev/vda on /perm`)
+	consoleHas(t, vm2, `perm: mounted /dev/vda on /perm \(homerouter.perm\)`)
 	addr2, _ := lan.lease(ctx2, t, vm2, start, "192.168.42.1")
 	if addr2 != addr {
 		t.Errorf("second boot gave the LAN client %s, first %s", addr2, addr)
@@ -367,9 +368,9 @@ func TestImageDisk(t *testing.T) {
 			}
 			consoleHas(t, vm, `SYSLINUX`)
 			if tc.ahci {
-				consoleHas(t, vm, `perm: mounted /dev/sda2 on /perm`)
+				consoleHas(t, vm, `perm: mounted /dev/sda2 on /perm \(labelled "perm"\)`)
 			} else {
-				consoleHas(t, vm, `perm: mounted /dev/vda2 on /perm`)
+				consoleHas(t, vm, `perm: mounted /dev/vda2 on /perm \(labelled "perm"\)`)
 			}
 			if err := vm.Shutdown(time.Minute); err != nil {
 				t.Fatal(err)

@@ -41,7 +41,9 @@ reported and the last good one stays in force) and SIGTERM/SIGINT (stop).
 
 func main() {
 	switch {
-	case os.Getpid() == 1:
+	case os.Getpid() == 1 && os.Args[0] == "/init":
+		// The kernel starts the initramfs's /init; `homerouter run` as
+		// PID 1 of a container is not the machine's init.
 		pid1() // never returns
 	case filepath.Base(os.Args[0]) == "modprobe":
 		// The image's /sbin/modprobe, which the kernel runs to load a
@@ -150,8 +152,14 @@ func pid1() {
 		sys.Fatal(err)
 	}
 	if ctx.Err() == nil {
-		if err := serve(ctx, reloads, platform.PermDir, httpd.DefaultAddr, sys.Log, sys); err != nil {
+		err := serve(ctx, reloads, platform.PermDir, httpd.DefaultAddr, sys.Log, sys)
+		if err != nil && ctx.Err() == nil {
 			sys.Fatal(err)
+		}
+		if err != nil {
+			// Asked to stop, and a service was slow to: stop anyway, as
+			// asked (a power-off stays a power-off).
+			fmt.Fprintf(sys.Log, "homerouter: stopping: %v\n", err)
 		}
 	}
 	sys.Shutdown(sys.PowerOff())

@@ -87,6 +87,14 @@ func (s *System) Boot() error {
 		return err
 	}
 	s.consoles.open(s.logger)
+	// A panic in any goroutine but the main one ends PID 1, and then the
+	// kernel panics: make sure that reboots the box whatever the boot
+	// loader's command line says (panic=0 would hang it for good).
+	if b, err := os.ReadFile("/proc/sys/kernel/panic"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		if err := os.WriteFile("/proc/sys/kernel/panic", []byte("10"), 0o644); err != nil {
+			s.logger.Printf("kernel.panic: %v", err)
+		}
+	}
 
 	// Ctrl-Alt-Del sends SIGINT to PID 1 (a clean shutdown) instead of
 	// resetting the machine with /perm mounted.
@@ -113,10 +121,10 @@ func (s *System) Boot() error {
 		s.logger.Printf("modules: loaded %d in %v: %s", len(loaded), time.Since(start).Round(time.Millisecond), strings.Join(loaded, " "))
 	}
 
+	s.watchPowerButton("/sys/class/input")
 	s.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
 	s.firstBoot()
 	s.setHostname()
-	s.watchPowerButton("/sys/class/input")
 	return nil
 }
 
@@ -253,12 +261,13 @@ func modprobe(args []string, stderr io.Writer, opts kmodule.ProbeOpts) int {
 }
 
 // permWait is how long Boot waits for the perm partition to appear: disks
-// behind AHCI or USB show up a while after their driver loads. With
-// homerouter.perm= on the command line the disk is known to exist, so it
-// waits longer.
+// behind AHCI or USB show up a while after their driver loads. Each
+// module coldplug loads meanwhile (a disk driver on its way) restarts the
+// wait, up to permWaitMax in all. With homerouter.perm= on the command
+// line the disk is known to exist, so it waits permWaitMax.
 const (
-	permWait         = 5 * time.Second
-	permWaitExplicit = 30 * time.Second
+	permWait    = 5 * time.Second
+	permWaitMax = 30 * time.Second
 )
 
 // mountPerm mounts the perm partition on PermDir: the device named by
@@ -269,11 +278,11 @@ func (s *System) mountPerm(dev string) {
 	if err := os.MkdirAll(PermDir, 0o755); err != nil {
 		s.logger.Printf("perm: %v", err)
 	}
-	wait := permWait
+	start := time.Now()
+	deadline := start.Add(permWait)
 	if dev != "" {
-		wait = permWaitExplicit
+		deadline = start.Add(permWaitMax)
 	}
-	deadline := time.Now().Add(wait)
 	lastColdplug := time.Now()
 	for {
 		found := dev
@@ -286,7 +295,11 @@ func (s *System) mountPerm(dev string) {
 			err := unix.Mount(found, PermDir, "ext4", unix.MS_NOATIME|unix.MS_NOSUID|unix.MS_NODEV, "")
 			if err == nil {
 				s.PermDevice = found
-				s.logger.Printf("perm: mounted %s on %s", found, PermDir)
+				how := fmt.Sprintf("labelled %q", PermLabel)
+				if dev != "" {
+					how = "homerouter.perm"
+				}
+				s.logger.Printf("perm: mounted %s on %s (%s)", found, PermDir, how)
 				return
 			}
 			s.Notice = fmt.Sprintf("cannot mount %s on %s (%v): using a tmpfs, nothing will survive a reboot", found, PermDir, err)
@@ -306,6 +319,10 @@ func (s *System) mountPerm(dev string) {
 		if s.coldplug != nil && time.Since(lastColdplug) >= time.Second {
 			if loaded, _ := s.coldplug.Pass(); len(loaded) > 0 {
 				s.logger.Printf("modules: loaded %s", strings.Join(loaded, " "))
+				deadline = time.Now().Add(permWait)
+				if limit := start.Add(permWaitMax); deadline.After(limit) {
+					deadline = limit
+				}
 			}
 			lastColdplug = time.Now()
 		}
@@ -383,7 +400,9 @@ func (s *System) Shutdown(poweroff bool) {
 	if s.PermDevice != "" {
 		if err := unix.Unmount(PermDir, 0); err != nil {
 			s.logger.Printf("perm: unmount: %v; remounting read-only", err)
-			unix.Mount("", PermDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+			if err := unix.Mount("", PermDir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+				s.logger.Printf("perm: remount read-only: %v", err)
+			}
 		} else {
 			s.logger.Printf("perm: unmounted %s", s.PermDevice)
 		}
@@ -394,6 +413,7 @@ func (s *System) Shutdown(poweroff bool) {
 		cmd, what = unix.LINUX_REBOOT_CMD_POWER_OFF, "powering off"
 	}
 	s.logger.Printf("%s", what)
+	s.consoles.drain(2 * time.Second)
 	for {
 		if err := unix.Reboot(cmd); err != nil {
 			s.logger.Printf("reboot: %v", err)
@@ -411,7 +431,7 @@ const fatalDelay = 10 * time.Second
 func (s *System) Fatal(err error) {
 	s.logger.Printf("fatal: %v; rebooting in %v", err, fatalDelay)
 	time.Sleep(fatalDelay)
-	s.Shutdown(false)
+	s.Shutdown(s.PowerOff())
 }
 
 // loopbackUp sets lo up, as the init system does on any Linux box.

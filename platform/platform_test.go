@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/u-root/u-root/pkg/kmodule"
+	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -391,14 +392,17 @@ func TestPowerButton(t *testing.T) {
 }
 
 // FuzzMatchGlob checks matchGlob against properties any glob matcher
-// has: a pattern without metacharacters matches only itself, '*' around
-// a quoted string matches it, and nothing panics or hangs.
+// has: a string without metacharacters matches itself as a pattern, '*'
+// around it matches it in any context, the empty pattern matches only the
+// empty string, and nothing panics or hangs.
 func FuzzMatchGlob(f *testing.F) {
 	for _, s := range []string{"pci:v00008086d000010D3sv*sd*bc*sc*i*", "acpi*:PNP0C0C:*", "x[!a-c]y", "a\\*b", "[", "*?*?*", "dmi*:svn*[Ll][Ee]*"} {
 		f.Add(s, "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00")
 	}
 	f.Fuzz(func(t *testing.T, p, s string) {
-		matchGlob(p, s)
+		if matchGlob(p, s) && p == "" && s != "" {
+			t.Errorf("the empty pattern matched %q", s)
+		}
 		if !strings.ContainsAny(s, `*?[\`) {
 			if !matchGlob(s, s) {
 				t.Errorf("matchGlob(%q, itself) = false", s)
@@ -408,4 +412,45 @@ func FuzzMatchGlob(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConsolesStalled writes to a console that stops taking output (a
+// full pipe stands in for a serial line stopped by XOFF): one Write
+// waits at most consoleWait, later ones skip it at once, and output
+// resumes once it drains.
+func TestConsolesStalled(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	c := &consoles{list: []console{{fd: p[1]}}}
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	for { // fill the pipe
+		if _, err := unix.Write(p[1], chunk); err != nil {
+			break
+		}
+	}
+	start := time.Now()
+	c.Write([]byte("lost\n"))
+	if d := time.Since(start); d < consoleWait/2 || d > 3*consoleWait {
+		t.Errorf("first Write to a full console took %v, want about %v", d, consoleWait)
+	}
+	start = time.Now()
+	c.Write([]byte("lost too\n"))
+	if d := time.Since(start); d > consoleWait/4 {
+		t.Errorf("Write to a stalled console took %v, want no wait", d)
+	}
+	buf := make([]byte, 1<<20)
+	for { // drain
+		if n, _ := unix.Read(p[0], buf); n <= 0 {
+			break
+		}
+	}
+	c.Write([]byte("back\n"))
+	n, _ := unix.Read(p[0], buf)
+	if got := string(buf[:max(n, 0)]); got != "back\n" {
+		t.Errorf("after draining, the console got %q, want %q", got, "back\n")
+	}
 }

@@ -3,6 +3,7 @@ package platform
 import (
 	"encoding/binary"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,16 +23,16 @@ const (
 const inputEventSize = 24
 
 // hasKey reports whether an input device's key capability bitmap, as
-// sysfs prints it (hex words, most significant first, 64 bits each on a
-// 64-bit kernel), has key set.
+// sysfs prints it (hex words of the reader's long, most significant
+// first, leading zero words left out), has key set.
 func hasKey(caps string, key int) bool {
 	words := strings.Fields(caps)
-	i := len(words) - 1 - key/64
+	i := len(words) - 1 - key/bits.UintSize
 	if i < 0 {
 		return false
 	}
-	w, err := strconv.ParseUint(words[i], 16, 64)
-	return err == nil && w&(1<<(key%64)) != 0
+	w, err := strconv.ParseUint(words[i], 16, bits.UintSize)
+	return err == nil && w&(1<<(key%bits.UintSize)) != 0
 }
 
 // isPowerPress reports whether ev, one input_event, is a power key

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,33 +58,86 @@ func (r *Ring) Bytes() []byte {
 	return append(out, r.buf[:r.next]...)
 }
 
-// consoles writes the log to every console the kernel uses, without
-// ever blocking: the fds are non-blocking and a write that would block is
-// dropped. A serial line stopped by XOFF (Ctrl-S, or line noise), a
-// screen held by Scroll Lock or a slow baud rate must not stall the
-// services that log, DHCP among them. Until open, it writes to fallback.
+// consoles writes the log to every console the kernel uses without
+// stalling the services that log, DHCP among them. A console that cannot
+// take more (the serial transmit buffer holds 4 KiB, a third of a second
+// at 115200 baud) gets up to consoleWait to drain; one that does not (a
+// serial line stopped by XOFF, a screen held by Scroll Lock) is marked
+// stalled and skipped, losing lines, until it can be written again.
+// Until open, it writes to fallback.
 type consoles struct {
 	mu       sync.Mutex
-	fds      []int
+	list     []console
 	fallback io.Writer
+}
+
+type console struct {
+	fd      int
+	stalled bool
+}
+
+// consoleWait is the longest one Write waits for a console to drain.
+const consoleWait = time.Second
+
+// writable waits up to timeout for fd to take more output.
+func writable(fd int, timeout time.Duration) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(pfd, int(timeout/time.Millisecond))
+	return err == nil && n == 1 && pfd[0].Revents&unix.POLLOUT != 0
 }
 
 func (c *consoles) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.fds) == 0 && c.fallback != nil {
+	if len(c.list) == 0 && c.fallback != nil {
 		c.fallback.Write(p)
 	}
-	for _, fd := range c.fds {
+	for i := range c.list {
+		con := &c.list[i]
+		if con.stalled {
+			if !writable(con.fd, 0) {
+				continue
+			}
+			con.stalled = false
+		}
 		for b := p; len(b) > 0; {
-			n, err := unix.Write(fd, b)
+			n, err := unix.Write(con.fd, b)
+			if err == unix.EAGAIN {
+				if writable(con.fd, consoleWait) {
+					continue
+				}
+				con.stalled = true
+				break
+			}
 			if err != nil || n <= 0 {
-				break // EAGAIN: the console is full; drop the rest
+				break
 			}
 			b = b[n:]
 		}
 	}
 	return len(p), nil
+}
+
+// drain waits up to timeout for the consoles to send what they hold, so
+// the last lines before a reboot reach the serial line.
+func (c *consoles) drain(timeout time.Duration) {
+	c.mu.Lock()
+	fds := make([]int, 0, len(c.list))
+	for _, con := range c.list {
+		fds = append(fds, con.fd)
+	}
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, fd := range fds {
+			unix.IoctlSetInt(fd, unix.TCSBRK, 1) // tcdrain
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // open opens the consoles listed in /proc/consoles (what console= on the
@@ -94,17 +148,17 @@ func (c *consoles) open(logger interface{ Printf(string, ...any) }) {
 	if len(names) == 0 {
 		names = []string{"ttyS0", "tty0"}
 	}
-	var fds []int
+	var list []console
 	for _, n := range names {
 		fd, err := unix.Open("/dev/"+n, unix.O_WRONLY|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		if err != nil {
 			logger.Printf("console /dev/%s: %v", n, err)
 			continue
 		}
-		fds = append(fds, fd)
+		list = append(list, console{fd: fd})
 	}
 	c.mu.Lock()
-	c.fds = fds
+	c.list = list
 	c.mu.Unlock()
 }
 

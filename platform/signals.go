@@ -1,7 +1,8 @@
 // Package platform is the only place that knows how the router process
-// meets the operating system: signals now, and, when it runs as PID 1,
-// mounts, kernel modules, /perm, reboot and kexec. Everything else runs the
-// same under `homerouter run` in a network namespace.
+// meets the operating system: signals, and, when it runs as PID 1 of its
+// image, mounts, consoles, kernel modules, /perm, the first boot, the
+// power button and reboot. Everything else runs the same under
+// `homerouter run` in a network namespace.
 package platform
 
 import (

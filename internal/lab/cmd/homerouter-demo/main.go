@@ -180,8 +180,10 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		if env, err = l.UDHCPC(ctx, h.LAN, "eth0", "-t", "120"); err == nil {
 			break
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
 	say("LAN client: DHCP lease %s/%s, router %s, DNS %s, domain %q, lease %ss (%d ms after power-on)",
