@@ -130,9 +130,10 @@ func check(args []string, stdout, stderr io.Writer) error {
 // pid1 is the router as the init process of its own image: platform
 // prepares the machine, then the services run as under `run -perm /perm`.
 // It never returns: a clean stop (SIGTERM, SIGINT, ctrl-alt-del) reboots,
-// the power button powers off, and a fatal error reboots after a delay. Arguments are ignored: the
-// kernel passes init the command line's words it does not know ("splash",
-// a typo), and a router must not refuse to boot over them.
+// the power button powers off, and a fatal error reboots after a delay.
+// Arguments are ignored: the kernel passes init the command line's words
+// it does not know ("splash", a typo), and a router must not refuse to
+// boot over them.
 func pid1() {
 	sys := platform.NewSystem()
 	defer func() {
