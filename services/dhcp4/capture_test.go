@@ -1,7 +1,6 @@
 package dhcp4
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/homerouter/homerouter/internal/capture"
 )
 
 // captured is one DHCPv4 message from a capture, with its IP/UDP endpoints.
@@ -43,125 +44,25 @@ func readCapture(t testing.TB, path string) []captured {
 	return msgs
 }
 
-// pcapngMagic is the block type of a pcapng Section Header Block, the same in
-// either byte order.
-const pcapngMagic = 0x0a0d0d0a
-
-// parseCapture reads a pcap or pcapng capture (as tcpdump and tshark write
-// them) with Ethernet, Linux cooked (SLL, SLL2, as on "-i any") or raw IPv4
-// link types, and returns its DHCPv4 messages in order: the UDP payloads of
-// IPv4 packets whose source and destination ports are both 67 or 68 (client,
-// server and relay traffic). It skips other packets (ARP, IPv6, DNS).
-//
-// A truncated file, a packet cut short by the snap length, an unsupported link
-// type or a DHCPv4 payload that does not parse is an error: a replay test must
-// not silently see fewer messages than were recorded.
+// parseCapture returns the DHCPv4 messages of a capture (see capture.UDP)
+// in order: the UDP payloads whose source and destination ports are both
+// 67 or 68 (client, server and relay traffic). A payload that does not
+// parse is an error.
 func parseCapture(r io.Reader) ([]captured, error) {
-	br := bufio.NewReader(r)
-	magic, err := br.Peek(4)
+	ds, err := capture.UDP(r, 67, 68)
 	if err != nil {
-		return nil, fmt.Errorf("capture header: %w", noEOF(err))
+		return nil, err
 	}
-	type source interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	msgs := make([]captured, 0, len(ds))
+	for i, d := range ds {
+		msg, err := dhcpv4.FromBytes(d.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("DHCPv4 datagram %d: %w", i+1, err)
+		}
+		msgs = append(msgs, captured{Src: d.Src, Dst: d.Dst, Time: d.Time, Msg: msg})
 	}
-	var (
-		src      source
-		linkType func(gopacket.CaptureInfo) layers.LinkType
-	)
-	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-		if err != nil {
-			return nil, fmt.Errorf("pcapng header: %w", noEOF(err))
-		}
-		src = ng
-		linkType = func(ci gopacket.CaptureInfo) layers.LinkType {
-			lt, _ := ci.AncillaryData[0].(layers.LinkType)
-			return lt
-		}
-	} else {
-		p, err := pcapgo.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("pcap header: %w", noEOF(err))
-		}
-		src = p
-		linkType = func(gopacket.CaptureInfo) layers.LinkType { return p.LinkType() }
-	}
-
-	var msgs []captured
-	for n := 1; ; n++ {
-		data, ci, err := src.ReadPacketData()
-		if err == io.EOF && ci.CaptureLength == 0 {
-			return msgs, nil
-		}
-		// pcapgo.Reader returns io.EOF for a record header with no data.
-		if err != nil {
-			return nil, fmt.Errorf("packet %d: %w", n, noEOF(err))
-		}
-		c, ok, err := decodeDHCPv4(data, ci, linkType(ci))
-		if err != nil {
-			return nil, fmt.Errorf("packet %d: %w", n, err)
-		}
-		if ok {
-			msgs = append(msgs, c)
-		}
-	}
+	return msgs, nil
 }
-
-// noEOF turns an io.EOF in the middle of a file into io.ErrUnexpectedEOF:
-// only the end of the packet records is a clean end.
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// decodeDHCPv4 returns the DHCPv4 message in one link-layer frame, and false
-// if the frame holds none.
-func decodeDHCPv4(data []byte, ci gopacket.CaptureInfo, lt layers.LinkType) (captured, bool, error) {
-	var dec gopacket.Decoder
-	switch lt {
-	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2, layers.LinkTypeRaw:
-		dec = lt
-	case layers.LinkTypeIPv4:
-		dec = layers.LayerTypeIPv4 // gopacket has no decoder for this link type
-	default:
-		return captured{}, false, fmt.Errorf("unsupported link type %v (%d)", lt, lt)
-	}
-	if ci.CaptureLength < ci.Length {
-		return captured{}, false, fmt.Errorf("cut to %d of %d bytes by the snap length", ci.CaptureLength, ci.Length)
-	}
-	p := gopacket.NewPacket(data, dec, gopacket.DecodeOptions{NoCopy: true})
-	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	if ip == nil || ip.Protocol != layers.IPProtocolUDP {
-		return captured{}, false, nil
-	}
-	udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-	if udp == nil {
-		if e := p.ErrorLayer(); e != nil {
-			return captured{}, false, e.Error()
-		}
-		return captured{}, false, nil // a later IP fragment
-	}
-	if !isDHCPv4Port(udp.SrcPort) || !isDHCPv4Port(udp.DstPort) {
-		return captured{}, false, nil
-	}
-	msg, err := dhcpv4.FromBytes(udp.Payload)
-	if err != nil {
-		return captured{}, false, fmt.Errorf("DHCPv4 message: %w", err)
-	}
-	srcIP, _ := netip.AddrFromSlice(ip.SrcIP)
-	dstIP, _ := netip.AddrFromSlice(ip.DstIP)
-	return captured{
-		Src:  netip.AddrPortFrom(srcIP.Unmap(), uint16(udp.SrcPort)),
-		Dst:  netip.AddrPortFrom(dstIP.Unmap(), uint16(udp.DstPort)),
-		Time: ci.Timestamp.UTC(),
-		Msg:  msg,
-	}, true, nil
-}
-
-func isDHCPv4Port(p layers.UDPPort) bool { return p == 67 || p == 68 }
 
 const fiber7Capture = "testdata/fiber7.pcap"
 

@@ -18,6 +18,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/insomniacslk/dhcp/dhcpv6"
+
+	"github.com/homerouter/homerouter/internal/capture"
 )
 
 // captured is one DHCPv6 message from a capture, with its IPv6/UDP endpoints.
@@ -27,7 +29,7 @@ type captured struct {
 	Msg      *dhcpv6.Message
 }
 
-// readCapture reads the pcap file at path and returns its DHCPv6 messages in
+// readCapture reads the pcap or pcapng file at path and returns its DHCPv6 messages in
 // order. See parseCapture.
 func readCapture(t testing.TB, path string) []captured {
 	t.Helper()
@@ -43,78 +45,30 @@ func readCapture(t testing.TB, path string) []captured {
 	return msgs
 }
 
-// parseCapture reads a pcap capture (not pcapng) with Ethernet or Linux cooked
-// (SLL, SLL2, as on "tcpdump -i any") link type and returns its DHCPv6 client
-// and server messages in order: the UDP payloads of IPv6 packets whose ports
-// are both 546 or 547. It skips other packets and relay messages.
-//
-// A truncated file, a packet cut short by the snap length, another link type
-// or a DHCPv6 message that does not parse is an error: a replay test must not
-// silently see fewer messages than were recorded.
+// parseCapture returns the DHCPv6 client and server messages of a
+// capture (see capture.UDP) in order: the UDP payloads whose ports are
+// both 546 or 547, relay messages left out. A message that does not parse
+// is an error.
 func parseCapture(r io.Reader) ([]captured, error) {
-	pr, err := pcapgo.NewReader(r)
+	ds, err := capture.UDP(r, 546, 547)
 	if err != nil {
-		return nil, fmt.Errorf("pcap header: %w", noEOF(err))
-	}
-	switch lt := pr.LinkType(); lt {
-	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2:
-	default:
-		return nil, fmt.Errorf("unsupported link type %v (%d)", lt, lt)
+		return nil, err
 	}
 	var msgs []captured
-	for n := 1; ; n++ {
-		data, ci, err := pr.ReadPacketData()
-		// pcapgo.Reader returns io.EOF also for a record header with no
-		// data.
-		if err == io.EOF && ci.CaptureLength == 0 {
-			return msgs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("packet %d: %w", n, noEOF(err))
-		}
-		if ci.CaptureLength < ci.Length {
-			return nil, fmt.Errorf("packet %d: cut to %d of %d bytes by the snap length", n, ci.CaptureLength, ci.Length)
-		}
-		p := gopacket.NewPacket(data, pr.LinkType(), gopacket.DecodeOptions{NoCopy: true})
-		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
-		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if ip != nil && udp == nil {
-			if e := p.ErrorLayer(); e != nil {
-				return nil, fmt.Errorf("packet %d: %w", n, e.Error())
-			}
-		}
-		if ip == nil || udp == nil || !isDHCPv6Port(udp.SrcPort) || !isDHCPv6Port(udp.DstPort) {
-			continue // not DHCPv6, or a later IPv6 fragment
-		}
-		if len(udp.Payload) > 0 {
-			if t := dhcpv6.MessageType(udp.Payload[0]); t == dhcpv6.MessageTypeRelayForward || t == dhcpv6.MessageTypeRelayReply {
+	for i, d := range ds {
+		if len(d.Payload) > 0 {
+			if t := dhcpv6.MessageType(d.Payload[0]); t == dhcpv6.MessageTypeRelayForward || t == dhcpv6.MessageTypeRelayReply {
 				continue
 			}
 		}
-		msg, err := dhcpv6.MessageFromBytes(udp.Payload)
+		msg, err := dhcpv6.MessageFromBytes(d.Payload)
 		if err != nil {
-			return nil, fmt.Errorf("packet %d: DHCPv6 message: %w", n, err)
+			return nil, fmt.Errorf("DHCPv6 datagram %d: %w", i+1, err)
 		}
-		src, _ := netip.AddrFromSlice(ip.SrcIP)
-		dst, _ := netip.AddrFromSlice(ip.DstIP)
-		msgs = append(msgs, captured{
-			Src:  netip.AddrPortFrom(src, uint16(udp.SrcPort)),
-			Dst:  netip.AddrPortFrom(dst, uint16(udp.DstPort)),
-			Time: ci.Timestamp.UTC(),
-			Msg:  msg,
-		})
+		msgs = append(msgs, captured{Src: d.Src, Dst: d.Dst, Time: d.Time, Msg: msg})
 	}
+	return msgs, nil
 }
-
-// noEOF turns an io.EOF in the middle of a file into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-func isDHCPv6Port(p layers.UDPPort) bool { return p == 546 || p == 547 }
 
 // describeIAs formats the IA and status code options among opts, with their
 // sub-options, lifetimes in seconds; other options are left out.
