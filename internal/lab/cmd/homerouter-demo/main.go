@@ -114,9 +114,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	consoleCtx, stopConsole := context.WithCancel(context.Background())
-	defer stopConsole()
-	go streamConsole(consoleCtx, vm)
+	consoleDone := make(chan struct{})
+	go func() {
+		streamConsole(vm)
+		close(consoleDone)
+	}()
 
 	// The client: a DHCP lease, a DNS answer through the router, health.
 	go func() {
@@ -130,9 +132,11 @@ func run() error {
 		say("interrupted: ctrl-alt-del to the router (a clean shutdown)")
 		if err := vm.Shutdown(30 * time.Second); err != nil {
 			say("%v", err)
+			return nil // the lab's cleanup kills it
 		}
-		time.Sleep(200 * time.Millisecond) // the console's last lines
+		<-consoleDone // the console's last lines
 	case <-vm.Exited():
+		<-consoleDone
 		say("the VM stopped: %v", vm.Err())
 	}
 	return nil
@@ -142,19 +146,26 @@ func say(format string, args ...any) {
 	fmt.Printf("demo: "+format+"\n", args...)
 }
 
-// streamConsole prints the router's console as it grows.
-func streamConsole(ctx context.Context, vm *lab.VM) {
+// streamConsole prints the router's console as it grows, until the VM
+// has exited and all it printed is shown.
+func streamConsole(vm *lab.VM) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	printed := 0
 	var partial string
-	for {
+	for exited := false; ; {
 		select {
-		case <-ctx.Done():
-			return
+		case <-vm.Exited():
+			exited = true
 		case <-t.C:
 		}
 		out := vm.Output()
+		if exited && len(out) <= printed {
+			if partial != "" {
+				fmt.Printf("| %s\n", partial)
+			}
+			return
+		}
 		if len(out) <= printed {
 			continue
 		}
