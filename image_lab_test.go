@@ -33,20 +33,8 @@ const vmBootTimeout = 3 * time.Minute
 func imageArtifacts(t *testing.T) {
 	t.Helper()
 	lab.Require(t, "qemu-system-x86_64", "udhcpc", "curl", "debugfs", "mke2fs", "mkfs.vfat", "mcopy", "syslinux", "sfdisk")
-	for _, f := range []string{imageKernel, imageInitrd, filepath.Join(imagePXEDir, "boot.ipxe")} {
-		if !lab.FileExists(f) {
-			if os.Getenv(lab.RequiredEnv) == "required" {
-				t.Fatalf("%s missing: run make image pxe (make test does)", f)
-			}
-			t.Skipf("%s missing: run make image pxe", f)
-		}
-	}
-	if !lab.FileExists("/dev/net/tun") {
-		if os.Getenv(lab.RequiredEnv) == "required" {
-			t.Fatal("/dev/net/tun missing")
-		}
-		t.Skip("/dev/net/tun missing")
-	}
+	// The image comes from make image pxe (make test runs them first).
+	lab.RequireFiles(t, imageKernel, imageInitrd, filepath.Join(imagePXEDir, "boot.ipxe"), "/dev/net/tun")
 }
 
 // permInterfaces is interfaces.json for the VM's NICs with lan0 at lanAddr.

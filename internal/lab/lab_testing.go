@@ -76,6 +76,22 @@ func Require(t *testing.T, binaries ...string) {
 	}
 }
 
+// RequireFiles skips (or, with HOMEROUTER_LAB=required, fails) the test
+// unless every file exists: built artifacts such as the boot image, or
+// devices such as /dev/net/tun.
+func RequireFiles(t *testing.T, files ...string) {
+	t.Helper()
+	var absent []string
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			absent = append(absent, f)
+		}
+	}
+	if len(absent) > 0 {
+		missing(t, "files missing: "+strings.Join(absent, ", "))
+	}
+}
+
 // routerBuild caches the router binary: one build per test process,
 // done before any namespace exists (there is no network inside one).
 var routerBuild struct {

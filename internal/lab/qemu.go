@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -176,10 +175,4 @@ func (vm *VM) stopWith(cmd string, timeout time.Duration) error {
 	case <-time.After(timeout):
 		return fmt.Errorf("lab: %s did not stop within %v of %s", vm, timeout, cmd)
 	}
-}
-
-// FileExists reports whether name exists, for the image tests' inputs.
-func FileExists(name string) bool {
-	_, err := os.Stat(name)
-	return err == nil
 }

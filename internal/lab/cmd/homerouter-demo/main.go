@@ -47,7 +47,7 @@ func run() error {
 		return errors.New("must run as root (network namespaces, taps)")
 	}
 	for _, f := range []string{*kernel, *initrd} {
-		if !lab.FileExists(f) {
+		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s missing: run make image", f)
 		}
 	}
