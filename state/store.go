@@ -69,6 +69,9 @@ type Store struct {
 	problemsMu sync.Mutex // orders ReportProblem's and ReportNotice's read-modify-publish
 
 	reloadMu sync.Mutex // one Reload at a time
+
+	platformMu sync.Mutex
+	platform   Platform // nil under `run`; see SetPlatform
 }
 
 // FileStatus is the outcome of loading one config file.
