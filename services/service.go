@@ -8,7 +8,10 @@
 // noticing more than a pause in its outputs.
 package services
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
 // Service is one supervised goroutine.
 //
@@ -21,4 +24,23 @@ import "context"
 type Service struct {
 	Name string
 	Run  func(ctx context.Context) error
+}
+
+// Endpoint is a path that a service (or PID 1) serves on the router's one
+// HTTP server. main hands them to httpd when it wires the services, so
+// that a service with a page needs no import of httpd, nor httpd of it:
+//
+//	httpd.New(st, logger, addr, dns.Endpoints(st)...)
+//
+// httpd listens on lan0's addresses and loopback only, never the uplink.
+type Endpoint struct {
+	// Pattern is an http.ServeMux pattern, such as "GET /log" or
+	// "/metrics".
+	Pattern string
+	Handler http.Handler
+	// NeedsPassword marks what must not be open to everyone on the LAN
+	// (an update, a packet capture, a backup of /perm): it needs the
+	// router's password. Until the router has one, such an endpoint is
+	// refused to everyone.
+	NeedsPassword bool
 }

@@ -33,7 +33,8 @@ func TestDHCPv4LeaseFile(t *testing.T) {
 		Acked:    acked,
 		Expiry:   acked.Add(2 * time.Minute),
 	}
-	if err := s.DHCPv4Lease.Publish(want); err != nil {
+	s.DHCPv4Lease.Publish(want)
+	if err := s.FlushState(); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, "dhcp4-lease.json"))

@@ -33,9 +33,12 @@ type Store struct {
 	// Links is what netconfig last applied to the configured links.
 	Links *Topic[[]Link]
 
+	// The persistent topics below are loaded by LoadState and written by
+	// SaveState.
+
 	// DHCPv4Lease is the uplink's lease, persisted in dhcp4-lease.json.
 	// Published by the DHCPv4 client; netconfig configures uplink0 from
-	// it. Loaded by LoadState.
+	// it.
 	DHCPv4Lease *Persistent[DHCPv4Lease]
 	// DHCPv4Status is the DHCPv4 client's state, for diagnostics.
 	DHCPv4Status *Topic[DHCPv4Status]
@@ -69,6 +72,8 @@ type Store struct {
 	problemsMu sync.Mutex // orders ReportProblem's and ReportNotice's read-modify-publish
 
 	reloadMu sync.Mutex // one Reload at a time
+
+	persistent []persistentFile // every Persistent above, declared by persist
 
 	platformMu sync.Mutex
 	platform   Platform // nil under `run`; see SetPlatform
@@ -107,11 +112,76 @@ func FindLink(links []Link, name string) (Link, bool) {
 
 // Link is a configured link as netconfig found and left it.
 type Link struct {
-	Name         string         `json:"name"`
-	Index        int            `json:"index"`
-	HardwareAddr string         `json:"hardware_addr"`
-	Up           bool           `json:"up"`
-	Addrs        []netip.Prefix `json:"addrs"`
+	Name         string `json:"name"`
+	Index        int    `json:"index"`
+	HardwareAddr string `json:"hardware_addr"`
+	Up           bool   `json:"up"`
+	// Addrs are all the link's addresses as the kernel has them, also
+	// those netconfig does not own (IPv6 link-local, SLAAC).
+	Addrs []netip.Prefix `json:"addrs"`
+	// InForce are the addresses netconfig put on the link and that are
+	// on it, each with where it came from and how long it lives: what
+	// DNS, router advertisements and the firewall build on, so that none
+	// of them derives the LAN's prefixes on its own.
+	InForce []Address `json:"in_force,omitempty"`
+}
+
+// Address is an address in force on a link.
+type Address struct {
+	// Prefix is the address with its prefix length, e.g. 192.168.42.1/24;
+	// Prefix.Masked() is the subnet (for a delegated /64, the LAN's
+	// prefix that router advertisements announce).
+	Prefix netip.Prefix `json:"prefix"`
+	// Family is "ipv4" or "ipv6", for people reading the JSON.
+	Family string `json:"family"`
+	Origin Origin `json:"origin"`
+	// Preferred and Valid are when the address stops being preferred
+	// and valid by its lease's lifetimes; zero for a static address.
+	// They may be in the past: the router keeps a lease's addresses past
+	// their lifetimes on purpose (the ISP's server is most likely back
+	// before the address stops working), and it is for the reader to
+	// decide what to announce then.
+	Preferred time.Time `json:"preferred,omitzero"`
+	Valid     time.Time `json:"valid,omitzero"`
+}
+
+// NewAddress returns the Address of p, with its Family filled in.
+func NewAddress(p netip.Prefix, origin Origin, preferred, valid time.Time) Address {
+	family := "ipv6"
+	if p.Addr().Is4() {
+		family = "ipv4"
+	}
+	return Address{Prefix: p, Family: family, Origin: origin, Preferred: preferred, Valid: valid}
+}
+
+// Origin says where an address in force came from.
+type Origin string
+
+// The origins of addresses in force.
+const (
+	// OriginStatic is interfaces.json's addr and extra_addrs.
+	OriginStatic Origin = "static"
+	// OriginDHCPv4 is the uplink's DHCPv4 lease.
+	OriginDHCPv4 Origin = "dhcp4"
+	// OriginDHCPv6 is the uplink's own DHCPv6 address (IA_NA).
+	OriginDHCPv6 Origin = "dhcp6"
+	// OriginDelegated is lan0's /64 of the prefix delegated by DHCPv6
+	// (IA_PD).
+	OriginDelegated Origin = "delegated"
+	// OriginULA is lan0's stable unique local /64 (fd00::/8), for the
+	// router advertisements to add.
+	OriginULA Origin = "ula"
+)
+
+// InForceOf returns the link's addresses in force of origin o.
+func (l Link) InForceOf(o Origin) []Address {
+	var out []Address
+	for _, a := range l.InForce {
+		if a.Origin == o {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // configFile describes one hand-edited file under /perm.
@@ -189,26 +259,29 @@ func asConfigErrors(file string, err error) ConfigErrors {
 }
 
 // NewStore returns a Store for the perm directory dir. It loads nothing;
-// call Reload.
+// call Reload and LoadState.
 func NewStore(dir string) *Store {
-	return &Store{
-		dir:                dir,
-		Interfaces:         NewTopic[Interfaces]("interfaces.json"),
-		PortForwardings:    NewTopic[PortForwardings]("portforwardings.json"),
-		ConfigStatus:       NewTopic[[]FileStatus]("config"),
-		Services:           NewTopic[[]ServiceStatus]("services"),
-		Links:              NewTopic[[]Link]("links"),
-		Problems:           NewTopic[map[string]string]("problems"),
-		Notices:            NewTopic[map[string]string]("notices"),
-		DHCPv4Lease:        newPersistent[DHCPv4Lease](dir, dhcp4LeaseFile),
-		DHCPv4Status:       NewTopic[DHCPv4Status]("dhcp4"),
-		DHCPv6:             NewTopic[DHCPv6]("dhcp6.json"),
-		DHCPv4Server:       NewTopic[DHCPv4Server]("dhcp4d.json"),
-		DHCPv4ServerLeases: newPersistent[DHCPv4ServerLeases](dir, "dhcp4d-leases.json"),
-		DHCPv6Lease:        newPersistent[DHCPv6Lease](dir, "dhcp6-lease.json"),
-		DHCPv6DUID:         newPersistent[DUID](dir, "dhcp6-duid.json"),
-		DHCPv6Status:       NewTopic[DHCPv6Status]("dhcp6"),
+	s := &Store{
+		dir:             dir,
+		Interfaces:      NewTopic[Interfaces]("interfaces.json"),
+		PortForwardings: NewTopic[PortForwardings]("portforwardings.json"),
+		DHCPv6:          NewTopic[DHCPv6]("dhcp6.json"),
+		DHCPv4Server:    NewTopic[DHCPv4Server]("dhcp4d.json"),
+		ConfigStatus:    NewTopic[[]FileStatus]("config"),
+		Services:        NewTopic[[]ServiceStatus]("services"),
+		Links:           NewTopic[[]Link]("links"),
+		Problems:        NewTopic[map[string]string]("problems"),
+		Notices:         NewTopic[map[string]string]("notices"),
+		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
+		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
 	}
+	// The persistent topics: persist declares each one for LoadState
+	// and SaveState.
+	s.DHCPv4Lease = persist[DHCPv4Lease](s, dhcp4LeaseFile)
+	s.DHCPv4ServerLeases = persist[DHCPv4ServerLeases](s, "dhcp4d-leases.json")
+	s.DHCPv6Lease = persist[DHCPv6Lease](s, "dhcp6-lease.json")
+	s.DHCPv6DUID = persist[DUID](s, "dhcp6-duid.json")
+	return s
 }
 
 const dhcp4LeaseFile = "dhcp4-lease.json"
@@ -220,8 +293,8 @@ const dhcp4LeaseFile = "dhcp4-lease.json"
 // next good value.
 func (s *Store) LoadState() []error {
 	var errs []error
-	for _, load := range []func() error{s.DHCPv4Lease.load, s.DHCPv6Lease.load, s.DHCPv6DUID.load, s.DHCPv4ServerLeases.load} {
-		if err := load(); err != nil {
+	for _, p := range s.persistent {
+		if err := p.load(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -102,19 +102,21 @@ func TestPersistent(t *testing.T) {
 	}
 	want := lease{Addr: "10.77.0.100", Expires: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
 
-	// The file is on disk before a subscriber is woken.
+	// A subscriber sees the value at once; the file follows with Flush.
 	ch := p.Changed()
-	done := make(chan string)
-	go func() {
-		<-ch
-		data, _ := os.ReadFile(filepath.Join(dir, "lease.json"))
-		done <- string(data)
-	}()
-	if err := p.Publish(want); err != nil {
+	p.Publish(want)
+	<-ch
+	if got := p.Value(); got != want {
+		t.Errorf("subscriber got %+v, want %+v", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lease.json")); err == nil {
+		t.Errorf("lease.json written before Flush")
+	}
+	if err := p.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-done; !strings.Contains(got, "\n  \"addr\": \"10.77.0.100\"") {
-		t.Errorf("subscriber read %q, want the new pretty-printed file", got)
+	if got, _ := os.ReadFile(filepath.Join(dir, "lease.json")); !strings.Contains(string(got), "\n  \"addr\": \"10.77.0.100\"") {
+		t.Errorf("lease.json = %q, want the new value pretty-printed", got)
 	}
 
 	p2, err := LoadPersistent[lease](dir, "lease.json")

@@ -63,9 +63,10 @@ type Config struct {
 	// Logger gets one line per state change; default discards.
 	Logger *log.Logger
 	// OnLease is called with each new lease (after an ACK), and with the
-	// zero lease after a NAK. It should persist and publish the lease; an
-	// error is logged, the lease is used all the same.
-	OnLease func(state.DHCPv4Lease) error
+	// zero lease after a NAK. It publishes the lease (the Store then
+	// saves it to /perm); the client uses the lease whatever happens to
+	// it there.
+	OnLease func(state.DHCPv4Lease)
 	// OnStatus is called whenever the client's status changes.
 	OnStatus func(state.DHCPv4Status)
 }
@@ -108,7 +109,7 @@ func NewClient(conn Conn, cfg Config, lease state.DHCPv4Lease) *Client {
 		cfg.ClientID = append([]byte{1}, cfg.HardwareAddr...)
 	}
 	if cfg.OnLease == nil {
-		cfg.OnLease = func(state.DHCPv4Lease) error { return nil }
+		cfg.OnLease = func(state.DHCPv4Lease) {}
 	}
 	if cfg.OnStatus == nil {
 		cfg.OnStatus = func(state.DHCPv4Status) {}
@@ -446,9 +447,7 @@ func (c *Client) retransmit(attempt int) time.Duration {
 // setLease makes lease the one in use and hands it to OnLease.
 func (c *Client) setLease(lease state.DHCPv4Lease) {
 	c.lease = lease
-	if err := c.cfg.OnLease(lease); err != nil {
-		c.cfg.Logger.Printf("%v", err)
-	}
+	c.cfg.OnLease(lease)
 }
 
 // setStatus publishes the status if it changed. err, when not nil,

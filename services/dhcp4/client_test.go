@@ -122,7 +122,7 @@ func run(t *testing.T, f *fakeNet, lease state.DHCPv4Lease, d time.Duration) (le
 		Hostname:     "homerouter",
 		Now:          func() time.Time { return f.now },
 		Rand:         rand.New(rand.NewPCG(1, 2)),
-		OnLease:      func(l state.DHCPv4Lease) error { leases = append(leases, l); return nil },
+		OnLease:      func(l state.DHCPv4Lease) { leases = append(leases, l) },
 		OnStatus:     func(s state.DHCPv4Status) { status = s },
 	}, lease)
 	if err := c.Run(context.Background()); !errors.Is(err, errStop) {

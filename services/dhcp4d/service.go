@@ -5,20 +5,16 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
-	"reflect"
 	"sync"
 	"time"
 
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
 // ServiceName is the name main gives the LAN DHCPv4 server in the
 // supervisor, and the key of its problems in st.Problems.
 const ServiceName = "dhcp4d"
-
-// leasesProblem is the st.Problems key of a lease table that cannot be
-// read or written; ServiceName's is the config's.
-const leasesProblem = ServiceName + " " + LeasesFile
 
 // Service runs a Handler on lan0: it is the thin adapter between the
 // Handler, lan0's sockets and the store.
@@ -32,9 +28,9 @@ const leasesProblem = ServiceName + " " + LeasesFile
 // address or MTU, or the config changes.
 //
 // The lease table is st.DHCPv4ServerLeases (dhcp4d-leases.json), which
-// DNS and the status page read. Replies go out at once; a writer
-// goroutine then persists and publishes the table, one atomic write at a
-// time, a burst of changes coalescing into the next write (see persist).
+// DNS and the status page read. Replies go out at once; a goroutine then
+// publishes the table, a burst of changes coalescing into one
+// publication (see publish), and the Store writes the file.
 type Service struct {
 	st     *state.Store
 	logger *log.Logger
@@ -53,49 +49,53 @@ func New(st *state.Store, logger *log.Logger) *Service {
 
 // Run implements services.Service. It returns when ctx is done (nil) or
 // lan0's sockets fail (the supervisor then restarts it); either way the
-// lease table has been written.
+// lease table has been published.
 func (s *Service) Run(ctx context.Context) error {
 	s.leases = s.st.DHCPv4ServerLeases
 
-	// dirty holds the handler whose table has changed; persist writes it.
+	// dirty holds the handler whose table has changed; publish publishes it.
 	dirty := state.NewTopic[*Handler]("dhcp4d leases")
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s.persist(pctx, dirty)
-	}()
+	wg.Go(func() { s.publish(pctx, dirty) })
 
-	for {
-		w := state.WatchAll(s.st.Links)
-		link, lan, ok := lan0(s.st.Links.Value())
-		if !ok {
-			if w.Wait(ctx) != nil {
-				return nil
-			}
-			continue
-		}
-		if err := s.runOn(ctx, link, lan, dirty); err != nil || ctx.Err() != nil {
-			return err
-		}
-	}
+	return services.Follow[lanKey]{
+		Watch: []state.Watcher{s.st.Links, s.st.DHCPv4Server, s.st.Interfaces},
+		Key:   s.key,
+		Serve: func(ctx context.Context, k lanKey) error {
+			return s.runOn(ctx, k, dirty)
+		},
+		Logger: s.logger,
+	}.Run(ctx)
 }
 
-// lan0 returns lan0 and its first IPv4 prefix, if it has one.
-func lan0(links []state.Link) (state.Link, netip.Prefix, bool) {
-	l, ok := state.FindLink(links, state.LAN)
-	if !ok {
-		return l, netip.Prefix{}, false
+// lanKey is what the server depends on: lan0 with its first IPv4
+// prefix (the subnet served and the server identifier), its MTU and
+// dhcp4d.json as loaded.
+type lanKey struct {
+	services.Link
+	MTU    int
+	Config Config
+}
+
+func (k lanKey) String() string {
+	return fmt.Sprintf("%v, MTU %d, %s as loaded", k.Link, k.MTU, ConfigFile)
+}
+
+// key returns the lanKey, if lan0 has an IPv4 address.
+func (s *Service) key() (lanKey, bool) {
+	first := true
+	l, ok := services.LinkKey(s.st.Links.Value(), state.LAN, func(p netip.Prefix) bool {
+		keep := first && p.Addr().Is4()
+		first = first && !keep
+		return keep
+	})
+	if !ok || len(l.Addrs) == 0 {
+		return lanKey{}, false
 	}
-	for _, p := range l.Addrs {
-		if p.Addr().Is4() {
-			return l, p, true
-		}
-	}
-	return l, netip.Prefix{}, false
+	return lanKey{Link: l, MTU: lanMTU(s.st.Interfaces.Value()), Config: s.st.DHCPv4Server.Value()}, true
 }
 
 // lanMTU is lan0's configured MTU, 0 when not set.
@@ -108,49 +108,29 @@ func lanMTU(ifs state.Interfaces) int {
 	return 0
 }
 
-// runOn serves on link, whose address is lan, until ctx is done (error
-// nil), something it serves with changes (error nil, to start over) or
-// the sockets fail.
-func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, dirty *state.Topic[*Handler]) error {
-	raw := s.st.DHCPv4Server.Value()
-	cfg := s.config(lan)
-	mtu := lanMTU(s.st.Interfaces.Value())
+// runOn serves on lan0 as k has it until ctx is done (error nil) or the
+// sockets fail.
+func (s *Service) runOn(ctx context.Context, k lanKey, dirty *state.Topic[*Handler]) error {
+	lan := k.Addrs[0]
+	cfg := s.config(k.Config, lan)
 	table := s.leases.Value().Leases
 	if s.h != nil {
 		table = s.h.Leases()
 	}
-	h, err := NewHandler(cfg, Link{Addr: lan, MTU: mtu}, table, nil)
+	h, err := NewHandler(cfg, Link{Addr: lan, MTU: k.MTU}, table, nil)
 	if err != nil {
 		return fmt.Errorf("dhcp4d: %w", err)
 	}
 	s.h = h
-	conn, err := listenServer(link.Name, lan.Addr())
+	conn, err := listenServer(k.Name, lan.Addr())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	var watcher sync.WaitGroup
-	defer watcher.Wait()
-	defer cancel()
-	watcher.Go(func() {
-		// A read deadline in the past wakes the receive loop below, which
-		// then finishes what it is sending before it returns.
-		defer conn.udp.SetReadDeadline(time.Now())
-		for {
-			w := state.WatchAll(s.st.Links, s.st.DHCPv4Server, s.st.Interfaces)
-			if why := s.changed(link, lan, raw, mtu); why != "" {
-				s.logger.Printf("%s; starting over", why)
-				cancel()
-				return
-			}
-			if w.Wait(ctx) != nil {
-				return
-			}
-		}
-	})
-	s.logger.Printf("serving %s on %s", lan.Masked(), link.Name)
+	// A read deadline in the past wakes the receive loop below, which
+	// then finishes what it is sending before it returns.
+	defer context.AfterFunc(ctx, func() { conn.udp.SetReadDeadline(time.Now()) })()
+	s.logger.Printf("serving %s on %s", lan.Masked(), k.Name)
 
 	buf := make([]byte, 1<<16)
 	for {
@@ -159,7 +139,7 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("dhcp4d: receive on %s: %w", link.Name, err)
+			return fmt.Errorf("dhcp4d: receive on %s: %w", k.Name, err)
 		}
 		if malformed {
 			h.dropped.Add(1)
@@ -178,30 +158,13 @@ func (s *Service) runOn(ctx context.Context, link state.Link, lan netip.Prefix, 
 	}
 }
 
-// changed says why the server must start over, or "" when it need not:
-// lan0 (its link, MAC or address), its MTU or dhcp4d.json has changed.
-// It only reads: config, which reports problems, runs in runOn.
-func (s *Service) changed(link state.Link, lan netip.Prefix, raw Config, mtu int) string {
-	l, p, ok := lan0(s.st.Links.Value())
-	switch {
-	case !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || p != lan:
-		return state.LAN + " changed"
-	case lanMTU(s.st.Interfaces.Value()) != mtu:
-		return state.LAN + "'s MTU changed"
-	case !reflect.DeepEqual(s.st.DHCPv4Server.Value(), raw):
-		return ConfigFile + " changed"
-	}
-	return ""
-}
-
-// config returns the config in force on lan: dhcp4d.json as the Store
-// last loaded it (a file that does not parse, or fails the Store's checks,
-// is reported there and the previous one kept), if it also fits lan's
-// subnet; else the last good one (or the defaults), with the problem
-// reported.
-func (s *Service) config(lan netip.Prefix) Config {
-	cfg := s.st.DHCPv4Server.Value()
-	if err := Validate(cfg, lan); err != nil {
+// config returns the config in force on lan: raw, dhcp4d.json as the
+// Store last loaded it (a file that does not parse, or fails the Store's
+// checks, is reported there and the previous one kept), if it also fits
+// lan's subnet; else the last good one (or the defaults), with the
+// problem reported.
+func (s *Service) config(raw Config, lan netip.Prefix) Config {
+	if err := Validate(raw, lan); err != nil {
 		if s.st.Problems.Value()[ServiceName] == "" {
 			s.logger.Printf("%v (the previous config stays in force)", err)
 		}
@@ -212,47 +175,41 @@ func (s *Service) config(lan netip.Prefix) Config {
 		return Config{}
 	}
 	s.st.ReportProblem(ServiceName, nil)
-	s.cfg = &cfg
-	return cfg
+	s.cfg = &raw
+	return raw
 }
 
-// persist writes the lease table of the handler in dirty whenever it is
-// published, until ctx is done, and then once more if needed. Writing in
-// this one goroutine is the group commit: at most one write is in
-// flight, and the changes made during a write are all in the next one,
-// which starts as soon as the previous ends (an fsync takes milliseconds,
-// well within the second a lease may wait to be durable). A failed write
-// is reported and retried a second later.
-func (s *Service) persist(ctx context.Context, dirty *state.Topic[*Handler]) {
-	var written uint64
-	write := func() error {
-		h, v := dirty.Get()
-		if v == written {
-			return nil
-		}
-		if err := s.leases.Publish(LeaseFile{Leases: h.Leases()}); err != nil {
-			s.logger.Printf("%v", err)
-			s.st.ReportProblem(leasesProblem, err)
-			return err
-		}
-		s.st.ReportProblem(leasesProblem, nil)
-		written = v
-		return nil
-	}
+// publishInterval is the least time between two publications of the
+// lease table: a copy of the whole table each, which a burst of clients
+// must not turn into one per request. DNS learns a new name within it.
+const publishInterval = 100 * time.Millisecond
+
+// publish publishes the lease table of the handler in dirty to
+// st.DHCPv4ServerLeases whenever it changes, at most once per
+// publishInterval, until ctx is done, and then once more if needed. The
+// Store writes dhcp4d-leases.json after it (see state.Store.SaveState),
+// so replies never wait for a disk, and a /perm that cannot be written
+// stops neither the leases nor the names.
+func (s *Service) publish(ctx context.Context, dirty *state.Topic[*Handler]) {
+	var published uint64
 	for {
 		w := state.WatchAll(dirty)
-		if write() != nil {
-			select {
-			case <-ctx.Done():
-				write() // a last try before the service stops
-				return
-			case <-time.After(time.Second):
+		if h, v := dirty.Get(); v != published {
+			s.leases.Publish(LeaseFile{Leases: h.Leases()})
+			published = v
+			if ctx.Err() == nil {
+				t := time.NewTimer(publishInterval)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 			}
 			continue
 		}
-		if w.Wait(ctx) != nil {
-			write()
+		if ctx.Err() != nil {
 			return
 		}
+		w.Wait(ctx)
 	}
 }

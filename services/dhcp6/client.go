@@ -63,7 +63,7 @@ type Config struct {
 	Rand         *rand.Rand
 	Logger       *log.Logger
 	// OnLease is called with each new lease; it persists and publishes.
-	OnLease  func(state.DHCPv6Lease) error
+	OnLease  func(state.DHCPv6Lease)
 	OnStatus func(state.DHCPv6Status)
 }
 
@@ -106,7 +106,7 @@ func NewClient(conn Conn, cfg Config, lease state.DHCPv6Lease) *Client {
 		cfg.Logger = log.New(io.Discard, "", 0)
 	}
 	if cfg.OnLease == nil {
-		cfg.OnLease = func(state.DHCPv6Lease) error { return nil }
+		cfg.OnLease = func(state.DHCPv6Lease) {}
 	}
 	if cfg.OnStatus == nil {
 		cfg.OnStatus = func(state.DHCPv6Status) {}
@@ -310,9 +310,7 @@ func (c *Client) reply(ctx context.Context, xid *dhcpv6.TransactionID, deadline 
 			c.cfg.Logger.Printf("bound: prefix %v, address %v", prefixOf(lease), addrOf(lease))
 		}
 		c.lease = lease
-		if err := c.cfg.OnLease(lease); err != nil {
-			c.cfg.Logger.Printf("%v", err)
-		}
+		c.cfg.OnLease(lease)
 		return c.bound, true, nil
 	}
 	return nil, false, nil

@@ -113,7 +113,7 @@ func run(t *testing.T, f *fakeNet, lease state.DHCPv6Lease, d time.Duration) (le
 		PrefixLength: 56,
 		Now:          func() time.Time { return f.now },
 		Rand:         rand.New(rand.NewPCG(1, 2)),
-		OnLease:      func(l state.DHCPv6Lease) error { leases = append(leases, l); return nil },
+		OnLease:      func(l state.DHCPv6Lease) { leases = append(leases, l) },
 		OnStatus:     func(s state.DHCPv6Status) { status = s },
 	}, lease)
 	if err := c.Run(context.Background()); !errors.Is(err, errStop) {

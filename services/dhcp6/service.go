@@ -12,6 +12,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -34,20 +35,29 @@ func New(st *state.Store, logger *log.Logger) *Service {
 
 // Run implements services.Service.
 func (s *Service) Run(ctx context.Context) error {
-	for {
-		w := state.WatchAll(s.st.Links)
-		link, ok := state.FindLink(s.st.Links.Value(), state.Uplink)
-		if !ok {
+	return services.Follow[uplinkKey]{
+		Watch: []state.Watcher{s.st.Links, s.st.DHCPv6},
+		Key: func() (uplinkKey, bool) {
+			l, ok := services.LinkKey(s.st.Links.Value(), state.Uplink, nil)
+			return uplinkKey{Link: l, PrefixLength: s.st.DHCPv6.Value().Hint()}, ok
+		},
+		Absent: func() {
 			s.st.DHCPv6Status.Publish(state.DHCPv6Status{State: "no link", Since: time.Now()})
-			if err := w.Wait(ctx); err != nil {
-				return nil
-			}
-			continue
-		}
-		if err := s.runOn(ctx, link); err != nil || ctx.Err() != nil {
-			return err
-		}
-	}
+		},
+		Serve:  s.runOn,
+		Logger: s.logger,
+	}.Run(ctx)
+}
+
+// uplinkKey is what the client depends on: uplink0 (its MAC makes the
+// first DUID) and the prefix length it asks for.
+type uplinkKey struct {
+	services.Link
+	PrefixLength int
+}
+
+func (k uplinkKey) String() string {
+	return fmt.Sprintf("%v asking for a /%d", k.Link, k.PrefixLength)
 }
 
 // duid returns the persisted DUID, making and persisting one from mac
@@ -69,65 +79,27 @@ func (s *Service) duid(mac string) (dhcpv6.DUID, error) {
 		return nil, fmt.Errorf("%s has no usable MAC %q", state.Uplink, mac)
 	}
 	duid := &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: hw}
-	if err := s.st.DHCPv6DUID.Publish(state.DUID{DUID: hex.EncodeToString(duid.ToBytes())}); err != nil {
-		s.logger.Printf("%v (the DUID will change at the next start)", err)
-	}
+	s.st.DHCPv6DUID.Publish(state.DUID{DUID: hex.EncodeToString(duid.ToBytes())})
 	return duid, nil
 }
 
-// runOn runs a client on link until ctx is done or uplink0 or the config
-// changes (nil, to start over), or the client fails.
-func (s *Service) runOn(ctx context.Context, link state.Link) error {
-	duid, err := s.duid(link.HardwareAddr)
+// runOn runs a client on uplink0 until ctx is done or the client fails.
+func (s *Service) runOn(ctx context.Context, k uplinkKey) error {
+	duid, err := s.duid(k.HardwareAddr)
 	if err != nil {
 		return fmt.Errorf("dhcp6: %w", err)
 	}
-	conn, err := listen(link.Name)
+	conn, err := listen(k.Name)
 	if err != nil {
 		return fmt.Errorf("dhcp6: %w", err)
 	}
 	defer conn.Close()
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cfg := s.st.DHCPv6.Value()
-	changed := func() bool {
-		l, ok := state.FindLink(s.st.Links.Value(), state.Uplink)
-		return !ok || l.Index != link.Index || l.HardwareAddr != link.HardwareAddr || s.st.DHCPv6.Value().Hint() != cfg.Hint()
-	}
-	go func() {
-		for {
-			w := state.WatchAll(s.st.Links, s.st.DHCPv6)
-			if changed() {
-				s.logger.Printf("%s or dhcp6.json changed; starting over", state.Uplink)
-				cancel()
-				return
-			}
-			if w.Wait(ctx) != nil {
-				return
-			}
-		}
-	}()
-
 	c := NewClient(conn, Config{
 		DUID:         duid,
-		PrefixLength: cfg.Hint(),
+		PrefixLength: k.PrefixLength,
 		Logger:       s.logger,
-		OnLease:      s.setLease,
+		OnLease:      s.st.DHCPv6Lease.Publish,
 		OnStatus:     s.st.DHCPv6Status.Publish,
 	}, s.st.DHCPv6Lease.Value())
-	if err := c.Run(ctx); ctx.Err() == nil && !changed() {
-		return err
-	}
-	return nil
-}
-
-// setLease persists and publishes a lease; when the file cannot be
-// written it is published all the same.
-func (s *Service) setLease(l state.DHCPv6Lease) error {
-	if err := s.st.DHCPv6Lease.Publish(l); err != nil {
-		s.st.DHCPv6Lease.Topic.Publish(l)
-		return err
-	}
-	return nil
+	return c.Run(ctx)
 }

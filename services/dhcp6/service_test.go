@@ -22,6 +22,9 @@ func TestDUID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := st.FlushState(); err != nil {
+		t.Fatal(err)
+	}
 	data, _ := os.ReadFile(filepath.Join(dir, "dhcp6-duid.json"))
 	if !strings.Contains(string(data), `"duid": "00030001027700000001"`) {
 		t.Errorf("dhcp6-duid.json = %s, want the DUID-LL of 02:77:00:00:00:01", data)

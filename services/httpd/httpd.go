@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -32,24 +33,23 @@ const DefaultAddr = ":80"
 
 // Server is the HTTP service.
 type Server struct {
-	// Log, when not nil, returns the log since boot, served at /log:
-	// PID 1 keeps it in memory (under `run` the log is on stderr).
-	Log func() []byte
-
-	st     *state.Store
-	logger *log.Logger
-	host   netip.Addr // valid: listen only there
-	port   uint16
+	st        *state.Store
+	logger    *log.Logger
+	host      netip.Addr // valid: listen only there
+	port      uint16
+	endpoints []services.Endpoint
 }
 
 // New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
 // that address, or ":PORT" to listen on PORT on lan0's addresses and on
-// loopback; "" means DefaultAddr.
-func New(st *state.Store, logger *log.Logger, addr string) (*Server, error) {
+// loopback; "" means DefaultAddr. endpoints are what the other services
+// serve (see services.Endpoint); httpd adds /health.json. Two endpoints
+// with the same pattern are an error.
+func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services.Endpoint) (*Server, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	s := &Server{st: st, logger: logger}
+	s := &Server{st: st, logger: logger, endpoints: endpoints}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("httpd: listen address %q: %w", addr, err)
@@ -64,11 +64,16 @@ func New(st *state.Store, logger *log.Logger, addr string) (*Server, error) {
 			return nil, fmt.Errorf("httpd: listen address %q: host must be an IP address", addr)
 		}
 	}
+	if _, err := s.handler(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
-// Handler serves the router's pages from st.
-func Handler(st *state.Store) http.Handler {
+// Handler serves the router's own pages from st: /health.json.
+func Handler(st *state.Store) http.Handler { return newMux(st) }
+
+func newMux(st *state.Store) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health.json", func(w http.ResponseWriter, r *http.Request) {
 		h := health(st)
@@ -84,20 +89,39 @@ func Handler(st *state.Store) http.Handler {
 	return mux
 }
 
-// handler is Handler with /log when s.Log is set.
-func (s *Server) handler() http.Handler {
-	h := Handler(s.st)
-	if s.Log == nil {
-		return h
+// handler is Handler with the endpoints. http.ServeMux panics on a
+// pattern given twice or conflicting with another; that is turned into
+// an error, at New.
+func (s *Server) handler() (h http.Handler, err error) {
+	mux := newMux(s.st)
+	for _, e := range s.endpoints {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					err = errors.Join(err, fmt.Errorf("httpd: endpoint %q: %v", e.Pattern, r))
+				}
+			}()
+			if e.Handler == nil {
+				panic("no handler")
+			}
+			h := e.Handler
+			if e.NeedsPassword {
+				h = needsPassword(e.Pattern)
+			}
+			mux.Handle(e.Pattern, h)
+		}()
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", h)
-	mux.HandleFunc("GET /log", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write(s.Log())
+	return mux, err
+}
+
+// needsPassword answers for an endpoint that needs the router's
+// password. There is no password yet (it comes with the first endpoint
+// that needs one), so such an endpoint is refused to everyone: failing
+// closed is the only safe answer for an update or a packet capture.
+func needsPassword(pattern string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, fmt.Sprintf("%s needs the router's password, and this version has no password set up: refused", pattern), http.StatusForbidden)
 	})
-	return mux
 }
 
 // listenRetry is how long Run waits before trying again to listen on an
@@ -109,79 +133,106 @@ const listenRetry = 5 * time.Second
 // other addresses keep serving, so a problem on one never takes away
 // loopback or the LAN.
 func (s *Server) Run(ctx context.Context) error {
+	h, err := s.handler()
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           s.handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.logger,
+	}
+	l := &listeners{s: s, srv: srv, open: make(map[netip.AddrPort]net.Listener)}
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(shutCtx)
+		l.closeAll()
+		s.st.ReportProblem(ServiceName, nil)
+	}()
+	return services.Follow[[]netip.AddrPort]{
+		Watch: []state.Watcher{s.st.Links},
+		Key: func() ([]netip.AddrPort, bool) {
+			if s.host.IsValid() {
+				return []netip.AddrPort{netip.AddrPortFrom(s.host, s.port)}, true
+			}
+			return listenAddrs(s.st.Links.Value(), s.port), true
+		},
+		Serve: l.serve,
+	}.Run(ctx)
+}
+
+// listeners are the open listeners of one Run, kept from one set of
+// addresses to the next: an address that stays is never closed.
+type listeners struct {
+	s    *Server
+	srv  *http.Server
+	open map[netip.AddrPort]net.Listener
+	// failed is each address's last error, logged once.
+	failed map[netip.AddrPort]string
+}
+
+// serve listens on want (and on nothing else) until ctx is done,
+// retrying the addresses that fail every listenRetry.
+func (l *listeners) serve(ctx context.Context, want []netip.AddrPort) error {
+	for ap, ln := range l.open {
+		if !slices.Contains(want, ap) {
+			l.s.logger.Printf("stop listening on %v", ap)
+			ln.Close()
+			delete(l.open, ap)
+		}
 	}
 	// Freebind: lan0's IPv6 addresses stay tentative while duplicate
 	// address detection runs, or for as long as the LAN cable is out;
 	// listen anyway, and serve once the address is usable.
 	lc := net.ListenConfig{Control: freebind}
-	listeners := make(map[netip.AddrPort]net.Listener)
-	defer func() {
-		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(shutCtx)
-		for _, l := range listeners {
-			l.Close()
-		}
-		s.st.ReportProblem(ServiceName, nil)
-	}()
-
-	failedBefore := map[netip.AddrPort]string{}
 	for {
-		w := state.WatchAll(s.st.Links)
-		want := []netip.AddrPort{netip.AddrPortFrom(s.host, s.port)}
-		if !s.host.IsValid() {
-			want = listenAddrs(s.st.Links.Value(), s.port)
-		}
-		for ap, l := range listeners {
-			if !slices.Contains(want, ap) {
-				s.logger.Printf("stop listening on %v", ap)
-				l.Close()
-				delete(listeners, ap)
-			}
-		}
 		var errs []error
 		failed := map[netip.AddrPort]string{}
 		for _, ap := range want {
-			if listeners[ap] != nil {
+			if l.open[ap] != nil {
 				continue
 			}
-			l, err := lc.Listen(ctx, "tcp", ap.String())
+			ln, err := lc.Listen(ctx, "tcp", ap.String())
 			if err != nil {
 				if ap.Addr() == netip.IPv6Loopback() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 					continue // a kernel without IPv6 still serves on 127.0.0.1
 				}
 				failed[ap] = err.Error()
-				if failedBefore[ap] != err.Error() {
-					s.logger.Printf("%v (retrying every %v)", err, listenRetry)
+				if l.failed[ap] != err.Error() {
+					l.s.logger.Printf("%v (retrying every %v)", err, listenRetry)
 				}
 				errs = append(errs, err)
 				continue
 			}
-			s.logger.Printf("listening on http://%v", ap)
-			listeners[ap] = l
+			l.s.logger.Printf("listening on http://%v", ap)
+			l.open[ap] = ln
 			go func() {
-				if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-					s.logger.Printf("serve %v: %v", ap, err)
+				if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+					l.s.logger.Printf("serve %v: %v", ap, err)
 				}
 			}()
 		}
-		failedBefore = failed
-		s.st.ReportProblem(ServiceName, errors.Join(errs...))
-
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if len(errs) > 0 {
-			wctx, cancel = context.WithTimeout(ctx, listenRetry)
-		}
-		w.Wait(wctx)
-		cancel()
-		if ctx.Err() != nil {
+		l.failed = failed
+		l.s.st.ReportProblem(ServiceName, errors.Join(errs...))
+		if len(errs) == 0 {
+			<-ctx.Done()
 			return nil
 		}
+		t := time.NewTimer(listenRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (l *listeners) closeAll() {
+	for _, ln := range l.open {
+		ln.Close()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -137,23 +138,49 @@ func TestListenAddrs(t *testing.T) {
 	}
 }
 
-func TestLog(t *testing.T) {
+// TestEndpoints: what main contributes is served beside /health.json, an
+// endpoint that needs the password is refused while there is none, and
+// a pattern given twice is an error at New, not a panic.
+func TestEndpoints(t *testing.T) {
 	st := state.NewStore(t.TempDir())
-	s, err := New(st, log.New(io.Discard, "", 0), "")
+	text := func(body string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
+	}
+	s, err := New(st, log.New(io.Discard, "", 0), "",
+		services.Endpoint{Pattern: "GET /log", Handler: text("platform: booted\n")},
+		services.Endpoint{Pattern: "POST /update", Handler: text("updating"), NeedsPassword: true},
+	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	s.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/log", nil))
-	if rec.Code != http.StatusNotFound {
-		t.Errorf("/log without a log: %d, want 404", rec.Code)
+	h, err := s.handler()
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.Log = func() []byte { return []byte("platform: booted\n") }
-	for path, want := range map[string]string{"/log": "platform: booted\n", "/health.json": `"first_error"`} {
+	for _, tc := range []struct {
+		method, path string
+		wantCode     int
+		want         string
+	}{
+		{"GET", "/log", http.StatusOK, "platform: booted\n"},
+		{"GET", "/health.json", http.StatusOK, `"first_error"`},
+		{"POST", "/update", http.StatusForbidden, "needs the router's password"},
+		{"GET", "/nothing", http.StatusNotFound, ""},
+	} {
 		rec := httptest.NewRecorder()
-		s.handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("GET %s = %d %q, want %q in it", path, rec.Code, rec.Body, want)
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%s %s = %d %q, want %d with %q", tc.method, tc.path, rec.Code, rec.Body, tc.wantCode, tc.want)
+		}
+	}
+
+	for _, bad := range [][]services.Endpoint{
+		{{Pattern: "GET /log", Handler: text("a")}, {Pattern: "GET /log", Handler: text("b")}},
+		{{Pattern: "GET /health.json", Handler: text("mine")}},
+		{{Pattern: "GET /x"}},
+	} {
+		if _, err := New(st, log.New(io.Discard, "", 0), "", bad...); err == nil || !strings.Contains(err.Error(), "httpd: endpoint") {
+			t.Errorf("New with %d endpoints %q...: %v, want an endpoint error", len(bad), bad[len(bad)-1].Pattern, err)
 		}
 	}
 }

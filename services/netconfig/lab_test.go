@@ -522,9 +522,7 @@ func TestInNamespace(t *testing.T) {
 		ip := netip.MustParseAddr
 		step := func(name string, lease state.DHCPv4Lease, check func(t *testing.T, l child)) {
 			t.Run(name, func(t *testing.T) {
-				if err := st.DHCPv4Lease.Publish(lease); err != nil {
-					t.Fatal(err)
-				}
+				st.DHCPv4Lease.Publish(lease)
 				applyOK(t, n, lcfg, true)
 				check(t, child{t})
 				survivors(t)
@@ -594,9 +592,7 @@ func TestInNamespace(t *testing.T) {
 		ip := netip.MustParseAddr
 		// A DHCPv4 lease and extra_routes, which the DHCPv6 lease must
 		// leave as they are.
-		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Router: ip("10.77.0.1")}); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv4Lease.Publish(state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Router: ip("10.77.0.1")})
 		t.Cleanup(func() { st.DHCPv4Lease.Publish(state.DHCPv4Lease{}) })
 		applyOK(t, n, cfg, true)
 		// Not ours: the uplink's default route from the ISP's RAs, an
@@ -622,9 +618,7 @@ func TestInNamespace(t *testing.T) {
 		}
 		step := func(name string, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6, check func(t *testing.T, l child)) {
 			t.Run(name, func(t *testing.T) {
-				if err := st.DHCPv6Lease.Publish(lease6); err != nil {
-					t.Fatal(err)
-				}
+				st.DHCPv6Lease.Publish(lease6)
 				st.DHCPv6.Publish(dhcp6)
 				applyOK(t, n, cfg, true)
 				check(t, child{t})
@@ -680,9 +674,7 @@ func TestInNamespace(t *testing.T) {
 		})
 
 		t.Run("lan_subnet outside the prefix", func(t *testing.T) {
-			if err := st.DHCPv6Lease.Publish(lease6("fd00:78:0:200::/64", "fd00:77::1234")); err != nil {
-				t.Fatal(err)
-			}
+			st.DHCPv6Lease.Publish(lease6("fd00:78:0:200::/64", "fd00:77::1234"))
 			st.DHCPv6.Publish(state.DHCPv6{LANSubnet: 3})
 			for range 2 {
 				_, _, err := n.Apply(context.Background(), cfg, st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv6.Value())
@@ -695,17 +687,13 @@ func TestInNamespace(t *testing.T) {
 			l.wantAddrs6(state.LAN, "fd00:42::1/64", "fd00:99::5/64")
 			l.wantRoutes6([]string{"type", "unreachable", "proto", "dhcp"}, "unreachable fd00:78:0:200::/64 dev lo")
 			l.wantAddrs6(state.Uplink, "fd00:77::1234/128")
-			if err := st.DHCPv6Lease.Publish(state.DHCPv6Lease{}); err != nil {
-				t.Fatal(err)
-			}
+			st.DHCPv6Lease.Publish(state.DHCPv6Lease{})
 			st.DHCPv6.Publish(state.DHCPv6{})
 			applyOK(t, n, cfg, true)
 			l.wantAddrs6(state.Uplink)
 		})
 
-		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{}); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv4Lease.Publish(state.DHCPv4Lease{})
 		applyOK(t, n, cfg, true)
 	})
 	if t.Failed() {
@@ -776,16 +764,12 @@ func TestInNamespace(t *testing.T) {
 		})
 		// A new lease reaches Run through its topic, and so does its end.
 		lease := state.DHCPv4Lease{Addr: pfx("10.77.2.20/24"), Router: netip.MustParseAddr("10.77.2.1")}
-		if err := st.DHCPv4Lease.Publish(lease); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv4Lease.Publish(lease)
 		l.waitFor("uplink0 with 10.77.2.20/24 and a default route via 10.77.2.1", func() bool {
 			return slices.Contains(l.addrs(state.Uplink), "10.77.2.20/24") &&
 				slices.Equal(l.dhcpRoutes(), []string{"default via 10.77.2.1 dev uplink0 src 10.77.2.20"})
 		})
-		if err := st.DHCPv4Lease.Publish(state.DHCPv4Lease{}); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv4Lease.Publish(state.DHCPv4Lease{})
 		l.waitFor("the lease's address and routes to go", func() bool {
 			return !slices.Contains(l.addrs(state.Uplink), "10.77.2.20/24") && len(l.dhcpRoutes()) == 0
 		})
@@ -794,9 +778,7 @@ func TestInNamespace(t *testing.T) {
 			Prefixes: []state.DelegatedPrefix{{Prefix: pfx("fd00:78:0:300::/56")}},
 			Addr:     &state.LeasedAddr{Addr: netip.MustParseAddr("fd00:77::99")},
 		}
-		if err := st.DHCPv6Lease.Publish(lease6); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv6Lease.Publish(lease6)
 		l.waitFor("lan0 with fd00:78:0:300::1/64, uplink0 with fd00:77::99/128 and the unreachable /56", func() bool {
 			return slices.Contains(l.addrs(state.LAN), "fd00:78:0:300::1/64") &&
 				slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&
@@ -807,9 +789,7 @@ func TestInNamespace(t *testing.T) {
 			a := l.addrs(state.LAN)
 			return slices.Contains(a, "fd00:78:0:305::1/64") && !slices.Contains(a, "fd00:78:0:300::1/64")
 		})
-		if err := st.DHCPv6Lease.Publish(state.DHCPv6Lease{}); err != nil {
-			t.Fatal(err)
-		}
+		st.DHCPv6Lease.Publish(state.DHCPv6Lease{})
 		l.waitFor("the DHCPv6 lease's addresses and route to go", func() bool {
 			return !slices.Contains(l.addrs(state.LAN), "fd00:78:0:305::1/64") &&
 				!slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&

@@ -239,8 +239,9 @@ type apply struct {
 	lease   state.DHCPv4Lease
 	lease6  state.DHCPv6Lease
 	dhcp6   state.DHCPv6
-	links   []kernelLink // the kernel's links, names kept up to date
-	found   []found      // configured links present, in config order
+	links   []kernelLink          // the kernel's links, names kept up to date
+	found   []found               // configured links present, in config order
+	wanted  map[uint32][]wantAddr // each found link's wanted addresses
 	changes []string
 	errs    []error
 }
@@ -496,6 +497,10 @@ func (a *apply) addAddresses() []linkAddrs {
 		if err != nil {
 			a.fail(fmt.Errorf("netconfig: %s: %w", f.ifc.Name, err))
 		}
+		if a.wanted == nil {
+			a.wanted = make(map[uint32][]wantAddr)
+		}
+		a.wanted[f.index] = want
 		add, del := diffAddrs(prefixes(want), have[f.index])
 		first, _ := splitAdds(add, del) // the rest: removeAddresses
 		a.addAddrs(f, want, first)
@@ -636,7 +641,8 @@ func (a *apply) result() ([]state.Link, error) {
 				ps = append(ps, ad.Prefix)
 			}
 			sortPrefixes(ps)
-			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps})
+			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps,
+				InForce: inForce(a.wanted[l.Index], ps)})
 		}
 	}
 	return out, nil

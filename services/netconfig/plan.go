@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/homerouter/homerouter/state"
 	"golang.org/x/sys/unix"
@@ -42,10 +43,17 @@ type kernelAddr struct {
 // adds an IPv6 address with IFA_F_NODAD: usable at once, never tentative
 // (see lanAddr6). It only matters when the address is added; one already
 // on the link is the same address whatever its flags.
+//
+// Origin, Preferred and Valid say where it came from and how long it
+// lives, for st.Links (see state.Address); they play no part in the
+// diff.
 type wantAddr struct {
 	Prefix    netip.Prefix
 	Broadcast netip.Addr
 	NoDAD     bool
+
+	Origin           state.Origin
+	Preferred, Valid time.Time
 }
 
 // wantedAddrs returns the addresses ifc's link should have: its addr and
@@ -68,7 +76,7 @@ func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCP
 		out = append(out, w)
 	}
 	for _, p := range ifc.Addrs() {
-		add(wantAddr{Prefix: p})
+		add(wantAddr{Prefix: p, Origin: state.OriginStatic})
 	}
 	var err error
 	switch ifc.Name {
@@ -78,18 +86,34 @@ func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCP
 			if !brd.Is4() {
 				brd = netip.Addr{}
 			}
-			add(wantAddr{Prefix: lease.Addr, Broadcast: brd})
+			add(wantAddr{Prefix: lease.Addr, Broadcast: brd, Origin: state.OriginDHCPv4, Preferred: lease.Expiry, Valid: lease.Expiry})
 		}
 		if a := lease6.Addr; a != nil && usable6(a.Addr) {
-			add(wantAddr{Prefix: netip.PrefixFrom(a.Addr, 128)})
+			add(wantAddr{Prefix: netip.PrefixFrom(a.Addr, 128), Origin: state.OriginDHCPv6,
+				Preferred: a.Given.Add(time.Duration(a.Preferred)), Valid: a.Given.Add(time.Duration(a.Valid))})
 		}
 	case state.LAN:
 		var p netip.Prefix
 		if p, err = lanAddr6(lease6, dhcp6); p.IsValid() {
-			add(wantAddr{Prefix: p, NoDAD: true})
+			dp := lease6.Prefixes[0]
+			add(wantAddr{Prefix: p, NoDAD: true, Origin: state.OriginDelegated,
+				Preferred: dp.Given.Add(time.Duration(dp.Preferred)), Valid: dp.Given.Add(time.Duration(dp.Valid))})
 		}
 	}
 	return out, err
+}
+
+// inForce returns the wanted addresses that the link has, in the order of
+// want (the config's first, then the leases'), as st.Links publishes
+// them.
+func inForce(want []wantAddr, have []netip.Prefix) []state.Address {
+	var out []state.Address
+	for _, w := range want {
+		if slices.Contains(have, w.Prefix) {
+			out = append(out, state.NewAddress(w.Prefix, w.Origin, w.Preferred, w.Valid))
+		}
+	}
+	return out
 }
 
 // usable6 reports whether a is an IPv6 address a lease may give us: not

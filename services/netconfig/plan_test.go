@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -167,7 +168,9 @@ func TestDiffRoutes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			add, del := diffRoutes(tt.want, tt.have)
-			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			// Origins and lifetimes: TestInForce.
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
 			if d := cmp.Diff(tt.wantAdd, add, opts...); d != "" {
 				t.Errorf("add (-want +got):\n%s", d)
 			}
@@ -355,7 +358,9 @@ func TestLeaseRoutes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := leaseRoutes(tt.lease, up)
-			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			// Origins and lifetimes: TestInForce.
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
 			if d := cmp.Diff(tt.want, got, opts...); d != "" {
 				t.Errorf("leaseRoutes (-want +got):\n%s", d)
 			}
@@ -414,7 +419,9 @@ func TestWantedAddrs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			// Origins and lifetimes: TestInForce.
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
 			if d := cmp.Diff(tt.want, got, opts...); d != "" {
 				t.Errorf("wantedAddrs (-want +got):\n%s", d)
 			}
@@ -559,7 +566,9 @@ func TestWantedAddrs6(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Errorf("wantedAddrs error = %v, want error: %v", err, tt.wantErr)
 			}
-			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			// Origins and lifetimes: TestInForce.
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
 			if d := cmp.Diff(tt.want, got, opts...); d != "" {
 				t.Errorf("wantedAddrs (-want +got):\n%s", d)
 			}
@@ -596,7 +605,9 @@ func TestLease6Routes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := lease6Routes(tt.lease6)
-			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+			// Origins and lifetimes: TestInForce.
+			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
 			if d := cmp.Diff(tt.want, got, opts...); d != "" {
 				t.Errorf("lease6Routes (-want +got):\n%s", d)
 			}
@@ -616,5 +627,65 @@ func TestRouteDescribe(t *testing.T) {
 		if got := tt.r.describe(state.Uplink); got != tt.want {
 			t.Errorf("describe = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// TestInForce: each address netconfig wants carries its origin and its
+// lease's lifetimes, and st.Links shows those the link has.
+func TestInForce(t *testing.T) {
+	given := time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)
+	lease := state.DHCPv4Lease{Addr: pfx("10.77.0.150/24"), Expiry: given.Add(time.Hour)}
+	lease6 := state.DHCPv6Lease{
+		Prefixes: []state.DelegatedPrefix{{Prefix: pfx("2a02:168:4a00::/48"), Preferred: state.Duration(time.Hour), Valid: state.Duration(24 * time.Hour), Given: given}},
+		Addr:     &state.LeasedAddr{Addr: netip.MustParseAddr("2a02:168:1:2::3"), Preferred: state.Duration(2 * time.Hour), Valid: state.Duration(3 * time.Hour), Given: given},
+	}
+	for _, tc := range []struct {
+		ifc  state.Interface
+		have []string
+		want []state.Address
+	}{
+		{
+			ifc:  state.Interface{Name: state.Uplink, Addr: "10.9.0.1/32"},
+			have: []string{"10.9.0.1/32", "10.77.0.150/24", "2a02:168:1:2::3/128", "fe80::1/64"},
+			want: []state.Address{
+				{Prefix: pfx("10.9.0.1/32"), Family: "ipv4", Origin: state.OriginStatic},
+				{Prefix: pfx("10.77.0.150/24"), Family: "ipv4", Origin: state.OriginDHCPv4, Preferred: given.Add(time.Hour), Valid: given.Add(time.Hour)},
+				{Prefix: pfx("2a02:168:1:2::3/128"), Family: "ipv6", Origin: state.OriginDHCPv6, Preferred: given.Add(2 * time.Hour), Valid: given.Add(3 * time.Hour)},
+			},
+		},
+		{
+			// The IA_NA address is still tentative: not in force.
+			ifc:  state.Interface{Name: state.Uplink},
+			have: []string{"10.77.0.150/24"},
+			want: []state.Address{{Prefix: pfx("10.77.0.150/24"), Family: "ipv4", Origin: state.OriginDHCPv4, Preferred: given.Add(time.Hour), Valid: given.Add(time.Hour)}},
+		},
+		{
+			ifc:  state.Interface{Name: state.LAN, Addr: "192.168.42.1/24", ExtraAddrs: []string{"fd00:42::1/64"}},
+			have: []string{"fd00:42::1/64", "192.168.42.1/24", "2a02:168:4a00::1/64"},
+			want: []state.Address{
+				{Prefix: pfx("192.168.42.1/24"), Family: "ipv4", Origin: state.OriginStatic},
+				{Prefix: pfx("fd00:42::1/64"), Family: "ipv6", Origin: state.OriginStatic},
+				{Prefix: pfx("2a02:168:4a00::1/64"), Family: "ipv6", Origin: state.OriginDelegated, Preferred: given.Add(time.Hour), Valid: given.Add(24 * time.Hour)},
+			},
+		},
+	} {
+		t.Run(tc.ifc.Name, func(t *testing.T) {
+			want, err := wantedAddrs(tc.ifc, lease, lease6, state.DHCPv6{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var have []netip.Prefix
+			for _, h := range tc.have {
+				have = append(have, pfx(h))
+			}
+			got := inForce(want, have)
+			if d := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
+				t.Errorf("inForce (-want +got):\n%s", d)
+			}
+			l := state.Link{InForce: got}
+			if tc.ifc.Name == state.LAN && len(l.InForceOf(state.OriginDelegated)) != 1 {
+				t.Errorf("InForceOf(delegated) = %v", l.InForceOf(state.OriginDelegated))
+			}
+		})
 	}
 }

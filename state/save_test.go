@@ -1,0 +1,134 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSaveStateFailing: while /perm cannot be written, a persistent topic
+// still publishes at once, the failed write is a problem under
+// SaveProblem naming the file, and once /perm is back the file is
+// written and the problem clears. The last value published before
+// SaveState stops is on disk.
+func TestSaveStateFailing(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "perm")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(dir)
+	if errs := st.LoadState(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var logMu sync.Mutex
+	var logged []string
+	wg.Go(func() {
+		st.SaveState(ctx, func(format string, args ...any) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			logged = append(logged, fmt.Sprintf(format, args...))
+		})
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	// /perm "fails": the directory is replaced by a file, so that even
+	// root cannot write into it.
+	hidden := filepath.Join(parent, "perm.away")
+	if err := os.Rename(dir, hidden); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	lease := DHCPv4ServerLeases{Leases: []DHCPv4ServerLease{{Addr: netip.MustParseAddr("10.42.0.100"), HardwareAddr: "02:77:00:00:00:21"}}}
+	ch := st.DHCPv4ServerLeases.Changed()
+	st.DHCPv4ServerLeases.Publish(lease)
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("publication did not reach a subscriber")
+	}
+	if got := st.DHCPv4ServerLeases.Value(); len(got.Leases) != 1 {
+		t.Fatalf("topic holds %+v", got)
+	}
+
+	waitFor(t, "the failed write reported", func() bool {
+		return strings.Contains(st.Problems.Value()[SaveProblem], "write dhcp4d-leases.json")
+	})
+
+	// /perm is back.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(hidden, dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the file written and the problem cleared", func() bool {
+		data, _ := os.ReadFile(filepath.Join(dir, "dhcp4d-leases.json"))
+		return strings.Contains(string(data), "02:77:00:00:00:21") && st.Problems.Value()[SaveProblem] == ""
+	})
+
+	// The last words: published, then SaveState stopped at once.
+	st.DHCPv6DUID.Publish(DUID{DUID: "00030001027700000001"})
+	cancel()
+	wg.Wait()
+	if data, _ := os.ReadFile(filepath.Join(dir, "dhcp6-duid.json")); !strings.Contains(string(data), "00030001027700000001") {
+		t.Errorf("dhcp6-duid.json after SaveState stopped = %q", data)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if len(logged) != 2 || !strings.Contains(logged[0], "write dhcp4d-leases.json") || logged[1] != "written again" {
+		t.Errorf("logged %q, want the failure once and its end", logged)
+	}
+}
+
+// waitFor polls cond until it holds, for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPersistentDeclared: every persistent topic of the Store is loaded
+// by LoadState and written by FlushState, with no list to keep.
+func TestPersistentDeclared(t *testing.T) {
+	dir := t.TempDir()
+	st := NewStore(dir)
+	st.DHCPv4Lease.Publish(DHCPv4Lease{Addr: netip.MustParsePrefix("10.77.0.150/24")})
+	st.DHCPv4ServerLeases.Publish(DHCPv4ServerLeases{Leases: []DHCPv4ServerLease{{Addr: netip.MustParseAddr("10.42.0.100")}}})
+	st.DHCPv6Lease.Publish(DHCPv6Lease{Prefixes: []DelegatedPrefix{{Prefix: netip.MustParsePrefix("fd00:78::/56")}}})
+	st.DHCPv6DUID.Publish(DUID{DUID: "0003"})
+	if err := st.FlushState(); err != nil {
+		t.Fatal(err)
+	}
+	st2 := NewStore(dir)
+	if errs := st2.LoadState(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if len(st2.persistent) != 4 {
+		t.Errorf("%d persistent topics, want 4", len(st2.persistent))
+	}
+	for _, p := range st2.persistent {
+		if _, err := os.Stat(filepath.Join(dir, p.File())); err != nil {
+			t.Errorf("%s: %v", p.File(), err)
+		}
+	}
+	if !st2.DHCPv4Lease.Value().Valid() || len(st2.DHCPv4ServerLeases.Value().Leases) != 1 || len(st2.DHCPv6Lease.Value().Prefixes) != 1 || st2.DHCPv6DUID.Value().DUID != "0003" {
+		t.Errorf("not every topic loaded back")
+	}
+}
