@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/homerouter/homerouter/platform"
 	"github.com/homerouter/homerouter/services"
@@ -146,6 +148,10 @@ func pid1() {
 	// and the kernel panics. One that arrives while booting stops the
 	// router as soon as the boot is done.
 	ctx, reloads, _ := platform.Signals(context.Background())
+	// A service's reboot, power-off or kexec request (and the power
+	// button) stops the services as SIGTERM does; Shutdown then does
+	// what was asked.
+	ctx = sys.StopOnRequest(ctx)
 	if len(os.Args) > 1 {
 		fmt.Fprintf(sys.Log, "homerouter: ignoring arguments %q (as PID 1)\n", os.Args[1:])
 	}
@@ -159,11 +165,11 @@ func pid1() {
 		}
 		if err != nil {
 			// Asked to stop, and a service was slow to: stop anyway, as
-			// asked (a power-off stays a power-off).
+			// asked (a power-off stays a power-off, a kexec a kexec).
 			fmt.Fprintf(sys.Log, "homerouter: stopping: %v\n", err)
 		}
 	}
-	sys.Shutdown(sys.PowerOff())
+	sys.Shutdown(sys.Action())
 }
 
 func runRouter(args []string, stderr io.Writer) error {
@@ -192,18 +198,23 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
 	st := state.NewStore(dir)
 
-	web, err := httpd.New(st, logger("httpd"), httpAddr)
-	if err != nil {
-		return err
-	}
+	var endpoints []services.Endpoint
 	if sys != nil {
+		// Reboot, power-off and kexec requests go to PID 1; under run
+		// the Store refuses them.
+		st.SetPlatform(sys)
 		if sys.Notice != "" {
 			st.ReportNotice("perm", sys.Notice)
 		}
 		if len(sys.Problems) > 0 {
 			st.ReportProblem("platform", errors.New(strings.Join(sys.Problems, "; ")))
 		}
-		web.Log = sys.Ring.Bytes
+		// Under run the log is on stderr; PID 1 keeps it in memory.
+		endpoints = append(endpoints, services.Endpoint{Pattern: "GET /log", Handler: textHandler(sys.Ring.Bytes)})
+	}
+	web, err := httpd.New(st, logger("httpd"), httpAddr, endpoints...)
+	if err != nil {
+		return err
 	}
 
 	configLog := logger("config")
@@ -228,6 +239,16 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		}
 	}()
 
+	// The state files are written beside the services and once more
+	// after they have stopped, so that their last words are on disk.
+	saveCtx, stopSaving := context.WithCancel(context.Background())
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		st.SaveState(saveCtx, logger("state").Printf)
+	}()
+
+	// A new service is one line here: its name, and its Run.
 	svcs := []services.Service{
 		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
 		{Name: httpd.ServiceName, Run: web.Run},
@@ -236,8 +257,28 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
 	}
 	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
+	stopSaving()
+	select {
+	case <-saved:
+	case <-time.After(saveTimeout):
+		mainLog.Printf("state: the last write did not finish within %v", saveTimeout)
+	}
 	mainLog.Printf("stopped")
 	return err
+}
+
+// saveTimeout bounds the last write of the state files at shutdown (it
+// takes milliseconds): a /perm that hangs must not keep the router from
+// stopping.
+const saveTimeout = time.Second
+
+// textHandler serves what text returns as plain text.
+func textHandler(text func() []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(text())
+	})
 }
 
 // hostname is the name the router gives its ISP (DHCP option 12).

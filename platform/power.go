@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/homerouter/homerouter/state"
 )
 
 // Linux input event constants (linux/input-event-codes.h).
@@ -45,10 +45,9 @@ func isPowerPress(ev []byte) bool {
 }
 
 // watchPowerButton makes the power button (the ACPI button driver's input
-// device, or a keyboard's power key) a clean power-off: it sends SIGTERM
-// to PID 1, which stops the services and unmounts /perm, and Shutdown
-// then powers off instead of rebooting. Devices that appear later (a USB
-// keyboard plugged in after boot) are not watched.
+// device, or a keyboard's power key) a clean power-off: see powerButton.
+// Devices that appear later (a USB keyboard plugged in after boot) are
+// not watched.
 func (s *System) watchPowerButton(sysInput string) {
 	devs, _ := filepath.Glob(filepath.Join(sysInput, "event*"))
 	for _, dev := range devs {
@@ -70,15 +69,19 @@ func (s *System) watchPowerButton(sysInput string) {
 					return
 				}
 				if isPowerPress(ev) {
-					s.logger.Printf("power button pressed: powering off")
-					s.powerOff.Store(true)
-					unix.Kill(os.Getpid(), unix.SIGTERM)
+					s.powerButton()
 				}
 			}
 		}()
 	}
 }
 
-// PowerOff reports whether the power button asked for the stop, so the
-// caller's Shutdown powers off rather than reboots.
-func (s *System) PowerOff() bool { return s.powerOff.Load() }
+// powerButton stops the services as an accepted power-off request does
+// (StopOnRequest), and Shutdown then powers off, unmounting /perm first.
+// It wins over a request already under way: the person at the box wants
+// it off, not rebooted into a new kernel.
+func (s *System) powerButton() {
+	s.requestMu.Lock()
+	defer s.requestMu.Unlock()
+	s.accept(state.PowerOff, "power button")
+}

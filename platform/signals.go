@@ -1,8 +1,9 @@
 // Package platform is the only place that knows how the router process
 // meets the operating system: signals, and, when it runs as PID 1 of its
 // image, mounts, consoles, kernel modules, /perm, the first boot, the
-// power button and reboot. Everything else runs the same under
-// `homerouter run` in a network namespace.
+// power button, the reaper of orphans, and reboot, power-off and kexec
+// (on its own or at a service's request). Everything else runs the same
+// under `homerouter run` in a network namespace.
 package platform
 
 import (
