@@ -37,7 +37,8 @@ type DHCPv4Server struct {
 	LeaseDuration Duration `json:"lease_duration,omitzero"`
 
 	// Domain is sent as the domain name and search list, so that "H"
-	// resolves as "H.<domain>" on the clients. Default "lan".
+	// resolves as "H.<domain>" on the clients. Default "lan"
+	// (DefaultDomain); read it with LANDomain.
 	Domain string `json:"domain,omitempty"`
 
 	// StaticLeases always give the same address (and hostname) to a
@@ -56,6 +57,23 @@ type StaticLease struct {
 	// Hostname, when set, is its DNS name under Domain, replacing the
 	// hostname the device sends.
 	Hostname string `json:"hostname,omitempty"`
+}
+
+// DefaultDomain is the LAN's DNS domain when dhcp4d.json names none
+// (see DESIGN.md): a client that sent hostname H resolves as H.lan.
+const DefaultDomain = "lan"
+
+// LANDomain returns the LAN's DNS domain: Domain, or DefaultDomain when
+// it is empty. It is the one place the default lives: the DHCPv4 server
+// sends it to the clients (domain name and search list), and DNS answers
+// for the names under it (a lease's Hostname H as H.<domain>, see
+// DHCPv4ServerLease.Bound) reading it here, so that a DNS service never
+// imports services/dhcp4d.
+func (c DHCPv4Server) LANDomain() string {
+	if c.Domain == "" {
+		return DefaultDomain
+	}
+	return c.Domain
 }
 
 // Lease duration bounds: below a minute clients renew all the time; the
@@ -148,14 +166,41 @@ func ValidDomain(s string) bool {
 	return true
 }
 
-// DHCPv4ServerLease is one address the server has handed out, offered, pinned or set
-// aside. The lease table is persisted as /perm/dhcp4d-leases.json (see
-// DHCPv4ServerLeases) so that clients keep their addresses, and their names keep
-// resolving, across restarts; the DNS server reads hostnames from it.
+// DHCPv4ServerLease is one address the server has handed out, offered,
+// pinned or set aside. The lease table is persisted as
+// /perm/dhcp4d-leases.json (see DHCPv4ServerLeases) so that clients keep
+// their addresses, and their names keep resolving, across restarts.
 //
-// Expired leases are kept: a returning client gets its previous address
-// back, and an address is reused only when the pool has no never-used
-// address left (then the longest-expired first).
+// A lease is in one of these states, as the file shows them:
+//
+//   - acknowledged: neither "offered" nor "declined". The client was
+//     ACKed the address; it holds it until Expiry. Only an acknowledged
+//     lease carries the client's Hostname.
+//   - "offered": true: the server offered the address (DHCPOFFER) and has
+//     not ACKed it yet, for a client with no lease or whose earlier lease
+//     on it has expired. Its Expiry is the offer's short reservation. It
+//     has no Hostname: the name is recorded at the ACK, so that a client
+//     that only asks, or takes another server's offer, never gets a
+//     name. A client renewing or rebooting into a lease it holds stays
+//     acknowledged through a new offer.
+//   - "declined": true: set aside after a DHCPDECLINE; no owner, no
+//     Hostname.
+//
+// A static lease is never offered (dhcp4d.json, not an offer, reserves
+// its address): it shows its configured hostname, and its Expiry,
+// set at each ACK and zero before the first, says whether
+// the device holds it. Without a configured hostname it takes the
+// client's at the ACK.
+//
+// A file without "offered" (as an older version wrote it) thus reads as
+// acknowledged, with its names. Expired leases are kept: a returning
+// client gets its previous address back, and an address is reused only
+// when the pool has no never-used address left (then the longest-expired
+// first).
+//
+// DNS must name only acknowledged, unexpired leases (Bound): never an
+// offered, declined, released or expired one, whose Hostname (if any) is
+// only kept for the status page and for when the client comes back.
 type DHCPv4ServerLease struct {
 	Addr netip.Addr `json:"addr"`
 	// HardwareAddr is the client's chaddr, e.g. "02:77:00:00:00:12".
@@ -165,24 +210,36 @@ type DHCPv4ServerLease struct {
 	// HardwareAddr.
 	ClientID string `json:"client_id,omitempty"`
 	// Hostname is the static lease's, or what the client sent (option
-	// 12) made into a DNS label.
+	// 12) made into a DNS label; empty while Offered or Declined.
 	Hostname string `json:"hostname,omitempty"`
-	// Expiry is when the lease ends; zero for a static lease not yet
-	// asked for.
+	// Expiry is when the lease ends (for an offered one, the offer's
+	// reservation); zero for a static lease not yet asked for.
 	Expiry time.Time `json:"expiry,omitzero"`
 	// LastSeen is when the client last sent a message for this lease.
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Static is true for the static leases of dhcp4d.json. The table
-	// keeps them only for their Expiry and LastSeen: the config file
-	// decides their address and hostname.
+	// keeps them only for their Expiry, LastSeen and state: the config
+	// file decides their address and hostname.
 	Static bool `json:"static,omitempty"`
+	// Offered is true while the address is only offered, not yet
+	// acknowledged (see the states above). Absent means acknowledged.
+	Offered bool `json:"offered,omitempty"`
 	// Declined is true when a client reported the address in use by
 	// someone else (DHCPDECLINE): it is not handed out before Expiry.
 	Declined bool `json:"declined,omitempty"`
 }
 
+// Bound reports whether the client holds the lease at now: acknowledged
+// (neither Offered nor Declined) and not expired. Only a bound lease's
+// Hostname is a name DNS may answer for, under DHCPv4Server.LANDomain.
+func (l DHCPv4ServerLease) Bound(now time.Time) bool {
+	return !l.Offered && !l.Declined && l.Expiry.After(now)
+}
+
 // DHCPv4ServerLeases is /perm/dhcp4d-leases.json, written by the LAN
-// DHCPv4 server and published as a topic (DNS names, the status page).
+// DHCPv4 server and published as a topic for DNS, which names the bound
+// leases only (DHCPv4ServerLease.Bound), and the status page, which
+// shows them all.
 //
 //	{
 //	  "leases": [
@@ -193,6 +250,13 @@ type DHCPv4ServerLease struct {
 //	      "hostname": "laptop",
 //	      "expiry": "2026-11-25T14:00:00Z",
 //	      "last_seen": "2026-11-25T13:00:00Z"
+//	    },
+//	    {
+//	      "addr": "192.168.42.101",
+//	      "hardware_addr": "02:77:00:00:00:22",
+//	      "expiry": "2026-11-25T13:01:00Z",
+//	      "last_seen": "2026-11-25T13:00:00Z",
+//	      "offered": true
 //	    }
 //	  ]
 //	}

@@ -37,9 +37,6 @@ const (
 	maxLeaseDuration = state.MaxLeaseDuration
 )
 
-// DefaultDomain is the local DNS domain (see DESIGN.md).
-const DefaultDomain = "lan"
-
 // ConfigFile is the file's name under /perm.
 const ConfigFile = "dhcp4d.json"
 

@@ -45,7 +45,8 @@ type Link struct {
 const (
 	// offerHold reserves an offered address for the client's REQUEST,
 	// which normally follows within a second, so that a second client's
-	// DISCOVER is not offered the same one. Offers are not persisted.
+	// DISCOVER is not offered the same one. An offer alone does not
+	// make Serve report a change: it is written with the next one.
 	offerHold = time.Minute
 	// declineHold keeps an address a client found in use (DHCPDECLINE)
 	// out of the pool, as dnsmasq does: long enough for the address's
@@ -102,14 +103,11 @@ func NewHandler(cfg Config, lan Link, leases []Lease, now func() time.Time) (*Ha
 		bcast:    last.Next(),
 		mtu:      lan.MTU,
 		duration: time.Duration(cfg.LeaseDuration),
-		domain:   cfg.Domain,
+		domain:   cfg.LANDomain(),
 		p:        newPool(toU32(start), toU32(end)),
 	}
 	if h.duration == 0 {
 		h.duration = DefaultLeaseDuration
-	}
-	if h.domain == "" {
-		h.domain = DefaultDomain
 	}
 	p := h.p
 	p.excluded[toU32(h.server)] = true
@@ -120,6 +118,7 @@ func NewHandler(cfg Config, lan Link, leases []Lease, now func() time.Time) (*Ha
 			addr:      toU32(s.Addr),
 			idx:       -1,
 			fixedName: s.Hostname != "",
+			name:      s.Hostname,
 		}
 		p.static[mac] = r
 		p.byAddr[r.addr] = r
@@ -128,9 +127,11 @@ func NewHandler(cfg Config, lan Link, leases []Lease, now func() time.Time) (*Ha
 	for _, l := range leases {
 		if l.Static {
 			if r := p.static[l.HardwareAddr]; r != nil {
+				// Never Offered (see bind): a hand-edited "offered"
+				// is ignored.
 				r.ClientID, r.Expiry, r.LastSeen = l.ClientID, l.Expiry, l.LastSeen
-				if r.Hostname == "" {
-					r.Hostname = l.Hostname
+				if !r.fixedName {
+					r.name, r.Hostname = l.Hostname, l.Hostname
 				}
 			}
 			continue
@@ -142,14 +143,20 @@ func NewHandler(cfg Config, lan Link, leases []Lease, now func() time.Time) (*Ha
 		if !p.inPool(a) || p.byAddr[a] != nil {
 			continue
 		}
-		r := &record{Lease: l, addr: a}
+		r := &record{Lease: l, addr: a, name: l.Hostname}
 		r.Addr = fromU32(a)
-		if !l.Declined {
+		if l.Declined {
+			// Nobody's: a hand-edited file may say more.
+			r.Offered, r.name = false, ""
+		} else {
 			r.key = leaseKey(l)
 			if r.key == "" || p.byKey[r.key] != nil {
 				continue
 			}
 		}
+		// A file of an older version has no "offered": its leases
+		// were all acknowledged, and keep their names.
+		r.show()
 		p.add(r)
 	}
 	return h, nil
@@ -167,9 +174,12 @@ func leaseKey(l Lease) string {
 }
 
 // Leases returns a snapshot of the lease table, sorted by address, for
-// persisting (as LeaseFile) and for the status page. Static leases are
-// always in it, so that their hostnames resolve before the device shows
-// up.
+// persisting (as LeaseFile), for the status page and for DNS. Each lease
+// says whether it is acknowledged or only Offered; an offered one has no
+// Hostname, and DNS must name only acknowledged, unexpired leases
+// (state.DHCPv4ServerLease.Bound). Static leases are always in it, with
+// their configured hostnames, but DNS names them only while their device
+// holds a lease it was ACKed.
 func (h *Handler) Leases() []Lease {
 	h.mu.Lock()
 	ls := make([]Lease, 0, len(h.p.byAddr))
@@ -228,8 +238,7 @@ func (h *Handler) Serve(req *dhcpv4.DHCPv4) (reply *dhcpv4.DHCPv4, changed bool)
 		// Meant for another server. A REQUEST tells us the client took
 		// another server's offer (RFC 2131 section 4.3.2): our offer's
 		// reservation ends.
-		if r := h.p.byKey[c.key]; typ == dhcpv4.MessageTypeRequest && r != nil && r.offered {
-			r.offered = false
+		if r := h.p.byKey[c.key]; typ == dhcpv4.MessageTypeRequest && r != nil && r.Offered && r.Expiry.After(now) {
 			h.p.setExpiry(r, now)
 		}
 		return nil, false
@@ -256,7 +265,8 @@ func (h *Handler) Serve(req *dhcpv4.DHCPv4) (reply *dhcpv4.DHCPv4, changed bool)
 			return nil, false // not the address we gave this client
 		}
 		h.p.disown(r)
-		r.Declined, r.Hostname, r.LastSeen = true, "", now
+		r.Declined, r.Offered, r.name, r.LastSeen = true, false, "", now
+		r.show()
 		h.p.setExpiry(r, now.Add(declineHold))
 		return nil, true
 	case dhcpv4.MessageTypeRelease:
@@ -380,14 +390,24 @@ func (h *Handler) heldByOther(c client, a uint32, now time.Time) bool {
 // bind gives a to c until expiry (for an offer: at least until then),
 // which canAssign or choose allowed. A different address c held becomes
 // unused; an expired lease of another client on a is forgotten.
+//
+// An offer leaves a lease c holds (unexpired, acknowledged) acknowledged,
+// as when a client that rebooted starts over with a DISCOVER; else the
+// lease is Offered, without a Hostname, until the ACK (offer false)
+// records the name: the one c sent now, or in the DISCOVER, or had.
+//
+// A static lease is never Offered: the config, not an offer, reserves
+// its address. An offer changes nothing the table shows; the ACK sets
+// its Expiry and, without a configured one, records the client's name.
 func (h *Handler) bind(c client, a uint32, now, expiry time.Time, offer bool) {
 	if s := h.staticFor(c); s != nil {
 		s.ClientID = c.id
 		if !s.fixedName && c.hostname != "" {
-			s.Hostname = c.hostname
+			s.name = c.hostname
 		}
 		if !offer {
 			s.Expiry, s.LastSeen = expiry, now
+			s.show()
 		}
 		return
 	}
@@ -406,13 +426,16 @@ func (h *Handler) bind(c client, a uint32, now, expiry time.Time, offer bool) {
 			r.Expiry = expiry
 		}
 		p.add(r)
-		r.offered = offer
+		r.Offered = offer
 	} else {
-		r.offered = offer && (r.offered || !r.Expiry.After(now))
+		r.Offered = offer && (r.Offered || !r.Expiry.After(now))
 	}
 	r.HardwareAddr, r.ClientID, r.LastSeen = c.hw, c.id, now
 	if c.hostname != "" {
-		r.Hostname = c.hostname
+		r.name = c.hostname
+	}
+	if !offer || r.Offered {
+		r.show()
 	}
 	if !offer || r.Expiry.Before(expiry) {
 		p.setExpiry(r, expiry)

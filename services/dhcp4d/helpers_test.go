@@ -108,6 +108,9 @@ func checkTable(t testing.TB, h *Handler) {
 		if r.addr != a || toU32(r.Addr) != a {
 			t.Fatalf("record %v filed under %v", r.Addr, fromU32(a))
 		}
+		if (r.Offered || r.Declined) && r.Hostname != "" || r.Offered && r.Declined {
+			t.Fatalf("record %v: offered %v, declined %v, with hostname %q", r.Addr, r.Offered, r.Declined, r.Hostname)
+		}
 		if r.Static {
 			if r.idx != -1 || p.static[r.HardwareAddr] != r {
 				t.Fatalf("static record %+v not indexed right", r.Lease)

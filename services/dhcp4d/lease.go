@@ -2,8 +2,9 @@ package dhcp4d
 
 import (
 	"container/heap"
-	"github.com/homerouter/homerouter/state"
 	"time"
+
+	"github.com/homerouter/homerouter/state"
 )
 
 // Lease is one address the server has handed out, offered, pinned or set
@@ -28,9 +29,21 @@ type record struct {
 	// fixedName is true for a static lease with a configured hostname,
 	// which the client's does not replace.
 	fixedName bool
-	// offered is true while the record is only an OFFER's reservation,
-	// not a lease the client was ACKed.
-	offered bool
+	// name is the hostname the lease gets at its ACK: the configured
+	// one, else the one the client last sent, else the one it had. It
+	// is Hostname while the lease is acknowledged; an offered one shows
+	// none (see state.DHCPv4ServerLease).
+	name string
+}
+
+// show sets what Leases shows of r's name: the name when acknowledged,
+// none while offered or declined.
+func (r *record) show() {
+	if r.Offered || r.Declined {
+		r.Hostname = ""
+	} else {
+		r.Hostname = r.name
+	}
 }
 
 // byExpiry is a min-heap of the dynamic records by Expiry (then address,
