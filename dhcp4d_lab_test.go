@@ -20,7 +20,7 @@ import (
 func TestDHCPv4ServerLab(t *testing.T) {
 	t.Parallel()
 	bin := lab.RouterBinary(t)
-	lab.Require(t, "udhcpc", "dhclient", "dhcpcd")
+	lab.Require(t, "udhcpc", "dhclient", "dhcpcd", "nsenter", "mount", "umount", "curl")
 	l := lab.NewT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -53,6 +53,7 @@ func TestDHCPv4ServerLab(t *testing.T) {
 		"c3": "02:77:00:00:00:13", // dhclient
 		"c4": "02:77:00:00:00:14", // dhcpcd
 		"c5": "02:77:00:00:00:15", // a newcomer after the restart
+		"c6": "02:77:00:00:00:16", // udhcpc while /perm is read-only
 	}
 	for name, mac := range clients {
 		for _, args := range [][]string{
@@ -163,6 +164,76 @@ func TestDHCPv4ServerLab(t *testing.T) {
 			}
 		})
 	}
+
+	// /perm read-only under the running router (a read-only bind mount
+	// in the router's own mount namespace, which `ip netns exec` made,
+	// so the host never sees it): the LAN is served all the same, the
+	// failing write is on /health.json, and once /perm is writable the
+	// lease is on disk and the problem gone.
+	t.Run("a read-only /perm", func(t *testing.T) {
+		inRouter := func(args ...string) {
+			t.Helper()
+			pid := fmt.Sprint(h.RouterProc.Pid())
+			if out, err := h.Router.Run(ctx, "nsenter", append([]string{"-t", pid, "-m", "--"}, args...)...); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+		}
+		inRouter("mount", "--bind", perm, perm)
+		inRouter("mount", "-o", "remount,bind,ro", perm)
+		remounted := true
+		defer func() {
+			if remounted {
+				inRouter("umount", perm)
+			}
+		}()
+
+		env, err := l.UDHCPC(ctx, h.LAN, "c6", "-x", "hostname:gamma")
+		if err != nil {
+			t.Fatal(err)
+		}
+		gamma := check(t, "udhcpc", env, "ip", "router", "dns", "domain")
+
+		within := func(what string, d time.Duration, cond func() error) {
+			t.Helper()
+			wctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			start := time.Now()
+			if err := lab.WaitFor(wctx, what, cond); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s after %v", what, time.Since(start).Round(10*time.Millisecond))
+		}
+		within("the failing write on /health.json", 10*time.Second, func() error {
+			code, body, err := h.RouterHealth(ctx, "")
+			if err != nil {
+				return err
+			}
+			if code != 503 || !strings.Contains(body, `"first_error": "homerouter/services/state: write dhcp4d-leases.json:`) || !strings.Contains(body, "read-only file system") {
+				return fmt.Errorf("health %d: %s", code, body)
+			}
+			return nil
+		})
+
+		inRouter("umount", perm)
+		remounted = false
+		within("gamma's lease on disk and the problem gone", 10*time.Second, func() error {
+			data, err := os.ReadFile(filepath.Join(perm, "dhcp4d-leases.json"))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(data), `"addr": "`+gamma+`"`) || !strings.Contains(string(data), `"hardware_addr": "02:77:00:00:00:16"`) {
+				return fmt.Errorf("no gamma at %s:\n%s", gamma, data)
+			}
+			code, body, err := h.RouterHealth(ctx, "")
+			if err != nil {
+				return err
+			}
+			if code != 200 {
+				return fmt.Errorf("health %d: %s", code, body)
+			}
+			return nil
+		})
+	})
 
 	t.Run("restart keeps the leases", func(t *testing.T) {
 		if alpha == "" {

@@ -1,11 +1,25 @@
-// Package services runs the router's services and keeps them running.
+// Package services runs the router's services and keeps them running, and
+// is the kit they share.
 //
 // A service is a long-running goroutine: usually a level-triggered
 // reconciler that waits for any of its input topics in a *state.Store to
 // change, computes what it wants, applies that idempotently and publishes
 // its outputs. Services talk to each other only through topics, never by
-// calling each other, so one can fail and restart without the others
+// calling each other (TestArchitecture fails when one service package
+// imports another), so one can fail and restart without the others
 // noticing more than a pause in its outputs.
+//
+// Adding a service:
+//
+//  1. Write services/NAME, with New(st *state.Store, logger *log.Logger) and
+//     Run(ctx) error; read inputs from st's topics, publish outputs to them.
+//  2. On a link: Run returns Follow{Key: LinkKey(...), Serve: ...}.Run(ctx),
+//     which starts Serve over when the link, its MAC or addresses change.
+//     lan0's prefixes and their lifetimes are st.Links' InForce.
+//  3. New state: a topic field in state.Store (persist(...) for a file in /perm).
+//  4. Pages: an Endpoint list, which main hands to httpd.New.
+//  5. Reboot or kexec: st.RequestPlatform; other programs: st.StartCommand.
+//  6. main.go: one line in serve's svcs list.
 package services
 
 import (
