@@ -56,10 +56,11 @@ test: deps image pxe
 	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|^panic:|initramfs size:|power-on to first LAN lease:' build/test.log; \
 	if [ $$rc -ne 0 ]; then echo "--- full log:"; grep -v '^=== ' build/test.log; fi; \
 	exit $$rc
-	@# Again under the race detector. TestWriteFileAtomicKilled is about
-	@# SIGKILL, not data races, and ran above; under -race its child is
-	@# too slow to be killed mid-write often enough to prove anything.
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' ./state/... ./services/... ./internal/lab/... ./platform/... ./initramfs/...
+	@# Again under the race detector: every package but the root one, whose
+	@# lab tests ran above. TestWriteFileAtomicKilled is about SIGKILL, not
+	@# data races, and ran above; under -race its child is too slow to be
+	@# killed mid-write often enough to prove anything.
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -skip '^TestWriteFileAtomicKilled$$' $$($(GO) list ./... | grep -v '^github.com/homerouter/homerouter$$')
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

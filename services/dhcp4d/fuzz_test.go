@@ -32,37 +32,39 @@ func fuzzSeeds(t testing.TB) [][]byte {
 }
 
 // fuzzRegressions are inputs worth keeping: edge cases of the wire
-// format, and (by name) whatever the fuzzer finds.
+// format, and (by name) whatever the fuzzer finds. want is what a new
+// handler makes of the input (see outcome).
 var fuzzRegressions = []struct {
 	name string
 	data func(testing.TB) []byte
+	want string
 }{
-	{"truncated header", func(testing.TB) []byte { return make([]byte, 100) }},
+	{"truncated header", func(testing.TB) []byte { return make([]byte, 100) }, "malformed"},
 	{"hlen 255", func(t testing.TB) []byte {
 		b := discover(macA)(t).ToBytes()
 		b[2] = 255
 		return b
-	}},
+	}, "dropped"},
 	{"options without end", func(t testing.TB) []byte {
 		b := discover(macA)(t).ToBytes()
 		return b[:240+3] // cookie and the message type option
-	}},
+	}, "malformed"},
 	{"BOOTREPLY", func(t testing.TB) []byte {
 		b := discover(macA)(t).ToBytes()
 		b[0] = 2
 		return b
-	}},
+	}, "dropped"},
 	{"requested address 0.0.0.0 in INIT-REBOOT", func(t testing.TB) []byte {
 		return request(macA, reqIP("0.0.0.0"))(t).ToBytes()
-	}},
+	}, "NAK"},
 	{"ciaddr is the broadcast address", func(t testing.TB) []byte {
 		return request(macA, ciaddr("255.255.255.255"))(t).ToBytes()
-	}},
+	}, "NAK"},
 	{"htype 6 with a 16-byte chaddr", func(t testing.TB) []byte {
 		b := discover(macA)(t).ToBytes()
 		b[1], b[2] = 6, 16
 		return b
-	}},
+	}, "OFFER 192.168.42.100"},
 }
 
 // FuzzServe feeds arbitrary bytes, as the socket would, to a handler
@@ -93,13 +95,42 @@ func FuzzServe(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { serveBytes(t, cfg, leases, data) })
 }
 
-// TestFuzzRegressions runs the regression inputs without the fuzzer.
+// TestFuzzRegressions runs the regression inputs without the fuzzer:
+// each gets the outcome its row names, and then FuzzServe's checks.
+// Those checks alone would pass on an input that does not parse (the
+// socket drops it before Serve), so the outcome is what makes such a row
+// able to fail.
 func TestFuzzRegressions(t *testing.T) {
 	for _, r := range fuzzRegressions {
 		t.Run(r.name, func(t *testing.T) {
-			serveBytes(t, small, nil, r.data(t))
+			data := r.data(t)
+			if got := outcome(t, data); got != r.want {
+				t.Fatalf("outcome %q, want %q", got, r.want)
+			}
+			serveBytes(t, small, nil, data)
 		})
 	}
+}
+
+// outcome is what a new handler with the pool small makes of data, as the
+// socket would read it: "malformed" if it does not parse (conn.go drops
+// it), "dropped" if Serve drops it, or else the reply's summary ("-" for
+// none).
+func outcome(t *testing.T, data []byte) string {
+	req, err := dhcpv4.FromBytes(data)
+	if err != nil {
+		return "malformed"
+	}
+	h, _ := newTestHandler(t, small, Link{Addr: lan.Addr, MTU: 1500}, nil)
+	before := h.Dropped()
+	reply, _ := h.Serve(req)
+	if h.Dropped() != before {
+		if reply != nil {
+			t.Fatalf("dropped, and answered with %s", summary(reply))
+		}
+		return "dropped"
+	}
+	return summary(reply)
 }
 
 // serveBytes is FuzzServe's body.

@@ -2,8 +2,6 @@ package dhcp6
 
 import (
 	"bytes"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -278,10 +276,11 @@ func optionCodes(codes []dhcpv6.OptionCode) []uint16 {
 	return u
 }
 
-// TestParseCaptureLinkTypes re-frames fiber7-a's packets as Linux SLL and SLL2,
-// with a relayed copy of the SOLICIT after it, and checks that parseCapture
-// returns the same messages.
-func TestParseCaptureLinkTypes(t *testing.T) {
+// TestParseCapture checks what parseCapture adds to capture.UDP, whose
+// own tests cover the file formats, link types and damaged files: relay
+// messages are left out, and every other datagram on the DHCPv6 ports
+// must parse, or the capture is an error.
+func TestParseCapture(t *testing.T) {
 	const path = "testdata/fiber7-a.pcap"
 	want := readCapture(t, path)
 	raw, err := os.ReadFile(path)
@@ -289,141 +288,100 @@ func TestParseCaptureLinkTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// relay is the SOLICIT as a relay agent forwards it to the server.
-	relayed, err := dhcpv6.EncapsulateRelay(want[0].Msg, dhcpv6.MessageTypeRelayForward,
-		net.ParseIP("2a02:168:4a00:1::1"), net.ParseIP("fe80::77:ff:fe00:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64,
-		SrcIP: net.ParseIP("2a02:168:4a00:1::1"), DstIP: net.ParseIP("2001:1620:2777::1")}
-	udp := &layers.UDP{SrcPort: 547, DstPort: 547}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	buf := gopacket.NewSerializeBuffer()
-	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, ip, udp, gopacket.Payload(relayed.ToBytes())); err != nil {
-		t.Fatal(err)
-	}
-	relay := buf.Bytes()
-
-	for _, lt := range []layers.LinkType{layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2} {
-		t.Run(lt.String(), func(t *testing.T) {
-			var h []byte
-			if lt == layers.LinkTypeLinuxSLL {
-				// Packet type, ARPHRD_ETHER, address length, 8 bytes
-				// of address, protocol.
-				h = make([]byte, 16)
-				binary.BigEndian.PutUint16(h[2:], 1)
-				binary.BigEndian.PutUint16(h[4:], 6)
-				binary.BigEndian.PutUint16(h[14:], uint16(layers.EthernetTypeIPv6))
-			} else {
-				// Protocol, reserved, ifindex, ARPHRD_ETHER, packet
-				// type, address length, 8 bytes of address.
-				h = make([]byte, 20)
-				binary.BigEndian.PutUint16(h[0:], uint16(layers.EthernetTypeIPv6))
-				binary.BigEndian.PutUint32(h[4:], 2)
-				binary.BigEndian.PutUint16(h[8:], 1)
-				h[11] = 6
+	// withRelayed is the capture with, after the first two packets, the
+	// SOLICIT and the ADVERTISE as a relay agent and the server exchange
+	// them.
+	withRelayed := func() []byte {
+		r, err := pcapgo.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		w := pcapgo.NewWriter(&out)
+		if err := w.WriteFileHeader(65535, r.LinkType()); err != nil {
+			t.Fatal(err)
+		}
+		relay, server := net.ParseIP("2a02:168:4a00:1::1"), net.ParseIP("2001:1620:2777::1")
+		for i := 0; ; i++ {
+			data, ci, err := r.ReadPacketData()
+			if err == io.EOF {
+				break
 			}
-			r, err := pcapgo.NewReader(bytes.NewReader(raw))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			w := pcapgo.NewWriter(&out)
-			if err := w.WriteFileHeader(65535, lt); err != nil {
+			if err := w.WritePacket(ci, data); err != nil {
 				t.Fatal(err)
 			}
-			write := func(ci gopacket.CaptureInfo, ip []byte) {
-				data := append(append([]byte(nil), h...), ip...)
-				ci.CaptureLength, ci.Length = len(data), len(data)
-				if err := w.WritePacket(ci, data); err != nil {
-					t.Fatal(err)
-				}
+			if i != 1 {
+				continue
 			}
-			for i := 0; ; i++ {
-				data, ci, err := r.ReadPacketData()
-				if err == io.EOF {
-					break
-				}
+			for _, m := range []struct {
+				typ      dhcpv6.MessageType
+				msg      *dhcpv6.Message
+				src, dst net.IP
+			}{
+				{dhcpv6.MessageTypeRelayForward, want[0].Msg, relay, server},
+				{dhcpv6.MessageTypeRelayReply, want[1].Msg, server, relay},
+			} {
+				relayed, err := dhcpv6.EncapsulateRelay(m.msg, m.typ, relay, net.ParseIP("fe80::77:ff:fe00:1"))
 				if err != nil {
 					t.Fatal(err)
 				}
+				ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64, SrcIP: m.src, DstIP: m.dst}
+				udp := &layers.UDP{SrcPort: 547, DstPort: 547}
+				if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+					t.Fatal(err)
+				}
+				buf := gopacket.NewSerializeBuffer()
+				opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 				const ethHeaderLen = 14
-				write(ci, data[ethHeaderLen:])
-				if i == 0 {
-					write(ci, relay)
+				if err := gopacket.SerializeLayers(buf, opts, gopacket.Payload(data[:ethHeaderLen]), ip, udp, gopacket.Payload(relayed.ToBytes())); err != nil {
+					t.Fatal(err)
+				}
+				ci.CaptureLength, ci.Length = len(buf.Bytes()), len(buf.Bytes())
+				if err := w.WritePacket(ci, buf.Bytes()); err != nil {
+					t.Fatal(err)
 				}
 			}
-			got, err := parseCapture(&out)
+		}
+		return out.Bytes()
+	}()
+
+	// badOption is the first packet with its first option's length (right
+	// after the Ethernet, IPv6 and UDP headers and the DHCPv6 header) too
+	// long.
+	const (
+		fileHeaderLen   = 24
+		recordHeaderLen = 16
+		optLenOffset    = fileHeaderLen + recordHeaderLen + 14 + 40 + 8 + 4 + 2
+	)
+	badOption := bytes.Clone(raw)
+	badOption[optLenOffset] = 0xff
+
+	for _, tt := range []struct {
+		name string
+		data []byte
+		err  string // the error wanted, or "" for want's messages
+	}{
+		{name: "fiber7-a", data: raw},
+		{name: "relay messages", data: withRelayed},
+		{name: "bad option length", data: badOption, err: "DHCPv6 datagram 1: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCapture(bytes.NewReader(tt.data))
+			if tt.err != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.err) || got != nil {
+					t.Fatalf("parseCapture = %d messages, %v; want only an error %q...", len(got), err, tt.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
 				cmp.Comparer(func(a, b *dhcpv6.Message) bool { return bytes.Equal(a.ToBytes(), b.ToBytes()) })); diff != "" {
 				t.Errorf("messages differ (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-// TestParseCaptureErrors checks that a damaged capture is an error rather than
-// fewer messages.
-func TestParseCaptureErrors(t *testing.T) {
-	raw, err := os.ReadFile("testdata/fiber7-a.pcap")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const (
-		fileHeaderLen   = 24
-		recordHeaderLen = 16
-	)
-	first := fileHeaderLen + recordHeaderLen + int(binary.LittleEndian.Uint32(raw[fileHeaderLen+8:]))
-
-	// snapped is the first packet, cut by a snap length of 60 bytes.
-	snapped := append([]byte(nil), raw[:fileHeaderLen+recordHeaderLen+60]...)
-	binary.LittleEndian.PutUint32(snapped[fileHeaderLen+8:], 60)
-
-	// badOption is the first packet with its first option's length (right
-	// after the Ethernet, IPv6 and UDP headers and the DHCPv6 header) too
-	// long.
-	const optLenOffset = fileHeaderLen + recordHeaderLen + 14 + 40 + 8 + 4 + 2
-	badOption := append([]byte(nil), raw[:first]...)
-	badOption[optLenOffset] = 0xff
-
-	for _, tt := range []struct {
-		name    string
-		data    []byte
-		wantN   int   // -1: want an error
-		wantErr error // nil: any error
-	}{
-		{name: "complete", data: raw, wantN: 6},
-		{name: "file header only", data: raw[:fileHeaderLen], wantN: 0},
-		{name: "first packet only", data: raw[:first], wantN: 1},
-		{name: "empty", data: nil, wantN: -1, wantErr: io.ErrUnexpectedEOF},
-		{name: "half file header", data: raw[:fileHeaderLen/2], wantN: -1, wantErr: io.ErrUnexpectedEOF},
-		{name: "half record header", data: raw[:fileHeaderLen+recordHeaderLen/2], wantN: -1, wantErr: io.ErrUnexpectedEOF},
-		{name: "half first packet", data: raw[:first-10], wantN: -1, wantErr: io.ErrUnexpectedEOF},
-		{name: "last byte missing", data: raw[:len(raw)-1], wantN: -1, wantErr: io.ErrUnexpectedEOF},
-		{name: "not a pcap", data: []byte("this is not a pcap file at all"), wantN: -1},
-		{name: "snap length", data: snapped, wantN: -1},
-		{name: "bad option length", data: badOption, wantN: -1},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			msgs, err := parseCapture(bytes.NewReader(tt.data))
-			if tt.wantN >= 0 {
-				if err != nil || len(msgs) != tt.wantN {
-					t.Fatalf("parseCapture = %d messages, %v; want %d messages, no error", len(msgs), err, tt.wantN)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("parseCapture = %d messages, no error; want an error", len(msgs))
-			}
-			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Fatalf("parseCapture error = %v, want %v", err, tt.wantErr)
 			}
 		})
 	}
