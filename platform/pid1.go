@@ -50,6 +50,7 @@ type System struct {
 	// kexecLoad loads the kernel of a kexec request: kexecFileLoad, a
 	// fake in tests, which must not load anything into the host.
 	kexecLoad func(kernel, initramfs, cmdline string) error
+	loadMu    sync.Mutex // one kexec load at a time
 
 	// requestMu guards the platform request (see Request): the action
 	// Shutdown takes, "" until one is accepted, why it stopped the

@@ -83,5 +83,5 @@ func (s *System) watchPowerButton(sysInput string) {
 func (s *System) powerButton() {
 	s.requestMu.Lock()
 	defer s.requestMu.Unlock()
-	s.accept(state.PowerOff, "power button")
+	s.accept(state.PowerOff, "power button pressed: powering off")
 }

@@ -47,32 +47,53 @@ func (s *System) Request(ctx context.Context, r state.PlatformRequest) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	// Held across the kexec load, so two kexecs cannot load over each
-	// other: the second waits, then finds the first under way.
+	if r.Action == state.Kexec {
+		// loadMu, not requestMu, is held across the load, which reads
+		// from disk: a SIGTERM or the power button meanwhile must not
+		// wait for it. Two kexecs cannot load over each other: the
+		// second waits, then finds the first under way.
+		s.loadMu.Lock()
+		defer s.loadMu.Unlock()
+		if err := s.refuse(ctx, r); err != nil {
+			return err
+		}
+		if err := s.kexecLoad(r.Kernel, r.Initramfs, r.Cmdline); err != nil {
+			return fmt.Errorf("platform: kexec load %s: %w", r.Kernel, err)
+		}
+		s.logger.Printf("kexec: loaded %s, initramfs %q, command line %q", r.Kernel, r.Initramfs, r.Cmdline)
+	}
 	s.requestMu.Lock()
 	defer s.requestMu.Unlock()
+	if err := s.refuseLocked(ctx, r); err != nil {
+		return err
+	}
+	s.accept(r.Action, fmt.Sprintf("request %s: stopping the services", r.Action))
+	return nil
+}
+
+// refuse says why r cannot be accepted now, or nil.
+func (s *System) refuse(ctx context.Context, r state.PlatformRequest) error {
+	s.requestMu.Lock()
+	defer s.requestMu.Unlock()
+	return s.refuseLocked(ctx, r)
+}
+
+func (s *System) refuseLocked(ctx context.Context, r state.PlatformRequest) error {
 	if s.action != "" {
 		return fmt.Errorf("platform: %s: %w (%s)", r.Action, errUnderWay, s.action)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("platform: %s: %w", r.Action, err)
 	}
-	if r.Action == state.Kexec {
-		if err := s.kexecLoad(r.Kernel, r.Initramfs, r.Cmdline); err != nil {
-			return fmt.Errorf("platform: kexec load %s: %w", r.Kernel, err)
-		}
-		s.logger.Printf("kexec: loaded %s, initramfs %q, command line %q", r.Kernel, r.Initramfs, r.Cmdline)
-	}
-	s.accept(r.Action, "request")
 	return nil
 }
 
-// accept records action, from who, and stops the services. The caller
+// accept records action, logs msg and stops the services. The caller
 // holds requestMu.
-func (s *System) accept(action state.PlatformAction, who string) {
+func (s *System) accept(action state.PlatformAction, msg string) {
 	s.action = action
-	s.stopCause = fmt.Errorf("platform: %s %s", who, action)
-	s.logger.Printf("%s %s: stopping the services", who, action)
+	s.stopCause = fmt.Errorf("platform: %s", msg)
+	s.logger.Print(msg)
 	for _, cancel := range s.stops {
 		cancel(s.stopCause)
 	}

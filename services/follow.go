@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 // to Serve: LinkKey trims a link to its identity and the addresses asked
 // for, so that a renewed lease's lifetimes do not start a client over.
 type Follow[K any] struct {
+	// Watch are the topics Key reads (st.Links, say); at least one.
 	Watch []state.Watcher
 	Key   func() (k K, ok bool)
 	// Serve serves k until ctx is done, which happens when the router stops
@@ -41,6 +43,9 @@ type Follow[K any] struct {
 // Run follows the key until ctx is done (then it returns nil) or Serve
 // fails. Every goroutine it starts has ended when it returns.
 func (f Follow[K]) Run(ctx context.Context) error {
+	if len(f.Watch) == 0 {
+		return errors.New("services: Follow without topics to Watch would never see a change")
+	}
 	for {
 		w := state.WatchAll(f.Watch...)
 		k, ok := f.Key()
@@ -90,6 +95,13 @@ func (f Follow[K]) runWith(ctx context.Context, k K) (changed bool, err error) {
 	err = f.Serve(rctx, k)
 	cancel()
 	wg.Wait() // before reading changed
+	if !changed {
+		// Serve may have failed because of the change (its socket went
+		// with the link) before the watcher saw it.
+		if k2, ok := f.Key(); !ok || !reflect.DeepEqual(k, k2) {
+			changed = true
+		}
+	}
 	return changed, err
 }
 

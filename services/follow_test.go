@@ -140,9 +140,49 @@ func TestFollowErrors(t *testing.T) {
 		t.Errorf("Run = %v, want Serve's error", err)
 	}
 
-	calls := make(chan Link, 10)
+	// An error that comes with a change of the key, before the watcher
+	// has seen it, is the change's: Serve starts over.
+	served := make(chan Link, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
+	go func() {
+		done <- Follow[Link]{
+			Watch: []state.Watcher{links},
+			Key:   key,
+			Serve: func(ctx context.Context, l Link) error {
+				served <- l
+				if l.HardwareAddr == "02:00:00:00:00:01" {
+					links.Publish([]state.Link{{Name: state.Uplink, Index: 2, HardwareAddr: "02:00:00:00:00:02"}})
+					return errors.New("socket gone with the link")
+				}
+				<-ctx.Done()
+				return nil
+			},
+		}.Run(ctx)
+	}()
+	if l := <-served; l.HardwareAddr != "02:00:00:00:00:01" {
+		t.Fatalf("first Serve with %v", l)
+	}
+	select {
+	case l := <-served:
+		if l.HardwareAddr != "02:00:00:00:00:02" {
+			t.Errorf("second Serve with %v, want the new MAC", l)
+		}
+	case err := <-done:
+		t.Fatalf("Run = %v, want Serve started over", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v after ctx is done", err)
+	}
+
+	if err := (Follow[Link]{Key: key, Serve: func(context.Context, Link) error { return nil }}).Run(context.Background()); err == nil {
+		t.Error("Follow without Watch: no error")
+	}
+
+	links.Publish([]state.Link{{Name: state.Uplink, Index: 2, HardwareAddr: "02:00:00:00:00:01"}})
+	calls := make(chan Link, 10)
+	ctx, cancel = context.WithCancel(context.Background())
 	go func() {
 		done <- Follow[Link]{
 			Watch: []state.Watcher{links},

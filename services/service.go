@@ -5,7 +5,7 @@
 // reconciler that waits for any of its input topics in a *state.Store to
 // change, computes what it wants, applies that idempotently and publishes
 // its outputs. Services talk to each other only through topics, never by
-// calling each other (TestArchitecture fails when one service package
+// calling each other (TestServicesIndependent fails when one service package
 // imports another), so one can fail and restart without the others
 // noticing more than a pause in its outputs.
 //

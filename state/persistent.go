@@ -28,12 +28,12 @@ type Persistent[T any] struct {
 	written uint64     // the version on disk (or loaded from it)
 }
 
-// LoadPersistent returns the persistent topic stored in dir/file, holding
+// loadPersistent returns the persistent topic stored in dir/file, holding
 // the file's value if it exists (at version 1) or the zero value (at
 // version 0). A file that does not parse is an error, and is left as it
-// is for a person to look at. Nothing writes it but Flush: a Store's
-// persistent topics are declared in NewStore, which SaveState writes.
-func LoadPersistent[T any](dir, file string) (*Persistent[T], error) {
+// is for a person to look at. Nothing writes it but Flush: the Store's
+// persistent topics are declared with persist, and SaveState writes them.
+func loadPersistent[T any](dir, file string) (*Persistent[T], error) {
 	p := newPersistent[T](dir, file)
 	return p, p.load()
 }

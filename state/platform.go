@@ -98,7 +98,9 @@ func (s *Store) RequestPlatform(ctx context.Context, r PlatformRequest) error {
 
 // StartCommand starts cmd. Use it, not cmd.Start, for every program the
 // router runs: as PID 1, the reaper of orphaned processes would otherwise
-// take cmd's exit status before cmd.Wait could.
+// take cmd's exit status before cmd.Wait could. cmd.Run, Output and
+// CombinedOutput start the command themselves, so they have that
+// problem: call StartCommand and then cmd.Wait instead.
 func (s *Store) StartCommand(cmd *exec.Cmd) error {
 	if p := s.getPlatform(); p != nil {
 		return p.Start(cmd)

@@ -27,6 +27,7 @@ func TestSaveStateFailing(t *testing.T) {
 	if errs := st.LoadState(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
+	st.saving.retryMin, st.saving.retryMax = time.Millisecond, 2*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var logMu sync.Mutex
@@ -63,8 +64,16 @@ func TestSaveStateFailing(t *testing.T) {
 	}
 
 	waitFor(t, "the failed write reported", func() bool {
-		return strings.Contains(st.Problems.Value()[SaveProblem], "write dhcp4d-leases.json")
+		return strings.Contains(st.Problems.Value()[SaveProblem], "dhcp4d-leases.json: create temp file: not a directory")
 	})
+	// Retried, and still reported (and logged) once: the error reads
+	// the same each time.
+	_, version := st.Problems.Get()
+	tried := st.saving.attempts.Load()
+	waitFor(t, "three more tries", func() bool { return st.saving.attempts.Load() >= tried+3 })
+	if _, v := st.Problems.Get(); v != version {
+		t.Errorf("Problems published again by a retry with the same error: %q", st.Problems.Value()[SaveProblem])
+	}
 
 	// /perm is back.
 	if err := os.Remove(dir); err != nil {
@@ -87,7 +96,7 @@ func TestSaveStateFailing(t *testing.T) {
 	}
 	logMu.Lock()
 	defer logMu.Unlock()
-	if len(logged) != 2 || !strings.Contains(logged[0], "write dhcp4d-leases.json") || logged[1] != "written again" {
+	if len(logged) != 2 || !strings.Contains(logged[0], "dhcp4d-leases.json: create temp file") || logged[1] != "written again" {
 		t.Errorf("logged %q, want the failure once and its end", logged)
 	}
 }
@@ -130,5 +139,31 @@ func TestPersistentDeclared(t *testing.T) {
 	}
 	if !st2.DHCPv4Lease.Value().Valid() || len(st2.DHCPv4ServerLeases.Value().Leases) != 1 || len(st2.DHCPv6Lease.Value().Prefixes) != 1 || st2.DHCPv6DUID.Value().DUID != "0003" {
 		t.Errorf("not every topic loaded back")
+	}
+}
+
+// TestSaveStateLastWrite: what is published while a write is under way,
+// just before SaveState is stopped, is what ends up on disk.
+func TestSaveStateLastWrite(t *testing.T) {
+	for i := range 20 {
+		dir := t.TempDir()
+		st := NewStore(dir)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			st.SaveState(ctx, t.Logf)
+		}()
+		var last string
+		for j := range 50 + i {
+			last = fmt.Sprintf("%04x", j)
+			st.DHCPv6DUID.Publish(DUID{DUID: last})
+		}
+		cancel()
+		<-done
+		data, _ := os.ReadFile(filepath.Join(dir, "dhcp6-duid.json"))
+		if !strings.Contains(string(data), `"`+last+`"`) {
+			t.Fatalf("run %d: dhcp6-duid.json = %q, want the last value %s", i, data, last)
+		}
 	}
 }

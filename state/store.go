@@ -74,6 +74,7 @@ type Store struct {
 	reloadMu sync.Mutex // one Reload at a time
 
 	persistent []persistentFile // every Persistent above, declared by persist
+	saving     saving           // SaveState's retries
 
 	platformMu sync.Mutex
 	platform   Platform // nil under `run`; see SetPlatform

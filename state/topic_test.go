@@ -93,7 +93,7 @@ func TestPersistent(t *testing.T) {
 		Expires time.Time `json:"expires"`
 	}
 	dir := t.TempDir()
-	p, err := LoadPersistent[lease](dir, "lease.json")
+	p, err := loadPersistent[lease](dir, "lease.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestPersistent(t *testing.T) {
 		t.Errorf("lease.json = %q, want the new value pretty-printed", got)
 	}
 
-	p2, err := LoadPersistent[lease](dir, "lease.json")
+	p2, err := loadPersistent[lease](dir, "lease.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestPersistent(t *testing.T) {
 	}
 
 	os.WriteFile(filepath.Join(dir, "lease.json"), []byte(`{"addr": "10.77.0.100", "expiry": ""}`), 0o644)
-	if _, err := LoadPersistent[lease](dir, "lease.json"); err == nil || !strings.Contains(err.Error(), "lease.json:1:25: expiry: unknown field") {
-		t.Errorf("LoadPersistent of a file with a typo: %v, want a positioned unknown-field error", err)
+	if _, err := loadPersistent[lease](dir, "lease.json"); err == nil || !strings.Contains(err.Error(), "lease.json:1:25: expiry: unknown field") {
+		t.Errorf("loadPersistent of a file with a typo: %v, want a positioned unknown-field error", err)
 	}
 }

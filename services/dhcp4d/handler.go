@@ -5,8 +5,8 @@
 // The Handler is the protocol (RFC 2131 server behaviour) with no socket:
 // it takes a parsed request and returns the reply, given the config, lan0's
 // address, the persisted lease table and a clock. The service around it
-// receives, sends and persists. So tests drive it with messages and a fake
-// clock.
+// receives, sends and publishes the lease table. So tests drive it with
+// messages and a fake clock.
 //
 // Allocation prefers, for each client (identified by its client identifier,
 // option 61, or else chaddr): its static lease; its current or previous
@@ -46,7 +46,7 @@ const (
 	// offerHold reserves an offered address for the client's REQUEST,
 	// which normally follows within a second, so that a second client's
 	// DISCOVER is not offered the same one. An offer alone does not
-	// make Serve report a change: it is written with the next one.
+	// make Serve report a change: it is published with the next one.
 	offerHold = time.Minute
 	// declineHold keeps an address a client found in use (DHCPDECLINE)
 	// out of the pool, as dnsmasq does: long enough for the address's
@@ -214,7 +214,7 @@ type client struct {
 // and DECLINE, a client we know nothing about (RFC 2131 wants silence),
 // or a full pool. changed reports that the lease table changed in a way
 // worth a write: an ACK, a RELEASE, a DECLINE. An OFFER's one-minute
-// reservation is not (it shows in Leases, and is written with the next
+// reservation is not (it shows in Leases, and is published with the next
 // change).
 //
 // The reply's Flags keep the client's broadcast bit, and a NAK has it

@@ -53,12 +53,16 @@ func New(st *state.Store, logger *log.Logger) *Service {
 func (s *Service) Run(ctx context.Context) error {
 	s.leases = s.st.DHCPv4ServerLeases
 
-	// dirty holds the handler whose table has changed; publish publishes it.
+	// dirty holds the handler whose table has changed; publish publishes
+	// it. It is stopped only after the server has returned, so that it
+	// publishes the last change the server made.
 	dirty := state.NewTopic[*Handler]("dhcp4d leases")
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	pctx, stop := context.WithCancel(ctx)
-	defer stop()
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
 	wg.Go(func() { s.publish(pctx, dirty) })
 
 	return services.Follow[lanKey]{

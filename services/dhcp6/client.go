@@ -62,7 +62,8 @@ type Config struct {
 	Now          func() time.Time
 	Rand         *rand.Rand
 	Logger       *log.Logger
-	// OnLease is called with each new lease; it persists and publishes.
+	// OnLease is called with each new lease; it publishes it (the Store
+	// then saves it to /perm).
 	OnLease  func(state.DHCPv6Lease)
 	OnStatus func(state.DHCPv6Status)
 }

@@ -142,12 +142,17 @@ func (s *Server) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.logger,
+		// A request's context ends with the service, so that a handler
+		// that streams (a packet capture) stops with it.
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	l := &listeners{s: s, srv: srv, open: make(map[netip.AddrPort]net.Listener)}
 	defer func() {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(shutCtx)
+		if srv.Shutdown(shutCtx) != nil {
+			srv.Close() // connections still busy after 2 s
+		}
 		l.closeAll()
 		s.st.ReportProblem(ServiceName, nil)
 	}()

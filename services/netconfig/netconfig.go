@@ -641,8 +641,14 @@ func (a *apply) result() ([]state.Link, error) {
 				ps = append(ps, ad.Prefix)
 			}
 			sortPrefixes(ps)
+			want, ok := a.wanted[l.Index]
+			if !ok {
+				// The apply stopped before the addresses: what is in
+				// force is still what the config and leases want.
+				want, _ = wantedAddrs(f.ifc, a.lease, a.lease6, a.dhcp6)
+			}
 			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps,
-				InForce: inForce(a.wanted[l.Index], ps)})
+				InForce: inForce(want, addrs[l.Index])})
 		}
 	}
 	return out, nil

@@ -105,11 +105,13 @@ func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCP
 
 // inForce returns the wanted addresses that the link has, in the order of
 // want (the config's first, then the leases'), as st.Links publishes
-// them.
-func inForce(want []wantAddr, have []netip.Prefix) []state.Address {
+// them. An address whose duplicate address detection failed is on the
+// link but unusable, so it is not in force; a tentative one is (DAD
+// ends within a second or two, and lan0's own addresses skip it).
+func inForce(want []wantAddr, have []kernelAddr) []state.Address {
 	var out []state.Address
 	for _, w := range want {
-		if slices.Contains(have, w.Prefix) {
+		if slices.ContainsFunc(have, func(h kernelAddr) bool { return h.Prefix == w.Prefix && h.Flags&unix.IFA_F_DADFAILED == 0 }) {
 			out = append(out, state.NewAddress(w.Prefix, w.Origin, w.Preferred, w.Valid))
 		}
 	}

@@ -3,6 +3,7 @@ package netconfig
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -654,9 +655,9 @@ func TestInForce(t *testing.T) {
 			},
 		},
 		{
-			// The IA_NA address is still tentative: not in force.
+			// The IA_NA address failed DAD (see have below): not in force.
 			ifc:  state.Interface{Name: state.Uplink},
-			have: []string{"10.77.0.150/24"},
+			have: []string{"10.77.0.150/24", "2a02:168:1:2::3/128 dadfailed"},
 			want: []state.Address{{Prefix: pfx("10.77.0.150/24"), Family: "ipv4", Origin: state.OriginDHCPv4, Preferred: given.Add(time.Hour), Valid: given.Add(time.Hour)}},
 		},
 		{
@@ -674,9 +675,14 @@ func TestInForce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var have []netip.Prefix
+			var have []kernelAddr
 			for _, h := range tc.have {
-				have = append(have, pfx(h))
+				p, flag, _ := strings.Cut(h, " ")
+				a := kernelAddr{Prefix: pfx(p), Flags: unix.IFA_F_PERMANENT}
+				if flag == "dadfailed" {
+					a.Flags |= unix.IFA_F_DADFAILED
+				}
+				have = append(have, a)
 			}
 			got := inForce(want, have)
 			if d := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); d != "" {
