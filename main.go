@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,10 +213,6 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		// Under run the log is on stderr; PID 1 keeps it in memory.
 		endpoints = append(endpoints, services.Endpoint{Pattern: "GET /log", Handler: textHandler(sys.Ring.Bytes)})
 	}
-	web, err := httpd.New(st, logger("httpd"), httpAddr, endpoints...)
-	if err != nil {
-		return err
-	}
 
 	configLog := logger("config")
 	reload := func() {
@@ -239,6 +236,23 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		}
 	}()
 
+	// A new service is one line here: its name, its Run and the pages
+	// it serves, if any.
+	svcs := []services.Service{
+		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
+		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
+		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
+		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
+	}
+	for _, svc := range svcs {
+		endpoints = append(endpoints, svc.Endpoints...)
+	}
+	web, err := httpd.New(st, logger("httpd"), httpAddr, endpoints...)
+	if err != nil {
+		return err
+	}
+	svcs = slices.Insert(svcs, 1, services.Service{Name: httpd.ServiceName, Run: web.Run})
+
 	// The state files are written beside the services and once more
 	// after they have stopped, so that their last words are on disk.
 	saveCtx, stopSaving := context.WithCancel(context.Background())
@@ -248,14 +262,6 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		st.SaveState(saveCtx, logger("state").Printf)
 	}()
 
-	// A new service is one line here: its name, and its Run.
-	svcs := []services.Service{
-		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
-		{Name: httpd.ServiceName, Run: web.Run},
-		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
-		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
-		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
-	}
 	err = services.NewSupervisor(st, logger("supervisor"), services.Backoff{}).Supervise(ctx, svcs)
 	stopSaving()
 	select {

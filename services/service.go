@@ -17,7 +17,7 @@
 //     which starts Serve over when the link, its MAC or addresses change.
 //     lan0's prefixes and their lifetimes are st.Links' InForce.
 //  3. New state: a topic field in state.Store (persist(...) for a file in /perm).
-//  4. Pages: an Endpoint list, which main hands to httpd.New.
+//  4. Pages: Endpoints in its Service, which main hands to httpd.New.
 //  5. Reboot or kexec: st.RequestPlatform; other programs: st.StartCommand.
 //  6. main.go: one line in serve's svcs list.
 package services
@@ -38,13 +38,15 @@ import (
 type Service struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Endpoints are the service's pages, which main hands to httpd.
+	Endpoints []Endpoint
 }
 
 // Endpoint is a path that a service (or PID 1) serves on the router's one
 // HTTP server. main hands them to httpd when it wires the services, so
 // that a service with a page needs no import of httpd, nor httpd of it:
 //
-//	httpd.New(st, logger, addr, dns.Endpoints(st)...)
+//	{Name: dns.ServiceName, Run: d.Run, Endpoints: d.Endpoints()}
 //
 // httpd listens on lan0's addresses and loopback only, never the uplink.
 type Endpoint struct {
