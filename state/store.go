@@ -56,6 +56,9 @@ type Store struct {
 	// DHCPv6Status is the DHCPv6 client's state, for diagnostics.
 	DHCPv6Status *Topic[DHCPv6Status]
 
+	// Firewall is what the firewall has in force, with its counters.
+	Firewall *Topic[FirewallStatus]
+
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
 	// refused a change. /health.json shows them; the service goes on
@@ -275,6 +278,7 @@ func NewStore(dir string) *Store {
 		Notices:         NewTopic[map[string]string]("notices"),
 		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
 		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
+		Firewall:        NewTopic[FirewallStatus]("firewall"),
 	}
 	// The persistent topics: persist declares each one for LoadState
 	// and SaveState.
