@@ -22,6 +22,7 @@ import (
 	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/dhcp4d"
 	"github.com/homerouter/homerouter/services/dhcp6"
+	"github.com/homerouter/homerouter/services/firewall"
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
 	"github.com/homerouter/homerouter/state"
@@ -243,6 +244,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
+		{Name: firewall.ServiceName, Run: newFirewall(st, logger("firewall")).Run},
 	}
 	for _, svc := range svcs {
 		endpoints = append(endpoints, svc.Endpoints...)
@@ -271,6 +273,15 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	}
 	mainLog.Printf("stopped")
 	return err
+}
+
+// newFirewall returns the firewall service. HOMEROUTER_FIREWALL_FAULT,
+// when set, makes every ruleset fail to load with its value: the lab
+// shows with it that forwarding then stays off.
+func newFirewall(st *state.Store, logger *log.Logger) *firewall.Service {
+	fw := firewall.New(st, logger)
+	fw.Fault = os.Getenv("HOMEROUTER_FIREWALL_FAULT")
+	return fw
 }
 
 // saveTimeout bounds the last write of the state files at shutdown (it

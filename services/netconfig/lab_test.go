@@ -454,9 +454,10 @@ func TestInNamespace(t *testing.T) {
 		}
 		l.wantAddrs(state.LAN, []string{"10.42.0.1/24", "fd00:42::1/64", "fe80::42/64", "fd00:99::5/64"}, []string{"10.99.0.1/24"})
 		l.wantRoutes("10.10.0.0/16 via 10.42.0.254 dev lan0", "10.11.0.0/16 dev lan0", "fd00:10::/48 via fd00:42::fe dev lan0")
+		// Forwarding is the firewall's: netconfig leaves it alone.
 		for key, want := range map[string]string{
-			"net.ipv4.ip_forward":             "1",
-			"net.ipv6.conf.all.forwarding":    "1",
+			"net.ipv4.ip_forward":             "0",
+			"net.ipv6.conf.all.forwarding":    "0",
 			"net.ipv6.conf.uplink0.accept_ra": "2",
 		} {
 			if got := l.sysctl(key); got != want {

@@ -2,8 +2,8 @@
 // and the DHCP leases: it finds each configured link, renames it, sets
 // its MAC and MTU, brings it up, gives it its addresses and extra routes,
 // gives uplink0 the DHCPv4 lease's address and routes and the DHCPv6
-// lease's address, gives lan0 an address in the delegated prefix, and
-// turns on forwarding. It is a level-triggered reconciler: Run applies
+// lease's address, and gives lan0 an address in the delegated prefix
+// (forwarding is the firewall's). It is a level-triggered reconciler: Run applies
 // the whole config again whenever the config, dhcp6.json or a lease
 // changes or the kernel reports a link event (a USB NIC plugged in, a
 // link renamed or taken down by hand), and every apply is idempotent, so
@@ -94,9 +94,10 @@
 // route comes from the ISP's router advertisements (accept_ra=2 below),
 // not from netconfig.
 //
-// Sysctls: net.ipv4.ip_forward=1, net.ipv6.conf.all.forwarding=1 and
-// net.ipv6.conf.uplink0.accept_ra=2 (so that the uplink still learns its
-// default route while forwarding). They are per network namespace.
+// Sysctls: net.ipv6.conf.uplink0.accept_ra=2, so that the uplink still
+// learns its default route once forwarding is on. Forwarding itself is
+// the firewall's (services/firewall): it switches it on only once its
+// ruleset is in force. Sysctls are per network namespace.
 package netconfig
 
 import (
@@ -110,6 +111,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/homerouter/homerouter/internal/sysctl"
 	"github.com/homerouter/homerouter/state"
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
@@ -460,7 +462,7 @@ func (a *apply) sysctls() {
 		uplink = uplink || l.Name == state.Uplink
 	}
 	for _, s := range wantedSysctls(uplink) {
-		wrote, err := applySysctl(a.n.procSys, s)
+		wrote, err := sysctl.Set(a.n.procSys, s.path, s.value)
 		if err != nil {
 			a.fail(fmt.Errorf("netconfig: %w", err))
 		} else if wrote {

@@ -1,0 +1,356 @@
+// Package firewall is the router's nftables firewall and NAT: closed to
+// the internet, open to the LAN, with port forwards, IPv6 pinholes, MSS
+// clamping and, where the kernel has one, a flowtable.
+//
+// It owns one table, inet homerouter (see Build for the policy), which it
+// replaces whole, in one atomic netlink transaction, whenever what it is
+// built from changes: portforwardings.json, the links and their
+// addresses in force (st.Links: lan0's subnet and prefixes, the uplink's
+// address). Applying the same inputs again changes nothing. It never
+// touches another table.
+//
+// It fails closed. Forwarding (IPv4 and IPv6) is the firewall's to switch
+// on, and only once its ruleset is in force: at start, before anything
+// else, it is switched off unless the table is already there (a restart
+// of the service keeps the last ruleset in force); a ruleset the kernel
+// refuses switches it off, shows on /health.json and is retried. Replacing
+// the table keeps conntrack, so established connections survive a reload.
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/netip"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/homerouter/homerouter/internal/sysctl"
+	"github.com/homerouter/homerouter/state"
+)
+
+// ServiceName is the name main gives the firewall in the supervisor, and
+// the key of its problems and notices.
+const ServiceName = "firewall"
+
+// Retry delays after a ruleset the kernel refused; an input change
+// retries at once.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+// countersEvery is how often the counters are read for st.Firewall.
+const countersEvery = 5 * time.Second
+
+// forwarding are the settings that make the kernel forward.
+var forwarding = [][]string{
+	{"net", "ipv4", "ip_forward"},
+	{"net", "ipv6", "conf", "all", "forwarding"},
+}
+
+// Service is the firewall service.
+type Service struct {
+	st     *state.Store
+	logger *log.Logger
+	// Fault, when not empty, makes every apply fail with it: how the lab
+	// shows that a ruleset the kernel refuses leaves forwarding off.
+	Fault string
+	// procSys is where sysctls are written (tests use a directory).
+	procSys string
+
+	// The fields below belong to Run.
+	applied   string    // the ruleset in force, as text; "" when none
+	appliedAt time.Time // when it was put in force
+	flowtable bool      // whether to try a flowtable
+	base      state.FirewallCounters
+}
+
+// New returns the firewall service.
+func New(st *state.Store, logger *log.Logger) *Service {
+	return &Service{st: st, logger: logger, procSys: sysctl.Root}
+}
+
+// Run implements services.Service.
+func (s *Service) Run(ctx context.Context) error {
+	s.applied = ""
+	s.flowtable = true // tried again at every start: a module may have loaded since
+	present, err := tablePresent()
+	if err != nil || !present {
+		// No ruleset of ours: nothing may be forwarded until there is.
+		if err := s.setForwarding(false); err != nil {
+			s.st.ReportProblem(ServiceName, err)
+		}
+	}
+	var retry time.Duration
+	lastErr := ""
+	tick := time.NewTicker(countersEvery)
+	defer tick.Stop()
+	for {
+		w := state.WatchAll(s.st.Links, s.st.PortForwardings, s.st.Interfaces)
+		in := s.inputs()
+		err := s.apply(in)
+		switch {
+		case err != nil:
+			retry = min(max(2*retry, retryMin), retryMax)
+			if err.Error() != lastErr {
+				s.logger.Printf("%v (forwarding is off; retrying)", err)
+				lastErr = err.Error()
+			}
+			s.st.ReportProblem(ServiceName, fmt.Errorf("%w (forwarding is off)", err))
+		case lastErr != "":
+			s.logger.Printf("ruleset in force again; forwarding on")
+			retry, lastErr = 0, ""
+			s.st.ReportProblem(ServiceName, nil)
+		default:
+			retry = 0
+			s.st.ReportProblem(ServiceName, nil)
+		}
+		s.publish(in)
+
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if retry > 0 {
+			wctx, cancel = context.WithTimeout(ctx, retry)
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.Wait(wctx) }()
+	wait:
+		for {
+			select {
+			case <-done:
+				break wait
+			case <-tick.C:
+				s.publish(in)
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// inputs derives the ruleset's inputs from the store.
+func (s *Service) inputs() Inputs {
+	in := Inputs{LAN: state.LAN, Uplink: state.Uplink, Flowtable: s.flowtable}
+	links := s.st.Links.Value()
+	if l, ok := state.FindLink(links, state.LAN); ok {
+		for _, a := range l.InForce {
+			p := a.Prefix.Masked()
+			if p.Addr().Is4() {
+				in.LAN4 = appendNew(in.LAN4, p)
+			} else if !p.Addr().IsLinkLocalUnicast() {
+				in.LAN6 = appendNew(in.LAN6, p)
+			}
+		}
+	}
+	if l, ok := state.FindLink(links, state.Uplink); ok {
+		for _, a := range l.InForce {
+			if a.Prefix.Addr().Is4() {
+				in.Uplink4 = append(in.Uplink4, a.Prefix.Addr())
+			}
+		}
+	}
+	in.Forwards = Forwards(s.st.PortForwardings.Value())
+	return in
+}
+
+func appendNew(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
+	for _, q := range ps {
+		if q == p {
+			return ps
+		}
+	}
+	return append(ps, p)
+}
+
+// Forwards turns portforwardings.json (validated by the Store) into
+// Forwards, one per protocol.
+func Forwards(c state.PortForwardings) []Forward {
+	var out []Forward
+	for _, f := range c.Forwardings {
+		ports, err1 := state.ParsePortRange(f.Port)
+		dports, err2 := state.ParsePortRange(f.DestPort)
+		dest, err3 := netip.ParseAddr(f.DestAddr)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue // the Store refused the file; it never gets here
+		}
+		for _, p := range f.Protos() {
+			proto := byte(protoTCP)
+			if p == "udp" {
+				proto = protoUDP
+			}
+			out = append(out, Forward{Proto: proto, Ports: portRange{ports.First, ports.Last}, Dest: dest.Unmap(),
+				DestPorts: portRange{dports.First, dports.Last}})
+		}
+	}
+	return out
+}
+
+// apply puts the ruleset for in in force, unless it already is, and
+// switches forwarding on. A kernel without flowtables gets the ruleset
+// without one, and a notice.
+func (s *Service) apply(in Inputs) error {
+	rs := Build(in)
+	text := rs.String()
+	if text == s.applied {
+		return nil
+	}
+	err := s.load(rs)
+	if err != nil && in.Flowtable {
+		in.Flowtable = false
+		if err2 := s.load(Build(in)); err2 == nil {
+			s.flowtable = false
+			msg := fmt.Sprintf("no flowtable (the kernel refused one: %v): established flows take the slow path", err)
+			s.logger.Print(msg)
+			s.st.ReportNotice(ServiceName, msg)
+			rs, text, err = Build(in), Build(in).String(), nil
+		}
+	}
+	if err != nil {
+		s.applied = ""
+		if ferr := s.setForwarding(false); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+		return err
+	}
+	if in.Flowtable {
+		s.st.ReportNotice(ServiceName, "")
+	}
+	if s.applied == "" {
+		s.logger.Printf("ruleset in force: %d rules, %d forwards, flowtable %v", rs.rules(), len(in.Forwards), in.Flowtable)
+	} else {
+		s.logger.Printf("ruleset replaced: %d rules, %d forwards", rs.rules(), len(in.Forwards))
+	}
+	s.applied, s.appliedAt = text, time.Now()
+	return s.setForwarding(true)
+}
+
+// load replaces the table with rs, carrying the counters over.
+func (s *Service) load(rs *Ruleset) error {
+	if s.Fault != "" {
+		return fmt.Errorf("firewall: %s", s.Fault)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: netlink: %w", err)
+	}
+	defer c.CloseLasting()
+	before, _ := readCounters(c)
+	rs.add(c)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: load the ruleset: %w", err)
+	}
+	s.base = addCounters(s.base, before)
+	return nil
+}
+
+// setForwarding switches forwarding on or off for both families.
+func (s *Service) setForwarding(on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	var errs []error
+	for _, p := range forwarding {
+		changed, err := sysctl.Set(s.procSys, p, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("firewall: %w", err))
+		} else if changed {
+			s.logger.Printf("%s=%s", sysctl.Name(p), v)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publish publishes what is in force, with the counters.
+func (s *Service) publish(in Inputs) {
+	st := state.FirewallStatus{Counters: s.base}
+	if s.applied != "" {
+		st.Applied = s.appliedAt
+		st.Forwarding = true
+		st.Flowtable = in.Flowtable && s.flowtable
+		st.Forwards = len(in.Forwards)
+		if c, err := nftables.New(); err == nil {
+			if now, err := readCounters(c); err == nil {
+				st.Counters = addCounters(s.base, now)
+			}
+			c.CloseLasting()
+		}
+	}
+	s.st.Firewall.PublishIfChanged(st)
+}
+
+// tablePresent reports whether the kernel has the firewall's table.
+func tablePresent() (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, err
+	}
+	defer c.CloseLasting()
+	_, err = c.ListTableOfFamily(TableName, nftables.TableFamilyINet)
+	return err == nil, nil
+}
+
+// readCounters reads the table's counters; a table that is not there
+// has none.
+func readCounters(c *nftables.Conn) (state.FirewallCounters, error) {
+	var fc state.FirewallCounters
+	objs, err := c.GetObjects(&nftables.Table{Name: TableName, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return fc, err
+	}
+	for _, o := range objs {
+		co, ok := o.(*nftables.CounterObj)
+		if !ok {
+			continue
+		}
+		if p := counterField(&fc, co.Name); p != nil {
+			*p = state.Counter{Packets: co.Packets, Bytes: co.Bytes}
+		}
+	}
+	return fc, nil
+}
+
+func counterField(fc *state.FirewallCounters, name string) *state.Counter {
+	switch name {
+	case forwardedOut4:
+		return &fc.ForwardedOut4
+	case forwardedIn4:
+		return &fc.ForwardedIn4
+	case forwardedOut6:
+		return &fc.ForwardedOut6
+	case forwardedIn6:
+		return &fc.ForwardedIn6
+	case droppedForward4:
+		return &fc.DroppedForward4
+	case droppedForward6:
+		return &fc.DroppedForward6
+	case droppedInput4:
+		return &fc.DroppedInput4
+	case droppedInput6:
+		return &fc.DroppedInput6
+	}
+	return nil
+}
+
+func addCounters(a, b state.FirewallCounters) state.FirewallCounters {
+	for _, name := range []string{forwardedOut4, forwardedIn4, forwardedOut6, forwardedIn6,
+		droppedForward4, droppedForward6, droppedInput4, droppedInput6} {
+		p, q := counterField(&a, name), counterField(&b, name)
+		p.Packets += q.Packets
+		p.Bytes += q.Bytes
+	}
+	return a
+}
+
+// rules counts the ruleset's rules, for the log.
+func (rs *Ruleset) rules() int {
+	n := 0
+	for _, c := range rs.chains {
+		n += len(c.rules)
+	}
+	return n
+}
