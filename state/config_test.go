@@ -218,14 +218,27 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
-			name: "portforwardings: IPv6 destination, reversed range",
+			name: "portforwardings: link-local destination, reversed range",
 			files: map[string]string{
 				"interfaces.json":      `{"interfaces": []}`,
-				"portforwardings.json": `{"forwardings": [{"proto": "udp", "port": "2000-1000", "dest_addr": "fd00::10", "dest_port": "80"}]}`,
+				"portforwardings.json": `{"forwardings": [{"proto": "udp", "port": "2000-1000", "dest_addr": "fe80::10", "dest_port": "80"}]}`,
 			},
 			want: []string{
 				`portforwardings.json:1:43: forwardings[0].port: range "2000-1000" ends before it starts`,
-				`portforwardings.json:1:69: forwardings[0].dest_addr: "fd00::10" is not an IPv4 address`,
+				`portforwardings.json:1:69: forwardings[0].dest_addr: fe80::10 is not a host's unicast address`,
+			},
+		},
+		{
+			name: "portforwardings: a pinhole with NAT, a name",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"portforwardings.json": "{\"forwardings\": [\n" +
+					" {\"proto\": \"tcp\", \"port\": \"443\", \"dest_addr\": \"fd00:78::10\", \"dest_port\": \"8443\"},\n" +
+					" {\"proto\": \"tcp\", \"port\": \"80\", \"dest_addr\": \"printer\", \"dest_port\": \"80\"}]}",
+			},
+			want: []string{
+				`portforwardings.json:2:75: forwardings[0].dest_port: "8443" is not port "443": an IPv6 destination is a pinhole, without NAT`,
+				`portforwardings.json:3:46: forwardings[1].dest_addr: "printer" is not an IPv4 or IPv6 address`,
 			},
 		},
 		{
@@ -237,7 +250,7 @@ func TestCheckErrors(t *testing.T) {
 					" {\"proto\": \"tcp\", \"port\": \"8005\", \"dest_addr\": \"10.42.0.11\", \"dest_port\": \"80-81\"}]}",
 			},
 			want: []string{
-				`portforwardings.json:3:75: forwardings[1].dest_port: range "80-81" is not as long as port "8005"`,
+				`portforwardings.json:3:75: forwardings[1].dest_port: range "80-81" is not port's range "8005" (or one port)`,
 				`portforwardings.json:3:27: forwardings[1].port: tcp 8005 overlaps forwardings[0]`,
 			},
 		},

@@ -13,10 +13,15 @@ import (
 //	{
 //	  "forwardings": [
 //	    {"proto": "tcp", "port": "8080", "dest_addr": "192.168.42.10", "dest_port": "80"},
-//	    {"proto": "tcp,udp", "port": "27015-27030", "dest_addr": "192.168.42.11", "dest_port": "27015-27030"}
+//	    {"proto": "tcp,udp", "port": "27015-27030", "dest_addr": "192.168.42.11", "dest_port": "27015-27030"},
+//	    {"proto": "tcp", "port": "443", "dest_addr": "2001:db8:0:ff00::10", "dest_port": "443"}
 //	  ]
 //	}
 //
+// An IPv4 dest_addr forwards the uplink address's port to that host with
+// destination NAT (LAN hosts may use the uplink address too). An IPv6
+// dest_addr opens a pinhole instead: the host's own address and port are
+// reachable from the internet, with no NAT, so dest_port must equal port.
 // Read by the firewall. A missing file means no forwardings.
 type PortForwardings struct {
 	Forwardings []Forwarding `json:"forwardings"`
@@ -28,10 +33,12 @@ type Forwarding struct {
 	Proto string `json:"proto"`
 	// Port is the port on the uplink: "N" or a range "N-M".
 	Port string `json:"port"`
-	// DestAddr is the LAN host's IPv4 address.
+	// DestAddr is the LAN host's IPv4 address, or its IPv6 address for a
+	// pinhole.
 	DestAddr string `json:"dest_addr"`
-	// DestPort is the port on that host, "N" or "N-M". A range must be as
-	// long as Port's.
+	// DestPort is the port on that host, "N" or "N-M". A range must be
+	// Port's own range (each port goes to the same port), or one port
+	// (all go there). For a pinhole it is Port.
 	DestPort string `json:"dest_port"`
 }
 
@@ -91,8 +98,12 @@ func (c *PortForwardings) validate(d *decoded) ConfigErrors {
 		if err != nil {
 			errs = append(errs, d.errorf(p+".port", "%v", err))
 		}
-		if a, err := netip.ParseAddr(f.DestAddr); err != nil || !a.Is4() {
-			errs = append(errs, d.errorf(p+".dest_addr", "%q is not an IPv4 address", f.DestAddr))
+		dest, aerr := netip.ParseAddr(f.DestAddr)
+		switch {
+		case aerr != nil || dest.Zone() != "":
+			errs = append(errs, d.errorf(p+".dest_addr", "%q is not an IPv4 or IPv6 address", f.DestAddr))
+		case !dest.Unmap().IsGlobalUnicast() && !dest.Unmap().IsPrivate():
+			errs = append(errs, d.errorf(p+".dest_addr", "%s is not a host's unicast address", dest))
 		}
 		dport, derr := ParsePortRange(f.DestPort)
 		if derr != nil {
@@ -101,8 +112,11 @@ func (c *PortForwardings) validate(d *decoded) ConfigErrors {
 		if err != nil || derr != nil {
 			continue
 		}
-		if dport.First != dport.Last && dport.Last-dport.First != port.Last-port.First {
-			errs = append(errs, d.errorf(p+".dest_port", "range %q is not as long as port %q", f.DestPort, f.Port))
+		switch {
+		case aerr == nil && dest.Is6() && !dest.Is4In6() && dport != port:
+			errs = append(errs, d.errorf(p+".dest_port", "%q is not port %q: an IPv6 destination is a pinhole, without NAT", f.DestPort, f.Port))
+		case dport.First != dport.Last && dport != port:
+			errs = append(errs, d.errorf(p+".dest_port", "range %q is not port's range %q (or one port)", f.DestPort, f.Port))
 		}
 		for _, proto := range protos {
 			for _, c := range claims {
