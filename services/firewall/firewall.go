@@ -200,13 +200,18 @@ func (s *Service) apply(in Inputs) error {
 	}
 	err := s.load(rs)
 	if err != nil && in.Flowtable {
+		// A kernel without flowtables (CONFIG_NF_FLOW_TABLE off) refuses
+		// the whole batch: everything else goes in without it.
 		in.Flowtable = false
-		if err2 := s.load(Build(in)); err2 == nil {
+		rs2 := Build(in)
+		if err2 := s.load(rs2); err2 != nil {
+			err = err2
+		} else {
 			s.flowtable = false
 			msg := fmt.Sprintf("no flowtable (the kernel refused one: %v): established flows take the slow path", err)
 			s.logger.Print(msg)
 			s.st.ReportNotice(ServiceName, msg)
-			rs, text, err = Build(in), Build(in).String(), nil
+			rs, text, err = rs2, rs2.String(), nil
 		}
 	}
 	if err != nil {
