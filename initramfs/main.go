@@ -28,6 +28,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/homerouter/homerouter/platform"
 )
 
 // moduleSet is what the image carries, as path.Match patterns relative to
@@ -56,7 +58,12 @@ var moduleSet = []string{
 	// a crc32c: the generic one, and the SSE4.2 one where the CPU has it.
 	"kernel/crypto/crc32c_generic.ko",
 	"kernel/arch/x86/crypto/crc32c-intel.ko",
-	// Firewall and NAT.
+	// Firewall and NAT: nf_tables and every nft_* expression,
+	// nfnetlink, conntrack, NAT and the flowtable (nf_flow_table*), and
+	// per family the defragmenters, reject, fib and dup. The ones PID 1
+	// loads at boot are platform.NamedModules; the build fails if one
+	// is missing. The rest are there for the kernel's on-demand
+	// requests (through /sbin/modprobe) from rulesets that use them.
 	"kernel/net/netfilter/nf*.ko",
 	"kernel/net/ipv4/netfilter/nf*.ko",
 	"kernel/net/ipv6/netfilter/nf*.ko",
@@ -101,6 +108,9 @@ func build(initPath, modDir, out string) error {
 	files, err := moduleFiles(modDir, moduleSet)
 	if err != nil {
 		return err
+	}
+	if missing := missingModules(files, platform.NamedModules()); len(missing) > 0 {
+		return fmt.Errorf("PID 1 loads %s by name, but the image lacks them (not matched by moduleSet, and not built into the kernel)", strings.Join(missing, ", "))
 	}
 	var buf bytes.Buffer
 	if err := write(&buf, initBin, files); err != nil {
@@ -207,6 +217,30 @@ func moduleFiles(modDir string, patterns []string) (map[string][]byte, error) {
 		files[path.Join(prefix, "modules.builtin")] = b
 	}
 	return files, nil
+}
+
+// missingModules returns the names (as modprobe takes them) that are
+// neither a module among files nor built into the kernel according to
+// the modules.builtin among files.
+func missingModules(files map[string][]byte, names []string) []string {
+	have := make(map[string]bool)
+	for name, b := range files {
+		switch {
+		case strings.HasSuffix(name, ".ko"):
+			have[moduleName(name)] = true
+		case path.Base(name) == "modules.builtin":
+			for _, m := range strings.Fields(string(b)) {
+				have[moduleName(m)] = true
+			}
+		}
+	}
+	var missing []string
+	for _, n := range names {
+		if !have[strings.ReplaceAll(n, "-", "_")] {
+			missing = append(missing, n)
+		}
+	}
+	return missing
 }
 
 // moduleName is the name modules.alias uses for the module at path p:

@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/homerouter/homerouter/platform"
 )
 
 // fakeModules makes a modules dir like depmod leaves in build/kernel.
@@ -173,5 +176,50 @@ func TestModuleFilesErrors(t *testing.T) {
 	}
 	if _, err := moduleFiles(t.TempDir(), testSet); err == nil {
 		t.Error("a dir without modules.dep did not fail")
+	}
+}
+
+func TestMissingModules(t *testing.T) {
+	files, err := moduleFiles(fakeModules(t), testSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		names, want []string
+	}{
+		{[]string{"virtio_net", "failover", "e1000e"}, nil}, // failover: a dependency
+		{[]string{"virtio"}, nil},                           // built in
+		{[]string{"usb-storage", "usb_storage"}, nil},       // '-' and '_' are one
+		{[]string{"e100", "snd", "virtio_net", "nf_tables"}, []string{"e100", "snd", "nf_tables"}},
+	} {
+		if got := missingModules(files, tc.names); !slices.Equal(got, tc.want) {
+			t.Errorf("missingModules(%q) = %q, want %q", tc.names, got, tc.want)
+		}
+	}
+}
+
+// TestImageModules checks the module selection against the kernel `make
+// image` unpacked, when it is there: PID 1's named modules (the
+// firewall's among them) are in the image, with their dependencies.
+func TestImageModules(t *testing.T) {
+	versionFile := filepath.Join("..", "build", "kernel", "VERSION")
+	v, err := os.ReadFile(versionFile)
+	if err != nil {
+		t.Skipf("no kernel unpacked (%v): run make kernel", err)
+	}
+	dir := filepath.Join("..", "build", "kernel", "lib", "modules", strings.TrimSpace(string(v)))
+	files, err := moduleFiles(dir, moduleSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing := missingModules(files, platform.NamedModules()); len(missing) > 0 {
+		t.Errorf("the image lacks %q", missing)
+	}
+	// What the firewall's modules need, by name: dependencies that
+	// modules.dep brings along.
+	for _, m := range []string{"nfnetlink", "libcrc32c", "nf_defrag_ipv4", "nf_defrag_ipv6", "nft_fib_ipv4", "nft_fib_ipv6", "nf_reject_ipv4", "nf_reject_ipv6", "nft_reject", "nf_flow_table"} {
+		if missing := missingModules(files, []string{m}); len(missing) > 0 {
+			t.Errorf("the image lacks %s", m)
+		}
 	}
 }

@@ -270,3 +270,36 @@ func (c *Coldplug) Run(settle time.Duration) []string {
 	}
 	return all
 }
+
+// firewallModules are loaded whatever the hardware: what the firewall's
+// ruleset (services/firewall) uses, by module name in Debian's 6.1
+// kernel. The kernel would ask for most of them through /sbin/modprobe
+// (see Modprobe), but loading them at boot makes the first ruleset apply
+// at once, and a module missing from the image shows on /health.json as a
+// platform problem instead of as a ruleset that fails to load.
+//
+// Their dependencies come along (nfnetlink, libcrc32c, nf_defrag_ipv4 and
+// nf_defrag_ipv6, nft_fib_ipv4 and nft_fib_ipv6, nft_reject,
+// nf_reject_ipv4 and nf_reject_ipv6, nf_flow_table). Not listed because
+// nf_tables.ko holds them: the counter, exthdr (TCP MSS clamping), rt
+// (route MTU), meta, payload, lookup, dynset and last expressions, and
+// the hash, rbtree and pipapo sets.
+var firewallModules = []string{
+	// nftables, connection tracking and NAT.
+	"nf_tables", "nf_conntrack", "nf_nat", "nft_chain_nat", "nft_ct", "nft_nat",
+	"nft_masq", "nft_redir",
+	// The policy: reject, reverse-path and local-address checks, rate
+	// limits, named counters.
+	"nft_reject_inet", "nft_fib_inet", "nft_limit", "nft_objref",
+	// The flowtable (the fast path of established flows) and the rule
+	// that adds flows to it.
+	"nf_flow_table_inet", "nft_flow_offload",
+}
+
+// NamedModules are the modules PID 1 loads by name at boot, whatever the
+// hardware: a crc32c (ext4 and nf_tables need one, and the kernel asks
+// for it only by alias), ext4 for /perm, and the firewall's. The image
+// builder checks that the image carries each of them.
+func NamedModules() []string {
+	return append([]string{"crc32c_generic", "ext4"}, firewallModules...)
+}

@@ -167,15 +167,6 @@ func mountKernelFilesystems() error {
 	return nil
 }
 
-// firewallModules are loaded whatever the hardware: the firewall's
-// nftables expressions, connection tracking and NAT. The kernel would ask
-// for most of them through /sbin/modprobe (see Modprobe), but loading
-// them at boot makes the first ruleset apply at once.
-var firewallModules = []string{
-	"nf_tables", "nf_conntrack", "nf_nat", "nft_chain_nat", "nft_ct", "nft_nat",
-	"nft_masq", "nft_redir", "nft_reject_inet", "nft_fib_inet", "nft_limit",
-}
-
 // loadModules coldplugs the modules for the hardware present, then the
 // firewall's and ext4 (for /perm), after the crc32c both need: the kernel
 // asks for it only by alias ("crypto-crc32c") and fails the mount or the
@@ -190,7 +181,7 @@ func (s *System) loadModules() ([]string, error) {
 	load := func(m string) error { return prober.Probe(m, "") }
 	s.coldplug = &Coldplug{SysDevices: "/sys/devices", Aliases: aliases, Load: load, Logf: s.logger.Printf}
 	loaded := s.coldplug.Run(200 * time.Millisecond)
-	for _, m := range append([]string{"crc32c_generic", "ext4"}, firewallModules...) {
+	for _, m := range NamedModules() {
 		if err := load(m); err != nil {
 			s.problem("modules: %s: %v", m, err)
 			continue

@@ -134,8 +134,14 @@ func (s *Service) Run(ctx context.Context) error {
 
 // inputs derives the ruleset's inputs from the store.
 func (s *Service) inputs() Inputs {
-	in := Inputs{LAN: state.LAN, Uplink: state.Uplink, Flowtable: s.flowtable}
+	in := Inputs{LAN: state.LAN, Uplink: state.Uplink}
 	links := s.st.Links.Value()
+	// A flowtable names its devices, which must exist: until netconfig
+	// has named both links there is none (and its absence then says
+	// nothing about the kernel).
+	_, lanOK := state.FindLink(links, state.LAN)
+	_, uplinkOK := state.FindLink(links, state.Uplink)
+	in.Flowtable = s.flowtable && lanOK && uplinkOK
 	if l, ok := state.FindLink(links, state.LAN); ok {
 		for _, a := range l.InForce {
 			p := a.Prefix.Masked()

@@ -81,6 +81,13 @@ func TestInputs(t *testing.T) {
 	}})
 	s := New(st, log.New(io.Discard, "", 0))
 	s.flowtable = true
+	// Without lan0 there is no flowtable: it names both links.
+	lan := st.Links.Value()[1]
+	st.Links.Publish(st.Links.Value()[:1])
+	if in := s.inputs(); in.Flowtable {
+		t.Error("a flowtable without lan0")
+	}
+	st.Links.Publish(append(st.Links.Value(), lan))
 	got := s.inputs()
 	want := Inputs{
 		LAN: "lan0", Uplink: "uplink0",
