@@ -244,8 +244,9 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
-		{Name: firewall.ServiceName, Run: newFirewall(st, logger("firewall")).Run},
 	}
+	fw := newFirewall(st, logger("firewall"), dir)
+	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})
 	for _, svc := range svcs {
 		endpoints = append(endpoints, svc.Endpoints...)
 	}
@@ -277,10 +278,16 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 
 // newFirewall returns the firewall service. HOMEROUTER_FIREWALL_FAULT,
 // when set, makes every ruleset fail to load with its value: the lab
-// shows with it that forwarding then stays off.
-func newFirewall(st *state.Store, logger *log.Logger) *firewall.Service {
+// shows with it that forwarding then stays off. A file named
+// firewall.BenchFile in the perm directory dir turns on its bench mode
+// switch, for make bench.
+func newFirewall(st *state.Store, logger *log.Logger, dir string) *firewall.Service {
 	fw := firewall.New(st, logger)
 	fw.Fault = os.Getenv("HOMEROUTER_FIREWALL_FAULT")
+	if _, err := os.Stat(filepath.Join(dir, firewall.BenchFile)); err == nil {
+		fw.Bench = true
+		logger.Printf("%s: the bench mode switch is on (POST /firewall/mode)", firewall.BenchFile)
+	}
 	return fw
 }
 

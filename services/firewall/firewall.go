@@ -18,16 +18,21 @@
 package firewall
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
 
 	"github.com/homerouter/homerouter/internal/sysctl"
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -58,8 +63,14 @@ type Service struct {
 	// Fault, when not empty, makes every apply fail with it: how the lab
 	// shows that a ruleset the kernel refuses leaves forwarding off.
 	Fault string
+	// Bench serves POST /firewall/mode (see Endpoints), which can take
+	// the ruleset away: for benchmarks only, never on a router in use.
+	Bench bool
 	// procSys is where sysctls are written (tests use a directory).
 	procSys string
+	// mode is the bench mode: "full" (the default), "noflowtable" or
+	// "off".
+	mode *state.Topic[string]
 
 	// The fields below belong to Run.
 	applied   string    // the ruleset in force, as text; "" when none
@@ -70,7 +81,40 @@ type Service struct {
 
 // New returns the firewall service.
 func New(st *state.Store, logger *log.Logger) *Service {
-	return &Service{st: st, logger: logger, procSys: sysctl.Root}
+	return &Service{st: st, logger: logger, procSys: sysctl.Root, mode: state.NewTopic[string]("firewall mode")}
+}
+
+// Bench modes (see Endpoints).
+const (
+	modeFull        = "full"
+	modeNoFlowtable = "noflowtable"
+	modeOff         = "off"
+)
+
+// Endpoints are the firewall's pages: with Bench, POST /firewall/mode
+// with a body of "full", "noflowtable" or "off" (no ruleset at all,
+// forwarding on), which `make bench` uses to compare the three in one
+// boot of the image, where there is no nft. It needs no password on
+// purpose, and that is why it exists only with Bench: /health.json then
+// carries a notice.
+func (s *Service) Endpoints() []services.Endpoint {
+	if !s.Bench {
+		return nil
+	}
+	return []services.Endpoint{{Pattern: "POST /firewall/mode", Handler: http.HandlerFunc(s.setMode)}}
+}
+
+func (s *Service) setMode(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(io.LimitReader(r.Body, 64))
+	mode := strings.TrimSpace(string(b))
+	switch mode {
+	case modeFull, modeNoFlowtable, modeOff:
+	default:
+		http.Error(w, fmt.Sprintf("mode %q is not full, noflowtable or off", mode), http.StatusBadRequest)
+		return
+	}
+	s.mode.Publish(mode)
+	fmt.Fprintf(w, "firewall mode %s asked for; /health.json shows it in force\n", mode)
 }
 
 // Run implements services.Service.
@@ -89,9 +133,23 @@ func (s *Service) Run(ctx context.Context) error {
 	tick := time.NewTicker(countersEvery)
 	defer tick.Stop()
 	for {
-		w := state.WatchAll(s.st.Links, s.st.PortForwardings, s.st.Interfaces)
+		w := state.WatchAll(s.st.Links, s.st.PortForwardings, s.st.Interfaces, s.mode)
 		in := s.inputs()
-		err := s.apply(in)
+		var err error
+		if mode := s.mode.Value(); mode == modeOff {
+			err = s.off()
+		} else {
+			if mode == modeNoFlowtable {
+				in.Flowtable = false
+			}
+			err = s.apply(in)
+		}
+		if s.Bench {
+			mode := cmp.Or(s.mode.Value(), modeFull)
+			if err == nil {
+				s.st.ReportNotice(ServiceName+" bench", fmt.Sprintf("bench mode %s in force (/perm/%s): not for a router in use", mode, BenchFile))
+			}
+		}
 		switch {
 		case err != nil:
 			retry = min(max(2*retry, retryMin), retryMax)
@@ -130,6 +188,31 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// BenchFile in /perm turns Bench on (main reads it at start).
+const BenchFile = "firewall-bench"
+
+// off takes the table away and leaves forwarding on: the bench's "no
+// ruleset at all".
+func (s *Service) off() error {
+	if s.applied == modeOff {
+		return nil
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("firewall: netlink: %w", err)
+	}
+	defer c.CloseLasting()
+	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("firewall: remove the table: %w", err)
+	}
+	s.logger.Printf("bench mode off: no ruleset, forwarding on")
+	s.applied, s.appliedAt = modeOff, time.Time{}
+	return s.setForwarding(true)
 }
 
 // inputs derives the ruleset's inputs from the store.
@@ -279,7 +362,7 @@ func (s *Service) setForwarding(on bool) error {
 // publish publishes what is in force, with the counters.
 func (s *Service) publish(in Inputs) {
 	st := state.FirewallStatus{Counters: s.base}
-	if s.applied != "" {
+	if s.applied != "" && s.applied != modeOff {
 		st.Applied = s.appliedAt
 		st.Forwarding = true
 		st.Flowtable = in.Flowtable && s.flowtable

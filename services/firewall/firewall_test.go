@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -104,5 +105,32 @@ func TestInputs(t *testing.T) {
 	opts := cmp.Options{cmp.AllowUnexported(Forward{}, portRange{}), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 	if d := cmp.Diff(want, got, opts); d != "" {
 		t.Errorf("inputs -want +got:\n%s", d)
+	}
+}
+
+// TestBenchEndpoint: the mode switch exists only with Bench, and takes
+// only the three modes.
+func TestBenchEndpoint(t *testing.T) {
+	s := New(state.NewStore(t.TempDir()), log.New(io.Discard, "", 0))
+	if e := s.Endpoints(); e != nil {
+		t.Fatalf("endpoints without Bench: %+v", e)
+	}
+	s.Bench = true
+	e := s.Endpoints()
+	if len(e) != 1 || e[0].Pattern != "POST /firewall/mode" || e[0].NeedsPassword {
+		t.Fatalf("endpoints with Bench: %+v", e)
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+	}{{"bogus", 400}, {"off\n", 200}, {"noflowtable", 200}} {
+		rec := httptest.NewRecorder()
+		e[0].Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/firewall/mode", strings.NewReader(tc.body)))
+		if rec.Code != tc.code {
+			t.Errorf("POST %q = %d %s, want %d", tc.body, rec.Code, rec.Body, tc.code)
+		}
+	}
+	if got := s.mode.Value(); got != modeNoFlowtable {
+		t.Errorf("mode %q, want noflowtable", got)
 	}
 }
