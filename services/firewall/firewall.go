@@ -316,7 +316,7 @@ func (s *Service) apply(in Inputs) error {
 	if s.applied == "" {
 		s.logger.Printf("ruleset in force: %d rules, %d forwards, flowtable %v", rs.rules(), len(in.Forwards), in.Flowtable)
 	} else {
-		s.logger.Printf("ruleset replaced: %d rules, %d forwards", rs.rules(), len(in.Forwards))
+		s.logger.Printf("ruleset replaced: %d rules, %d forwards, flowtable %v", rs.rules(), len(in.Forwards), in.Flowtable)
 	}
 	s.applied, s.appliedAt = text, time.Now()
 	return s.setForwarding(true)
