@@ -9,7 +9,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Debian packages of the lab's real peers and clients.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
-	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin
+	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
+	nftables iperf3 busybox
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
@@ -51,8 +52,8 @@ deps:
 test: deps image pxe
 	$(GO) vet ./...
 	@mkdir -p build
-	@echo "go test -v -count=1 -timeout 20m ./... (the benchmark only in make bench; full log: build/test.log)"
-	@$(GO) test -v -count=1 -timeout 20m -skip '^TestBenchDHCP$$' ./... > build/test.log 2>&1; rc=$$?; \
+	@echo "go test -v -count=1 -timeout 20m ./... (the benchmarks only in make bench; full log: build/test.log)"
+	@$(GO) test -v -count=1 -timeout 20m -skip '^TestBench' ./... > build/test.log 2>&1; rc=$$?; \
 	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|^panic:|initramfs size:|power-on to first LAN lease:' build/test.log; \
 	if [ $$rc -ne 0 ]; then echo "--- full log:"; grep -v '^=== ' build/test.log; fi; \
 	exit $$rc
@@ -99,10 +100,14 @@ lab: deps homerouter
 
 # bench has perfdhcp find the highest DHCPv4 DORA rate (>= 99% completed)
 # of homerouter's dhcp4d and of dnsmasq, in the same lab topology, and
-# prints both and their ratio (TestBenchDHCP).
-bench: deps
+# prints both and their ratio (TestBenchDHCP); and has iperf3 measure TCP
+# from the LAN through the router to the ISP with the full firewall
+# ruleset and with none, and prints both and their ratio
+# (TestBenchFirewall), and the same in one boot of the image, with the
+# flowtable too (TestBenchImageFirewall).
+bench: deps image
 	@mkdir -p build
-	@HOMEROUTER_BENCH=1 HOMEROUTER_LAB=required $(GO) test -v -count=1 -timeout 15m -run '^TestBenchDHCP$$' . > build/bench.log 2>&1; rc=$$?; \
+	@HOMEROUTER_BENCH=1 HOMEROUTER_LAB=required $(GO) test -v -count=1 -timeout 30m -run '^(TestBenchDHCP|TestBenchFirewall|TestBenchImageFirewall)$$' . > build/bench.log 2>&1; rc=$$?; \
 	grep -v -E '^=== |lab\.go:|process\.go:' build/bench.log; \
 	exit $$rc
 

@@ -4,15 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/homerouter/homerouter/internal/lab"
+	"github.com/homerouter/homerouter/platform"
+	"github.com/homerouter/homerouter/services/firewall"
+	"github.com/homerouter/homerouter/services/httpd"
 )
 
 // The image tests boot what `make image`, `make pxe` and `make disk`
@@ -378,4 +385,392 @@ func TestImageDisk(t *testing.T) {
 			}
 		})
 	}
+}
+
+// imageHomeArtifacts skips the test (fails it with
+// HOMEROUTER_LAB=required) unless the image is built and QEMU, the ISP's
+// peers, the client and the servers are installed.
+func imageHomeArtifacts(t *testing.T, binaries ...string) {
+	t.Helper()
+	lab.Require(t, append([]string{"qemu-system-x86_64", "mke2fs", "dnsmasq", "dhcpd", "radvd", "udhcpc", "curl", "busybox", "ss"}, binaries...)...)
+	lab.RequireFiles(t, imageKernel, imageInitrd, "/dev/net/tun")
+}
+
+// imageRouterLAN is lan0's address in the image home tests.
+const imageRouterLAN = "192.168.42.1"
+
+// imageHome is the image booted as the router between the lab's ISP and
+// a LAN client (lab.ImageHome), with the client configured from its
+// lease.
+type imageHome struct {
+	*lab.ImageHome
+	vm *lab.VM
+	// start is when QEMU was started.
+	start time.Time
+	// uplink is the router's uplink address (its DHCPv4 lease from the
+	// ISP); client the LAN client's (its lease from the router).
+	uplink, client netip.Addr
+}
+
+var imageBoundRE = regexp.MustCompile(`dhcp4: bound to ([0-9.]+)/`)
+
+// bootImageHome boots the image directly (kernel and initramfs) in an
+// ImageHome, with /perm on a virtio disk that holds interfaces.json
+// (lan0 192.168.42.1/24), and waits for the LAN client's lease, which it
+// configures on the client's eth0 with a default route through the
+// router, and for the uplink's. perm holds more files for /perm, by name.
+func bootImageHome(ctx context.Context, t *testing.T, l *lab.Lab, perm map[string]string) *imageHome {
+	t.Helper()
+	h, err := lab.NewImageHome(l, lab.HomeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := t.TempDir()
+	files := map[string]string{"interfaces.json": permInterfaces(imageRouterLAN + "/24")}
+	maps.Copy(files, perm)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "perm.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v: %s", err, out)
+	}
+	r := &imageHome{ImageHome: h, start: time.Now()}
+	r.vm, err = h.StartVM(lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]string
+	for {
+		// Many tries in one run, so the time to the lease is not rounded
+		// up to udhcpc restarts.
+		if env, err = l.UDHCPC(ctx, h.LAN, "eth0", "-t", "120"); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no LAN lease from the VM: %v", err)
+		case <-r.vm.Exited():
+			t.Fatalf("VM exited: %v", r.vm.Err())
+		case <-time.After(time.Second): // udhcpc failed at once
+		}
+	}
+	t.Logf("power-on to first LAN lease: %d ms (%s/%s, router %s)", time.Since(r.start).Milliseconds(), env["ip"], env["mask"], env["router"])
+	if env["router"] != imageRouterLAN || env["serverid"] != imageRouterLAN {
+		t.Errorf("lease %v: router %q, server %q, want %s", env["ip"], env["router"], env["serverid"], imageRouterLAN)
+	}
+	if r.client, err = netip.ParseAddr(env["ip"]); err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	for _, args := range [][]string{
+		{"addr", "add", env["ip"] + "/" + env["mask"], "dev", "eth0"},
+		{"route", "add", "default", "via", imageRouterLAN},
+	} {
+		if _, err := h.LAN.Run(ctx, "ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.vm.WaitOutput(ctx, "dhcp4: bound to "); err != nil {
+		t.Fatalf("uplink lease: %v", err)
+	}
+	m := imageBoundRE.FindStringSubmatch(r.vm.Output())
+	if m == nil {
+		t.Fatalf("no uplink address on the console")
+	}
+	r.uplink = netip.MustParseAddr(m[1])
+	if !netip.MustParsePrefix(lab.ISPPrefix4).Contains(r.uplink) {
+		t.Errorf("uplink address %s, want one in the ISP's %s", r.uplink, lab.ISPPrefix4)
+	}
+	return r
+}
+
+// waitThrough waits (up to within) until the LAN client fetches web's
+// index through the router and returns the time since power-on. It does
+// not fail the test: the caller says what a failure means.
+func (r *imageHome) waitThrough(ctx context.Context, web *lab.WebServer, within time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	err := lab.WaitFor(ctx, "LAN client to fetch "+web.URL("/")+" through the router", func() error {
+		select {
+		case <-r.vm.Exited():
+			return lab.Abort(fmt.Errorf("VM exited: %v", r.vm.Err()))
+		default:
+		}
+		body, err := r.LAN.HTTPGet(ctx, web.URL("/"), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		if body != web.Body+"\n" {
+			return lab.Abort(fmt.Errorf("body %q, want %q", body, web.Body+"\n"))
+		}
+		return nil
+	})
+	return time.Since(r.start), err
+}
+
+// health fetches /health.json from the router's LAN address, as the LAN
+// client, and returns the HTTP status, the body and the body decoded.
+func (r *imageHome) health(ctx context.Context, t *testing.T) (int, string, httpd.Health) {
+	t.Helper()
+	out, err := r.LAN.Run(ctx, "curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", "http://"+imageRouterLAN+"/health.json")
+	if err != nil {
+		t.Fatalf("health from %s: %v", imageRouterLAN, err)
+	}
+	out = strings.TrimRight(out, "\n")
+	i := strings.LastIndex(out, "\n")
+	code, err := strconv.Atoi(out[i+1:])
+	if i < 0 || err != nil {
+		t.Fatalf("health from %s: no status in %q", imageRouterLAN, out)
+	}
+	body := out[:i]
+	var h httpd.Health
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("health from %s: %v:\n%s", imageRouterLAN, err, body)
+	}
+	return code, body, h
+}
+
+// imageChecks returns every check of the tree under c (c included),
+// each with its path ("homerouter/services/firewall").
+func imageChecks(c httpd.Check, parent string) map[string]httpd.Check {
+	path := c.Name
+	if parent != "" {
+		path = parent + "/" + c.Name
+	}
+	all := map[string]httpd.Check{path: c}
+	for _, ch := range c.Children {
+		maps.Copy(all, imageChecks(ch, path))
+	}
+	return all
+}
+
+// imageJSONBools returns the values of every boolean named key anywhere
+// in the JSON text, however deep: where /health.json shows the
+// firewall's status may change without this test knowing.
+func imageJSONBools(text, key string) []bool {
+	var v any
+	if json.Unmarshal([]byte(text), &v) != nil {
+		return nil
+	}
+	var found []bool
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if b, ok := x.(bool); ok && k == key {
+					found = append(found, b)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	return found
+}
+
+// imageFirewallModules are the netfilter modules PID 1 loads by name
+// (platform.NamedModules without crc32c and ext4).
+func imageFirewallModules() []string {
+	var mods []string
+	for _, m := range platform.NamedModules() {
+		if strings.HasPrefix(m, "nf") {
+			mods = append(mods, m)
+		}
+	}
+	return mods
+}
+
+// imageFlowtableRE is the firewall's log line when its ruleset with a
+// flowtable came into force.
+const imageFlowtableRE = `firewall: ruleset (in force|replaced): .*flowtable true`
+
+// imageWebBody is what the ISP's web server serves in the image tests.
+const imageWebBody = "homerouter image test: the ISP's web server"
+
+// TestImageFirewall boots the image as the router between the lab's ISP
+// (dnsmasq, dhcpd -6, radvd and a web server) and a LAN client, both on
+// taps bridged into their namespaces, and checks the firewall there, on
+// Debian's kernel: the LAN client reaches the ISP's web server through
+// the router, masqueraded to the uplink address, and /health.json shows
+// the firewall running and healthy with its flowtable (no flowtable
+// notice, as the lab's kernel gives).
+func TestImageFirewall(t *testing.T) {
+	imageHomeArtifacts(t)
+	l := lab.NewT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), vmBootTimeout)
+	defer cancel()
+	r := bootImageHome(ctx, t, l, nil)
+	web, err := l.StartWebServer(ctx, r.ISP, netip.AddrPortFrom(netip.MustParseAddr(lab.ISPAddr4), 80), imageWebBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The firewall switches forwarding on once its ruleset is in force,
+	// and the ISP has no route to the LAN's subnet: only a masqueraded
+	// connection gets through.
+	took, err := r.waitThrough(ctx, web, time.Minute)
+	if err != nil {
+		t.Errorf("LAN to the ISP's web server through the router: %v", err)
+	} else {
+		t.Logf("power-on to LAN client fetching the ISP's web page through the router: %d ms", took.Milliseconds())
+		remote, err := r.LAN.HTTPGet(ctx, web.URL(lab.RemotePath), 10*time.Second)
+		if got := strings.TrimSpace(remote); err != nil || got != r.uplink.String() {
+			t.Errorf("the ISP's web server saw the LAN client %s as %q (%v), want the router's uplink address %s (masquerade)", r.client, got, err, r.uplink)
+		}
+	}
+
+	code, body, h := r.health(ctx, t)
+	t.Logf("GET http://%s/health.json: %d\n%s", imageRouterLAN, code, body)
+	if code != 200 || h.FirstError != "" {
+		t.Errorf("/health.json: %d, first_error %q, want 200 and none", code, h.FirstError)
+	}
+	checks := imageChecks(h.Checks, "")
+	if fw, ok := checks["homerouter/services/firewall"]; !ok {
+		t.Errorf("/health.json has no firewall service")
+	} else if !fw.OK || fw.Error != "" {
+		t.Errorf("/health.json: the firewall is not healthy: %+v", fw)
+	}
+	// Debian's kernel has flowtables: the firewall has no reason for a
+	// notice (the lab's kernel gives one: no flowtable).
+	for path, c := range checks {
+		if strings.HasPrefix(c.Name, "firewall") && c.Notice != "" {
+			t.Errorf("/health.json: %s has a notice: %s", path, c.Notice)
+		}
+	}
+	// Wherever /health.json shows the firewall's status, its flowtable
+	// is in force; and the firewall's log says so.
+	if fts := imageJSONBools(body, "flowtable"); len(fts) == 0 {
+		t.Logf("/health.json does not show whether the flowtable is in force; no notice says it is not")
+	} else if slices.Contains(fts, false) {
+		t.Errorf("/health.json: flowtable %v, want true", fts)
+	}
+	t.Logf("console: %s", consoleHas(t, r.vm, imageFlowtableRE))
+
+	// PID 1 loaded the firewall's modules at boot (consoleClean below:
+	// without a problem).
+	loaded := strings.TrimSpace(consoleHas(t, r.vm, `platform: modules: loaded .*`))
+	for _, m := range imageFirewallModules() {
+		if !strings.Contains(loaded+" ", " "+m+" ") {
+			t.Errorf("PID 1 did not load %s: %s", m, loaded)
+		}
+	}
+	if err := r.vm.Shutdown(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	consoleClean(t, r.vm)
+}
+
+// imageBenchConfigs are the firewall's configurations that
+// TestBenchImageFirewall measures, in this order; the first is the one
+// the image boots with.
+var imageBenchConfigs = []struct {
+	name string
+	// mode is what setImageFirewallMode takes.
+	mode string
+}{
+	{"full ruleset with flowtable", "full"},
+	{"full ruleset, no flowtable", "noflowtable"},
+	{"no ruleset", "off"},
+}
+
+// imageBenchPerm are the /perm files TestBenchImageFirewall boots with:
+// firewall-bench turns on the firewall's bench mode switch.
+var imageBenchPerm = map[string]string{firewall.BenchFile: ""}
+
+// setImageFirewallMode puts the running image's firewall in mode: "full"
+// (what it boots with: the full ruleset and, on Debian's kernel, its
+// flowtable), "noflowtable" (the same ruleset without the flowtable) or
+// "off" (no ruleset at all, with forwarding on), through the firewall's
+// bench switch (the image has no nft). It returns once /health.json
+// shows the mode in force.
+func setImageFirewallMode(ctx context.Context, t *testing.T, r *imageHome, mode string) error {
+	t.Helper()
+	if out, err := r.LAN.Run(ctx, "curl", "-sSf", "--max-time", "10", "-X", "POST", "--data", mode, "http://"+imageRouterLAN+"/firewall/mode"); err != nil {
+		return fmt.Errorf("POST /firewall/mode %s: %v: %s", mode, err, out)
+	}
+	want := "bench mode " + mode + " in force"
+	if err := lab.WaitFor(ctx, "/health.json: "+want, func() error {
+		_, body, _ := r.health(ctx, t)
+		if !strings.Contains(body, want) {
+			return fmt.Errorf("no %q in:\n%s", want, body)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if mode == "full" && !regexp.MustCompile(imageFlowtableRE).MatchString(r.vm.Output()) {
+		return fmt.Errorf("the console lacks %q", imageFlowtableRE)
+	}
+	return nil
+}
+
+// imageBenchDuration is how long each iperf3 run measures, after
+// imageBenchOmit seconds of TCP ramp-up that it leaves out.
+const (
+	imageBenchDuration = 10 * time.Second
+	imageBenchOmit     = "2"
+)
+
+// TestBenchImageFirewall is the image's part of the firewall benchmark:
+// in one boot of the image under QEMU, iperf3 TCP from the LAN client to
+// the ISP host through the router with the full ruleset and its
+// flowtable, with the full ruleset only, and with no ruleset, printed
+// with their ratios. Under TCG the absolute figures mean little; the
+// ratios show what the ruleset costs and what the flowtable gains. It
+// runs only with HOMEROUTER_BENCH=1.
+func TestBenchImageFirewall(t *testing.T) {
+	if os.Getenv("HOMEROUTER_BENCH") != "1" {
+		t.Skip("set HOMEROUTER_BENCH=1 (make bench) to run the image's firewall benchmark")
+	}
+	imageHomeArtifacts(t, "iperf3")
+	l := lab.NewT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r := bootImageHome(ctx, t, l, imageBenchPerm)
+	isp := netip.MustParseAddr(lab.ISPAddr4)
+	web, err := l.StartWebServer(ctx, r.ISP, netip.AddrPortFrom(isp, 80), imageWebBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := netip.AddrPortFrom(isp, 5201)
+	if _, err := l.StartIPerf3Server(ctx, r.ISP, server); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.waitThrough(ctx, web, time.Minute); err != nil {
+		t.Fatalf("LAN to the ISP through the router: %v", err)
+	}
+
+	bps := map[string]float64{}
+	for _, c := range imageBenchConfigs {
+		if err := setImageFirewallMode(ctx, t, r, c.mode); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		res, err := r.LAN.IPerf3(ctx, server, imageBenchDuration, "-O", imageBenchOmit)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		bps[c.name] = res.ReceivedBPS
+		t.Logf("%s: iperf3 TCP LAN -> ISP through the router: %.0f Mbit/s received (%.0f sent, %d retransmits)",
+			c.name, res.ReceivedBPS/1e6, res.SentBPS/1e6, res.Retransmits)
+	}
+	full, flow, none := bps[imageBenchConfigs[1].name], bps[imageBenchConfigs[0].name], bps[imageBenchConfigs[2].name]
+	ratio := func(a, b float64) string {
+		if a == 0 || b == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	t.Logf("image under QEMU (TCG), iperf3 TCP LAN -> ISP: full ruleset / no ruleset %s; with flowtable / no ruleset %s; with flowtable / without %s",
+		ratio(full, none), ratio(flow, none), ratio(flow, full))
+	if err := r.vm.Shutdown(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	consoleClean(t, r.vm)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ type Process struct {
 	ns     *Netns
 	cmd    *exec.Cmd
 	log    *os.File
+	stdin  io.WriteCloser // nil unless started with StartOptions.Stdin
 	exited chan struct{}
 
 	mu      sync.Mutex
@@ -45,6 +47,23 @@ func (w procWriter) Write(b []byte) (int, error) {
 // The process gets its own process group (so helpers it forks are killed
 // too) and dies with the test binary (Pdeathsig).
 func (l *Lab) Start(n *Netns, name string, args ...string) (*Process, error) {
+	return l.StartWith(n, StartOptions{}, name, args...)
+}
+
+// StartOptions are what few processes need beyond Start. The zero value
+// starts a process exactly as Start does.
+type StartOptions struct {
+	// Env is added to the test's environment (later entries win), e.g.
+	// a fault-injection variable for the router.
+	Env []string
+	// Stdin gives the process a pipe as its standard input, written with
+	// Process.Write (an interactive session such as nc). Without it the
+	// process reads from /dev/null.
+	Stdin bool
+}
+
+// StartWith is Start with options: extra environment, a stdin pipe.
+func (l *Lab) StartWith(n *Netns, opt StartOptions, name string, args ...string) (*Process, error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -65,6 +84,15 @@ func (l *Lab) Start(n *Netns, name string, args ...string) (*Process, error) {
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.Stdout = procWriter{p}
 	cmd.Stderr = procWriter{p}
+	if len(opt.Env) > 0 {
+		cmd.Env = append(os.Environ(), opt.Env...)
+	}
+	if opt.Stdin {
+		if p.stdin, err = cmd.StdinPipe(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lab: start %s in %s: %w", name, n.name, err)
+		}
+	}
 	p.cmd = cmd
 
 	l.mu.Lock()
@@ -80,7 +108,11 @@ func (l *Lab) Start(n *Netns, name string, args ...string) (*Process, error) {
 	}
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
-	l.logf("lab: started %s in %s (pid %d): %s %s; log %s", p.name, n.name, cmd.Process.Pid, name, strings.Join(args, " "), logPath)
+	env := ""
+	if len(opt.Env) > 0 {
+		env = " with " + strings.Join(opt.Env, " ")
+	}
+	l.logf("lab: started %s in %s (pid %d)%s: %s %s; log %s", p.name, n.name, cmd.Process.Pid, env, name, strings.Join(args, " "), logPath)
 
 	go func() {
 		err := cmd.Wait()
@@ -111,6 +143,23 @@ func (p *Process) Signal(sig os.Signal) error {
 	}
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		return fmt.Errorf("lab: signal %s: %w", p, err)
+	}
+	return nil
+}
+
+// Write sends s to the process's standard input, for a process started
+// with StartOptions.Stdin.
+func (p *Process) Write(s string) error {
+	if p.stdin == nil {
+		return fmt.Errorf("lab: write to %s: started without a stdin pipe", p)
+	}
+	select {
+	case <-p.exited:
+		return fmt.Errorf("lab: write to %s: already exited (%v)", p, p.Err())
+	default:
+	}
+	if _, err := io.WriteString(p.stdin, s); err != nil {
+		return fmt.Errorf("lab: write to %s: %w", p, err)
 	}
 	return nil
 }

@@ -297,7 +297,8 @@ func (s *Service) apply(in Inputs) error {
 			err = err2
 		} else {
 			s.flowtable = false
-			msg := fmt.Sprintf("no flowtable (the kernel refused one: %v): established flows take the slow path", err)
+			why, _, _ := strings.Cut(err.Error(), "; ")
+			msg := fmt.Sprintf("no flowtable, the kernel refused one (%s): established flows take the slow path", why)
 			s.logger.Print(msg)
 			s.st.ReportNotice(ServiceName, msg)
 			rs, text, err = rs2, rs2.String(), nil

@@ -257,6 +257,14 @@ func (r rule) rpfMissing() rule {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)})
 }
 
+// local matches packets to one of the router's own addresses, whatever
+// they are now: an uplink address that changes needs no new rule.
+func (r rule) local() rule {
+	return r.with("fib daddr type local",
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)})
+}
+
 // limit lets through at most perSecond packets a second (burst 5).
 func (r rule) limit(perSecond uint64) rule {
 	return r.with(fmt.Sprintf("limit rate %d/second", perSecond),

@@ -93,15 +93,16 @@ func Build(in Inputs) *Ruleset {
 	}
 	r := rule{}
 
-	// Destination NAT: port forwards from the uplink, and from the LAN
-	// to the uplink's address (hairpin).
+	// Destination NAT: port forwards to the router's own addresses from
+	// the uplink, and from the LAN to the uplink's address (hairpin; not
+	// to the router's LAN address, whose ports are the router's own).
 	pre := chain{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, hookName: "prerouting",
 		priority: nftables.ChainPriorityNATDest, priorityName: "dstnat"}
 	for _, f := range in.Forwards {
 		if !f.Dest.Is4() {
 			continue
 		}
-		pre.rules = append(pre.rules, r.iif(in.Uplink).dport(f.Proto, f.Ports).dnat4(f.Dest, f.DestPorts))
+		pre.rules = append(pre.rules, r.iif(in.Uplink).local().dport(f.Proto, f.Ports).dnat4(f.Dest, f.DestPorts))
 		for _, a := range in.Uplink4 {
 			pre.rules = append(pre.rules, r.iif(in.LAN).daddr(netip.PrefixFrom(a, 32)).dport(f.Proto, f.Ports).dnat4(f.Dest, f.DestPorts))
 		}

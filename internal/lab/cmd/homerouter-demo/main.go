@@ -1,7 +1,8 @@
 // Command homerouter-demo boots the router's image under QEMU between the
 // lab's simulated ISP and a LAN client, and shows it working (`make
 // demo`): the router's console, the client's DHCP lease, a DNS answer
-// through the router and /health.json, as they happen. It stays until
+// through the router, the ISP's web page through the router's NAT and
+// /health.json, as they happen. It stays until
 // Ctrl-C, then removes everything it made.
 //
 // The topology is the lab's home: the ISP namespace (dnsmasq for DHCPv4
@@ -18,11 +19,11 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -67,9 +68,15 @@ func run() error {
 		}
 	}()
 
-	say("building the ISP (dnsmasq, dhcpd -6, radvd) and the LAN")
+	say("building the ISP (dnsmasq, dhcpd -6, radvd, the web server www.isp.test) and the LAN")
 	h, err := lab.NewHome(l, lab.HomeOptions{NoRouter: true})
 	if err != nil {
+		return err
+	}
+	if _, err := h.ISP.Run(ctx, "ip", "addr", "add", lab.ISPWWWA+"/32", "dev", "isp0"); err != nil {
+		return err
+	}
+	if _, err := l.StartWebServer(ctx, h.ISP, netip.AddrPortFrom(netip.MustParseAddr(lab.ISPWWWA), 80), "Welcome to www.isp.test"); err != nil {
 		return err
 	}
 	cables := h.Router
@@ -182,8 +189,6 @@ func streamConsole(vm *lab.VM) {
 	}
 }
 
-var boundRE = regexp.MustCompile(`dhcp4: bound to ([0-9.]+)/`)
-
 func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time.Time) error {
 	var env map[string]string
 	for {
@@ -208,17 +213,7 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		}
 	}
 
-	// Without NAT yet (the firewall is a later issue), the ISP routes
-	// the home's subnet to the router's uplink address, as a routed ISP
-	// would.
-	if err := vm.WaitOutput(ctx, "dhcp4: bound to"); err != nil {
-		return err
-	}
-	m := boundRE.FindStringSubmatch(vm.Output())
-	if m == nil {
-		return errors.New("no uplink address on the console")
-	}
-	if _, err := h.ISP.Run(ctx, "ip", "route", "replace", "192.168.42.0/24", "via", m[1]); err != nil {
+	if err := vm.WaitOutput(ctx, "firewall: ruleset in force"); err != nil {
 		return err
 	}
 	out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+lab.ISPAddr4, "www.isp.test", "A")
@@ -226,6 +221,17 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		say("LAN client: DNS through the router: %v", err)
 	} else {
 		say("LAN client: DNS through the router (to the ISP's server %s; the router's own resolver is a later issue):\n%s", lab.ISPAddr4, indent(answerSection(out)))
+	}
+	// The ISP's web server, www.isp.test, through the router's NAT: the
+	// ISP has no route to the home's subnet, and sees the router's
+	// uplink address as the client.
+	www := "http://" + lab.ISPWWWA
+	body, err := h.LAN.HTTPGet(ctx, www+"/", 10*time.Second, "-H", "Host: www.isp.test")
+	if err != nil {
+		say("LAN client: GET http://www.isp.test/ through the router: %v", err)
+	} else {
+		seen, _ := h.LAN.HTTPGet(ctx, www+lab.RemotePath, 10*time.Second)
+		say("LAN client: GET http://www.isp.test/ (%s) through the router's NAT: %q; the ISP's server saw the request come from %s", lab.ISPWWWA, strings.TrimSpace(body), strings.TrimSpace(seen))
 	}
 	out, err = h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
 	if err != nil {
