@@ -23,7 +23,9 @@ type FirewallStatus struct {
 // FirewallCounters count packets and bytes per family and direction.
 // "Out" is from lan0 to uplink0, "in" from uplink0 to lan0 (replies and
 // forwarded ports). Dropped counts what the policy dropped: unsolicited
-// packets, spoofed sources, ports nobody opened.
+// packets, spoofed sources, ports nobody opened. With a flowtable, the
+// packets of a flow the kernel has offloaded take its fast path past the
+// counters: Forwarded then counts each flow's first packets only.
 type FirewallCounters struct {
 	ForwardedOut4 Counter `json:"forwarded_out_ipv4"`
 	ForwardedIn4  Counter `json:"forwarded_in_ipv4"`
