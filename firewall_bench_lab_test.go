@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/homerouter/homerouter/internal/lab"
+	"github.com/homerouter/homerouter/services/firewall"
 )
 
 // The firewall benchmark: fwBenchRounds rounds, each one iperf3 run of
@@ -25,8 +28,8 @@ const (
 // LAN host to an iperf3 server on the ISP side, through the router, with
 // the full ruleset (NAT, conntrack, the forward chain, MSS clamping; no
 // flowtable on the lab's kernel) and with no ruleset at all (the
-// firewall's table deleted while the router runs; forwarding stays on, and
-// the ISP routes the LAN back to the router). The two alternate, in
+// firewall's bench mode "off": the table taken away while the router
+// runs, forwarding on, and the ISP routes the LAN back to the router). The two alternate, in
 // swapped order each round, so that drift in the machine's speed falls on
 // both; it prints each run, both medians and their ratio. A benchmark,
 // not a timed test: it asserts only that the runs measured something. It
@@ -43,6 +46,10 @@ func TestBenchFirewall(t *testing.T) {
 
 	f := newFWHome(ctx, t, l, bin, fwForward)
 	f.logOnFailure(t)
+	// The bench mode switch (POST /firewall/mode).
+	if err := os.WriteFile(filepath.Join(f.PermDir, firewall.BenchFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	f.startRouter(t)
 	f.waitUplink(ctx, t)
 	f.setUpClient(ctx, t)
@@ -54,17 +61,6 @@ func TestBenchFirewall(t *testing.T) {
 	if _, err := l.StartIPerf3Server(ctx, f.ISP, server); err != nil {
 		t.Fatal(err)
 	}
-	// The table as the router made it, to put back after each run
-	// without it: the router re-applies only when an input changes.
-	table, err := f.Router.NFT(ctx, "list", "table", "inet", "homerouter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tableFile, err := l.WriteFile("homerouter-table.nft", table, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	hasTable := func() bool {
 		t.Helper()
 		rs, err := f.Router.Ruleset(ctx)
@@ -75,15 +71,20 @@ func TestBenchFirewall(t *testing.T) {
 	}
 	run := func(full bool) float64 {
 		t.Helper()
-		if !full {
-			if _, err := f.Router.NFT(ctx, "delete", "table", "inet", "homerouter"); err != nil {
-				t.Fatal(err)
+		mode := "off"
+		if full {
+			mode = "full"
+		}
+		if out, err := f.LAN.Run(ctx, "curl", "-sSf", "--max-time", "5", "-X", "POST", "-H", firewall.BenchHeader+": 1", "--data", mode, "http://"+fwLANIP+"/firewall/mode"); err != nil {
+			t.Fatalf("POST /firewall/mode %s: %v: %s", mode, err, out)
+		}
+		if err := lab.WaitFor(ctx, "the firewall's table present = "+fmt.Sprint(full), func() error {
+			if hasTable() != full {
+				return errors.New("not yet")
 			}
-			defer func() {
-				if _, err := f.Router.NFT(ctx, "-f", tableFile); err != nil {
-					t.Fatal(err)
-				}
-			}()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
 		if v4, _ := f.forwarding(ctx, t); v4 != "1" {
 			t.Fatalf("net.ipv4.ip_forward is %s in the router namespace, want 1", v4)

@@ -584,6 +584,27 @@ func TestFirewallLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a table flushed by someone else comes back", func(t *testing.T) {
+		// nft flush ruleset, say: without the table the router would
+		// forward with no filter and no NAT.
+		if _, err := f.Router.NFT(ctx, "delete", "table", "inet", "homerouter"); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.WaitFor(ctx, "the firewall's table back", func() error {
+			rs, err := f.Router.Ruleset(ctx)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(rs, fwOwnTable+" {") || !strings.Contains(rs, "masquerade") {
+				return errors.New("not yet")
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		get(ctx, t, f.LAN, f.ISPWeb4.URL(lab.RemotePath), f.Uplink4.String())
+	})
+
 	t.Run("a LAN packet with a spoofed source is not forwarded", func(t *testing.T) {
 		for _, a := range []string{fwSpoofSrc4 + "/32", fwSpoofSrc6 + "/128"} {
 			if _, err := f.LAN.Run(ctx, "ip", "addr", "add", a, "dev", "eth0", "nodad"); err != nil {

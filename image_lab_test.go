@@ -692,7 +692,7 @@ var imageBenchPerm = map[string]string{firewall.BenchFile: ""}
 // shows the mode in force.
 func setImageFirewallMode(ctx context.Context, t *testing.T, r *imageHome, mode string) error {
 	t.Helper()
-	if out, err := r.LAN.Run(ctx, "curl", "-sSf", "--max-time", "10", "-X", "POST", "--data", mode, "http://"+imageRouterLAN+"/firewall/mode"); err != nil {
+	if out, err := r.LAN.Run(ctx, "curl", "-sSf", "--max-time", "10", "-X", "POST", "-H", firewall.BenchHeader+": 1", "--data", mode, "http://"+imageRouterLAN+"/firewall/mode"); err != nil {
 		return fmt.Errorf("POST /firewall/mode %s: %v: %s", mode, err, out)
 	}
 	want := "bench mode " + mode + " in force"
@@ -745,6 +745,12 @@ func TestBenchImageFirewall(t *testing.T) {
 	}
 	if _, err := r.waitThrough(ctx, web, time.Minute); err != nil {
 		t.Fatalf("LAN to the ISP through the router: %v", err)
+	}
+	// With no ruleset there is no NAT either: the ISP routes the home's
+	// subnet to the uplink address, as a routed ISP would, so that the
+	// three differ only in the ruleset.
+	if _, err := r.ISP.Run(ctx, "ip", "route", "replace", netip.MustParsePrefix(imageRouterLAN+"/24").Masked().String(), "via", r.uplink.String()); err != nil {
+		t.Fatal(err)
 	}
 
 	bps := map[string]float64{}

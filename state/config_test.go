@@ -229,6 +229,20 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "portforwardings: the same port for NAT and for pinholes to two hosts, one overlapping",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"portforwardings.json": "{\"forwardings\": [\n" +
+					" {\"proto\": \"tcp\", \"port\": \"443\", \"dest_addr\": \"192.168.42.10\", \"dest_port\": \"443\"},\n" +
+					" {\"proto\": \"tcp\", \"port\": \"443\", \"dest_addr\": \"fd00:78::10\", \"dest_port\": \"443\"},\n" +
+					" {\"proto\": \"tcp\", \"port\": \"443\", \"dest_addr\": \"fd00:78::11\", \"dest_port\": \"443\"},\n" +
+					" {\"proto\": \"tcp\", \"port\": \"400-500\", \"dest_addr\": \"fd00:78::11\", \"dest_port\": \"400-500\"}]}",
+			},
+			want: []string{
+				`portforwardings.json:5:27: forwardings[3].port: tcp 400-500 overlaps forwardings[2]`,
+			},
+		},
+		{
 			name: "portforwardings: a pinhole with NAT, a name",
 			files: map[string]string{
 				"interfaces.json": `{"interfaces": []}`,

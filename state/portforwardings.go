@@ -18,11 +18,14 @@ import (
 //	  ]
 //	}
 //
-// An IPv4 dest_addr forwards the uplink address's port to that host with
-// destination NAT (LAN hosts may use the uplink address too). An IPv6
+// An IPv4 dest_addr forwards the port of the router's address (as the
+// internet reaches it) to that host with destination NAT; LAN hosts may
+// use the uplink address too. An IPv6
 // dest_addr opens a pinhole instead: the host's own address and port are
 // reachable from the internet, with no NAT, so dest_port must equal port.
-// Read by the firewall. A missing file means no forwardings.
+// The firewall forwards only to hosts on the LAN (inside lan0's subnet and
+// prefixes, or networks routed behind lan0): another destination is left
+// out, with a notice on /health.json. A missing file means no forwardings.
 type PortForwardings struct {
 	Forwardings []Forwarding `json:"forwardings"`
 }
@@ -77,9 +80,12 @@ func (f Forwarding) Protos() []string { return strings.Split(f.Proto, ",") }
 
 func (c *PortForwardings) validate(d *decoded) ConfigErrors {
 	var errs ConfigErrors
+	// A claim is a port of the uplink address (dest "", NAT) or of one
+	// IPv6 host (a pinhole): two forwards overlap only on the same one.
 	type claim struct {
 		proto string
 		ports PortRange
+		dest  string
 		path  string
 	}
 	var claims []claim
@@ -102,7 +108,7 @@ func (c *PortForwardings) validate(d *decoded) ConfigErrors {
 		switch {
 		case aerr != nil || dest.Zone() != "":
 			errs = append(errs, d.errorf(p+".dest_addr", "%q is not an IPv4 or IPv6 address", f.DestAddr))
-		case !dest.Unmap().IsGlobalUnicast() && !dest.Unmap().IsPrivate():
+		case !dest.Unmap().IsGlobalUnicast():
 			errs = append(errs, d.errorf(p+".dest_addr", "%s is not a host's unicast address", dest))
 		}
 		dport, derr := ParsePortRange(f.DestPort)
@@ -118,13 +124,17 @@ func (c *PortForwardings) validate(d *decoded) ConfigErrors {
 		case dport.First != dport.Last && dport != port:
 			errs = append(errs, d.errorf(p+".dest_port", "range %q is not port's range %q (or one port)", f.DestPort, f.Port))
 		}
+		on := ""
+		if aerr == nil && dest.Is6() && !dest.Is4In6() {
+			on = dest.String()
+		}
 		for _, proto := range protos {
 			for _, c := range claims {
-				if c.proto == proto && port.First <= c.ports.Last && c.ports.First <= port.Last {
+				if c.proto == proto && c.dest == on && port.First <= c.ports.Last && c.ports.First <= port.Last {
 					errs = append(errs, d.errorf(p+".port", "%s %s overlaps %s", proto, f.Port, c.path))
 				}
 			}
-			claims = append(claims, claim{proto, port, p})
+			claims = append(claims, claim{proto, port, on, p})
 		}
 	}
 	return errs

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/internal/sysctl"
 	"github.com/homerouter/homerouter/services"
@@ -105,6 +106,13 @@ func (s *Service) Endpoints() []services.Endpoint {
 }
 
 func (s *Service) setMode(w http.ResponseWriter, r *http.Request) {
+	// A header a web page cannot send cross-site without the browser
+	// asking first (CORS), so a page a LAN user visits cannot switch the
+	// firewall off.
+	if r.Header.Get(BenchHeader) != "1" {
+		http.Error(w, "POST /firewall/mode needs the header "+BenchHeader+": 1", http.StatusForbidden)
+		return
+	}
 	b, _ := io.ReadAll(io.LimitReader(r.Body, 64))
 	mode := strings.TrimSpace(string(b))
 	switch mode {
@@ -168,8 +176,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.publish(in)
 
-		wctx, cancel := ctx, context.CancelFunc(func() {})
+		wctx, cancel := context.WithCancel(ctx)
 		if retry > 0 {
+			cancel()
 			wctx, cancel = context.WithTimeout(ctx, retry)
 		}
 		done := make(chan error, 1)
@@ -180,7 +189,15 @@ func (s *Service) Run(ctx context.Context) error {
 			case <-done:
 				break wait
 			case <-tick.C:
-				s.publish(in)
+				if !s.publish(in) {
+					// Someone took the table away (nft flush ruleset):
+					// put it back now, or forwarding is open.
+					s.logger.Printf("the table inet %s is gone; loading it again", TableName)
+					s.applied = ""
+					cancel()
+					<-done
+					break wait
+				}
 			}
 		}
 		cancel()
@@ -193,11 +210,14 @@ func (s *Service) Run(ctx context.Context) error {
 // BenchFile in /perm turns Bench on (main reads it at start).
 const BenchFile = "firewall-bench"
 
+// BenchHeader must be "1" on POST /firewall/mode.
+const BenchHeader = "X-Homerouter-Bench"
+
 // off takes the table away and leaves forwarding on: the bench's "no
 // ruleset at all".
 func (s *Service) off() error {
 	if s.applied == modeOff {
-		return nil
+		return s.setForwarding(true)
 	}
 	c, err := nftables.New()
 	if err != nil {
@@ -225,14 +245,26 @@ func (s *Service) inputs() Inputs {
 	_, lanOK := state.FindLink(links, state.LAN)
 	_, uplinkOK := state.FindLink(links, state.Uplink)
 	in.Flowtable = s.flowtable && lanOK && uplinkOK
+	var lan []netip.Prefix
 	if l, ok := state.FindLink(links, state.LAN); ok {
 		for _, a := range l.InForce {
-			p := a.Prefix.Masked()
-			if p.Addr().Is4() {
-				in.LAN4 = appendNew(in.LAN4, p)
-			} else if !p.Addr().IsLinkLocalUnicast() {
-				in.LAN6 = appendNew(in.LAN6, p)
+			lan = append(lan, a.Prefix.Masked())
+		}
+	}
+	// Networks routed behind a host on the LAN (interfaces.json's
+	// extra_routes on lan0) are the LAN's too.
+	if ifc, ok := s.st.Interfaces.Value().ByName(state.LAN); ok {
+		for _, r := range ifc.ExtraRoutes {
+			if p, err := netip.ParsePrefix(r.Destination); err == nil {
+				lan = append(lan, p.Masked())
 			}
+		}
+	}
+	for _, p := range lan {
+		if p.Addr().Is4() {
+			in.LAN4 = appendNew(in.LAN4, p)
+		} else if !p.Addr().IsLinkLocalUnicast() {
+			in.LAN6 = appendNew(in.LAN6, p)
 		}
 	}
 	if l, ok := state.FindLink(links, state.Uplink); ok {
@@ -285,10 +317,11 @@ func (s *Service) apply(in Inputs) error {
 	rs := Build(in)
 	text := rs.String()
 	if text == s.applied {
-		return nil
+		return s.setForwarding(true) // writes only what a failure left
 	}
+	s.reportSkipped(rs.Skipped)
 	err := s.load(rs)
-	if err != nil && in.Flowtable {
+	if err != nil && in.Flowtable && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)) {
 		// A kernel without flowtables (CONFIG_NF_FLOW_TABLE off) refuses
 		// the whole batch: everything else goes in without it.
 		in.Flowtable = false
@@ -321,6 +354,20 @@ func (s *Service) apply(in Inputs) error {
 	}
 	s.applied, s.appliedAt = text, time.Now()
 	return s.setForwarding(true)
+}
+
+// reportSkipped logs and shows the forwards that are not to a LAN host.
+func (s *Service) reportSkipped(skipped []Forward) {
+	var msgs []string
+	for _, f := range skipped {
+		msgs = append(msgs, f.String())
+	}
+	msg := ""
+	if len(msgs) > 0 {
+		msg = fmt.Sprintf("portforwardings.json: left out, not to a host on the LAN: %s", strings.Join(msgs, "; "))
+		s.logger.Print(msg)
+	}
+	s.st.ReportNotice(ServiceName+" forwards", msg)
 }
 
 // load replaces the table with rs, carrying the counters over.
@@ -360,22 +407,27 @@ func (s *Service) setForwarding(on bool) error {
 	return errors.Join(errs...)
 }
 
-// publish publishes what is in force, with the counters.
-func (s *Service) publish(in Inputs) {
-	st := state.FirewallStatus{Counters: s.base}
+// publish publishes what is in force, with the counters. It reports
+// false when the ruleset should be in force and the kernel has no table.
+func (s *Service) publish(in Inputs) bool {
+	st := state.FirewallStatus{Counters: s.base, Forwarding: s.applied == modeOff}
+	ok := true
 	if s.applied != "" && s.applied != modeOff {
 		st.Applied = s.appliedAt
 		st.Forwarding = true
 		st.Flowtable = in.Flowtable && s.flowtable
 		st.Forwards = len(in.Forwards)
 		if c, err := nftables.New(); err == nil {
-			if now, err := readCounters(c); err == nil {
+			if _, err := c.ListTableOfFamily(TableName, nftables.TableFamilyINet); errors.Is(err, unix.ENOENT) {
+				ok = false
+			} else if now, err := readCounters(c); err == nil {
 				st.Counters = addCounters(s.base, now)
 			}
 			c.CloseLasting()
 		}
 	}
 	s.st.Firewall.PublishIfChanged(st)
+	return ok
 }
 
 // tablePresent reports whether the kernel has the firewall's table.
@@ -432,8 +484,7 @@ func counterField(fc *state.FirewallCounters, name string) *state.Counter {
 }
 
 func addCounters(a, b state.FirewallCounters) state.FirewallCounters {
-	for _, name := range []string{forwardedOut4, forwardedIn4, forwardedOut6, forwardedIn6,
-		droppedForward4, droppedForward6, droppedInput4, droppedInput6} {
+	for _, name := range counterNames {
 		p, q := counterField(&a, name), counterField(&b, name)
 		p.Packets += q.Packets
 		p.Bytes += q.Bytes

@@ -121,11 +121,16 @@ func TestBenchEndpoint(t *testing.T) {
 		t.Fatalf("endpoints with Bench: %+v", e)
 	}
 	for _, tc := range []struct {
-		body string
-		code int
-	}{{"bogus", 400}, {"off\n", 200}, {"noflowtable", 200}} {
+		body   string
+		header bool
+		code   int
+	}{{"off", false, 403}, {"bogus", true, 400}, {"off\n", true, 200}, {"noflowtable", true, 200}} {
 		rec := httptest.NewRecorder()
-		e[0].Handler.ServeHTTP(rec, httptest.NewRequest("POST", "/firewall/mode", strings.NewReader(tc.body)))
+		req := httptest.NewRequest("POST", "/firewall/mode", strings.NewReader(tc.body))
+		if tc.header {
+			req.Header.Set(BenchHeader, "1")
+		}
+		e[0].Handler.ServeHTTP(rec, req)
 		if rec.Code != tc.code {
 			t.Errorf("POST %q = %d %s, want %d", tc.body, rec.Code, rec.Body, tc.code)
 		}

@@ -97,7 +97,8 @@ func (r rule) family(v6 bool) rule {
 	if v6 {
 		text = "meta nfproto ipv6"
 	}
-	return r.with(text, r.needFamily(v6)...)
+	es := r.needFamily(v6)
+	return r.with(text, es...)
 }
 
 // addr matches the source (or destination) address against p: a prefix,
@@ -150,7 +151,8 @@ func l4protoExprs(proto byte) []expr.Any {
 
 // l4proto matches the transport protocol alone ("meta l4proto tcp").
 func (r rule) l4proto(proto byte) rule {
-	return r.with("meta l4proto "+protoNames[proto], r.needProto(proto)...)
+	es := r.needProto(proto)
+	return r.with("meta l4proto "+protoNames[proto], es...)
 }
 
 func port16(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
@@ -309,17 +311,23 @@ func (r rule) drop() rule {
 
 func (r rule) masquerade() rule { return r.with("masquerade", &expr.Masq{}) }
 
-// dnat4 rewrites the destination to addr and ports (IPv4).
-func (r rule) dnat4(addr netip.Addr, ports portRange) rule {
-	es := []expr.Any{
-		&expr.Immediate{Register: 1, Data: addr.AsSlice()},
-		&expr.Immediate{Register: 2, Data: port16(ports.first)},
-	}
-	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1, RegProtoMin: 2, RegProtoMax: 2, Specified: true}
-	if ports.first != ports.last {
-		es = append(es, &expr.Immediate{Register: 3, Data: port16(ports.last)})
-		nat.RegProtoMax = 3
+// dnat4 rewrites the destination to addr and dports (IPv4) for a
+// packet to ports. A range forwarded to the same range keeps each
+// packet's port, as the kernel does when NAT names no port; naming the
+// range would let it pick another one on a clash.
+func (r rule) dnat4(addr netip.Addr, ports, dports portRange) rule {
+	es := []expr.Any{&expr.Immediate{Register: 1, Data: addr.AsSlice()}}
+	nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1}
+	text := fmt.Sprintf("dnat ip to %s", addr)
+	if dports.first == dports.last || dports != ports {
+		es = append(es, &expr.Immediate{Register: 2, Data: port16(dports.first)})
+		nat.RegProtoMin, nat.RegProtoMax, nat.Specified = 2, 2, true
+		if dports.first != dports.last {
+			es = append(es, &expr.Immediate{Register: 3, Data: port16(dports.last)})
+			nat.RegProtoMax = 3
+		}
+		text += ":" + dports.String()
 	}
 	es = append(es, nat)
-	return r.with(fmt.Sprintf("dnat ip to %s:%s", addr, ports), es...)
+	return r.with(text, es...)
 }

@@ -62,6 +62,63 @@ type Ruleset struct {
 	counters  []string
 	flowtable []string // devices; nil: no flowtable
 	chains    []chain
+	// Skipped are the forwards left out: their destination is not a
+	// LAN host's address (see lanForwards).
+	Skipped []Forward
+}
+
+// icmpv6Errors are the ICMPv6 errors RFC 4890 says to accept and to
+// forward.
+var icmpv6Errors = []string{"destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem"}
+
+// lanForwards returns the forwards whose destination is a host of the
+// LAN's: inside lan0's subnets and prefixes, neither the subnet's
+// network nor its broadcast address. The rest go in rs.Skipped: a
+// forward must never make the router a relay to the internet (or to the
+// ISP's modem), whatever portforwardings.json says.
+func (rs *Ruleset) lanForwards(in Inputs) []Forward {
+	var out []Forward
+	for _, f := range in.Forwards {
+		if lanHost(f.Dest, in.LAN4, in.LAN6) {
+			out = append(out, f)
+		} else {
+			rs.Skipped = append(rs.Skipped, f)
+		}
+	}
+	return out
+}
+
+func lanHost(a netip.Addr, lan4, lan6 []netip.Prefix) bool {
+	ps := lan6
+	if a.Is4() {
+		ps = lan4
+	}
+	for _, p := range ps {
+		if !p.Contains(a) || a == p.Addr() {
+			continue
+		}
+		if a.Is4() && p.Bits() < 31 {
+			last := p.Addr().As4()
+			for i := p.Bits(); i < 32; i++ {
+				last[i/8] |= 0x80 >> (i % 8)
+			}
+			if a == netip.AddrFrom4(last) {
+				continue
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func (f Forward) String() string {
+	return fmt.Sprintf("%s %s to %s port %s", protoNames[f.Proto], f.Ports, f.Dest, f.DestPorts)
+}
+
+// counterNames are the table's counters, in the order of the table.
+var counterNames = []string{
+	forwardedOut4, forwardedIn4, forwardedOut6, forwardedIn6,
+	droppedForward4, droppedForward6, droppedInput4, droppedInput6,
 }
 
 // The counters of the table, published in state.FirewallCounters.
@@ -76,7 +133,7 @@ const (
 	droppedInput6   = "dropped_input_ipv6"
 )
 
-// rpfPriority runs the counting chain after NAT, so that it counts what
+// countPriority runs the counting chain after NAT, so that it counts what
 // really left.
 var countPriority = nftables.ChainPriorityRef(300)
 
@@ -84,10 +141,7 @@ var countPriority = nftables.ChainPriorityRef(300)
 // same inputs give the same table, and tests compare it with golden
 // files.
 func Build(in Inputs) *Ruleset {
-	rs := &Ruleset{counters: []string{
-		forwardedOut4, forwardedIn4, forwardedOut6, forwardedIn6,
-		droppedForward4, droppedForward6, droppedInput4, droppedInput6,
-	}}
+	rs := &Ruleset{counters: counterNames}
 	if in.Flowtable {
 		rs.flowtable = []string{in.LAN, in.Uplink}
 	}
@@ -96,15 +150,16 @@ func Build(in Inputs) *Ruleset {
 	// Destination NAT: port forwards to the router's own addresses from
 	// the uplink, and from the LAN to the uplink's address (hairpin; not
 	// to the router's LAN address, whose ports are the router's own).
+	forwards := rs.lanForwards(in)
 	pre := chain{name: "prerouting", typ: nftables.ChainTypeNAT, hook: nftables.ChainHookPrerouting, hookName: "prerouting",
 		priority: nftables.ChainPriorityNATDest, priorityName: "dstnat"}
-	for _, f := range in.Forwards {
+	for _, f := range forwards {
 		if !f.Dest.Is4() {
 			continue
 		}
-		pre.rules = append(pre.rules, r.iif(in.Uplink).local().dport(f.Proto, f.Ports).dnat4(f.Dest, f.DestPorts))
+		pre.rules = append(pre.rules, r.iif(in.Uplink).local().dport(f.Proto, f.Ports).dnat4(f.Dest, f.Ports, f.DestPorts))
 		for _, a := range in.Uplink4 {
-			pre.rules = append(pre.rules, r.iif(in.LAN).daddr(netip.PrefixFrom(a, 32)).dport(f.Proto, f.Ports).dnat4(f.Dest, f.DestPorts))
+			pre.rules = append(pre.rules, r.iif(in.LAN).daddr(netip.PrefixFrom(a, 32)).dport(f.Proto, f.Ports).dnat4(f.Dest, f.Ports, f.DestPorts))
 		}
 	}
 
@@ -116,23 +171,35 @@ func Build(in Inputs) *Ruleset {
 		r.family(false).oif(in.Uplink).masquerade(),
 		r.iif(in.LAN).oif(in.LAN).dnatted().masquerade())
 
+	lan := append(append([]netip.Prefix{}, in.LAN4...), in.LAN6...)
+	linkLocal := netip.MustParsePrefix("fe80::/10")
+
 	// The router itself: open to the LAN, closed to the internet but for
-	// what keeps the uplink working.
+	// what keeps the uplink working. The ICMPv6 errors come before the
+	// invalid drop: one that belongs to no connection has no conntrack
+	// state at all.
 	input := chain{name: "input", typ: nftables.ChainTypeFilter, hook: nftables.ChainHookInput, hookName: "input",
 		priority: nftables.ChainPriorityFilter, priorityName: "filter", drop: true}
 	input.rules = append(input.rules,
 		r.established().accept(),
-		r.invalid().drop(),
-		r.iif("lo").accept(),
-		r.iif(in.LAN).accept(),
-		r.iif(in.Uplink).sport(protoUDP, onePort(67)).dport(protoUDP, onePort(68)).accept(),
-		r.iif(in.Uplink).saddr(netip.MustParsePrefix("fe80::/10")).sport(protoUDP, onePort(547)).dport(protoUDP, onePort(546)).accept(),
-	)
-	for _, t := range []string{"destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem",
-		"nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"} {
+		r.iif("lo").accept())
+	for _, t := range icmpv6Errors {
 		input.rules = append(input.rules, r.iif(in.Uplink).icmpType(true, t).accept())
 	}
 	input.rules = append(input.rules,
+		r.invalid().drop(),
+		r.iif(in.LAN).accept())
+	for _, p := range lan {
+		input.rules = append(input.rules, r.iif(in.Uplink).saddr(p).drop())
+	}
+	input.rules = append(input.rules,
+		r.iif(in.Uplink).family(false).sport(protoUDP, onePort(67)).dport(protoUDP, onePort(68)).accept(),
+		r.iif(in.Uplink).saddr(linkLocal).sport(protoUDP, onePort(547)).dport(protoUDP, onePort(546)).accept())
+	for _, t := range []string{"nd-router-advert", "nd-neighbor-solicit", "nd-neighbor-advert"} {
+		input.rules = append(input.rules, r.iif(in.Uplink).icmpType(true, t).accept())
+	}
+	input.rules = append(input.rules,
+		r.iif(in.Uplink).saddr(linkLocal).icmpType(true, "mld-listener-query").accept(),
 		r.iif(in.Uplink).icmpType(false, "echo-request").limit(10).accept(),
 		r.iif(in.Uplink).icmpType(true, "echo-request").limit(10).accept(),
 		r.iif(in.Uplink).family(false).count(droppedInput4),
@@ -149,27 +216,24 @@ func Build(in Inputs) *Ruleset {
 			r.l4proto(protoTCP).offload(flowtableName),
 			r.l4proto(protoUDP).offload(flowtableName))
 	}
+	fwd.rules = append(fwd.rules, r.established().accept())
+	for _, t := range icmpv6Errors {
+		fwd.rules = append(fwd.rules, r.icmpType(true, t).accept())
+	}
 	fwd.rules = append(fwd.rules,
-		r.established().accept(),
 		r.invalid().drop(),
 		r.rpfMissing().drop())
-	for _, p := range in.LAN4 {
+	for _, p := range lan {
 		fwd.rules = append(fwd.rules, r.iif(in.LAN).oif(in.Uplink).saddr(p).accept())
 	}
-	for _, p := range in.LAN6 {
-		fwd.rules = append(fwd.rules, r.iif(in.LAN).oif(in.Uplink).saddr(p).accept())
-	}
-	for _, p := range append(append([]netip.Prefix{}, in.LAN4...), in.LAN6...) {
+	for _, p := range lan {
 		fwd.rules = append(fwd.rules, r.iif(in.Uplink).saddr(p).drop())
 	}
 	fwd.rules = append(fwd.rules, r.dnatted().accept())
-	for _, f := range in.Forwards {
+	for _, f := range forwards {
 		if f.Dest.Is6() {
-			fwd.rules = append(fwd.rules, r.iif(in.Uplink).daddr(netip.PrefixFrom(f.Dest, 128)).dport(f.Proto, f.Ports).accept())
+			fwd.rules = append(fwd.rules, r.iif(in.Uplink).oif(in.LAN).daddr(netip.PrefixFrom(f.Dest, 128)).dport(f.Proto, f.Ports).accept())
 		}
-	}
-	for _, t := range []string{"destination-unreachable", "packet-too-big", "time-exceeded", "parameter-problem"} {
-		fwd.rules = append(fwd.rules, r.icmpType(true, t).accept())
 	}
 	fwd.rules = append(fwd.rules,
 		r.family(false).count(droppedForward4),
