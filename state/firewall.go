@@ -22,8 +22,9 @@ type FirewallStatus struct {
 
 // FirewallCounters count packets and bytes per family and direction.
 // "Out" is from lan0 to uplink0, "in" from uplink0 to lan0 (replies and
-// forwarded ports). Dropped counts what the policy dropped: unsolicited
-// packets, spoofed sources, ports nobody opened. With a flowtable, the
+// forwarded ports). Dropped counts what reached the end of a chain and its
+// drop policy: unsolicited packets, ports nobody opened (not the invalid,
+// spoofed or reverse-path-failing packets dropped before). With a flowtable, the
 // packets of a flow the kernel has offloaded take its fast path past the
 // counters: Forwarded then counts each flow's first packets only.
 type FirewallCounters struct {
