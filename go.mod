@@ -10,6 +10,7 @@ require (
 	github.com/jsimonetti/rtnetlink/v2 v2.0.2
 	github.com/mdlayher/netlink v1.11.2
 	github.com/mdlayher/packet v1.2.0
+	github.com/miekg/dns v1.1.73
 	github.com/u-root/u-root v0.16.0
 	golang.org/x/net v0.59.0
 	golang.org/x/sync v0.25.0

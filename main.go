@@ -22,6 +22,7 @@ import (
 	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/dhcp4d"
 	"github.com/homerouter/homerouter/services/dhcp6"
+	"github.com/homerouter/homerouter/services/dns"
 	"github.com/homerouter/homerouter/services/firewall"
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
@@ -244,6 +245,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
+		{Name: dns.ServiceName, Run: dns.New(st, logger("dns"), hostname()).Run},
 	}
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})

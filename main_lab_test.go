@@ -179,9 +179,16 @@ func TestRouterLab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
-		want := []string{"127.0.0.1:80", "192.168.42.1:80", "[::1]:80", "[fd00:42::1]:80"}
-		if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
-			t.Errorf("router listens on %v, want only loopback and lan0: %v", got, want)
+		// HTTP (80) and DNS (53, also on lan0's link-local address).
+		want := []string{"127.0.0.1:53", "127.0.0.1:80", "192.168.42.1:53", "192.168.42.1:80", "[::1]:53", "[::1]:80",
+			"[fd00:42::1]:53", "[fd00:42::1]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+		if err := lab.WaitFor(ctx, "the listeners", func() error {
+			if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
+				return fmt.Errorf("router listens on %v, want only loopback and lan0: %v", got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
 	})
 
@@ -240,9 +247,15 @@ func TestRouterLab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
-		want := []string{"10.42.0.1:80", "127.0.0.1:80", "[::1]:80", "[fd00:42::1]:80"}
-		if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
-			t.Errorf("after the address change the router listens on %v, want %v", got, want)
+		want := []string{"10.42.0.1:53", "10.42.0.1:80", "127.0.0.1:53", "127.0.0.1:80", "[::1]:53", "[::1]:80",
+			"[fd00:42::1]:53", "[fd00:42::1]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+		if err := lab.WaitFor(ctx, "the listeners after the address change", func() error {
+			if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
+				return fmt.Errorf("after the address change the router listens on %v, want %v", got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
 	})
 

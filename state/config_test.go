@@ -218,6 +218,23 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "dns: every field wrong",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"dns.json": "{\"domain\": \"-lan\", \"upstreams\": [\"9.9.9.9\", \"resolver\"],\n" +
+					" \"hosts\": [{\"name\": \"nas\", \"addrs\": [\"192.168.42.5\"]}, {\"name\": \"NAS\", \"addrs\": []}],\n" +
+					" \"cache_size\": 2000000, \"rebind_allow\": [\"plex..direct\"]}",
+			},
+			want: []string{
+				`dns.json:1:12: domain: "-lan" is not a DNS name like lan or home.example`,
+				`dns.json:1:45: upstreams[1]: "resolver" is not an address like 9.9.9.9 or [2620:fe::fe]:53`,
+				`dns.json:2:65: hosts[1].name: "NAS" is already used by hosts[0]`,
+				`dns.json:2:56: hosts[1]: "addrs" is missing`,
+				`dns.json:3:16: cache_size: 2000000 is not between 0 (the default, 10000) and 1000000`,
+				`dns.json:3:42: rebind_allow[0]: "plex..direct" is not a domain like plex.direct`,
+			},
+		},
+		{
 			name: "portforwardings: link-local destination, reversed range",
 			files: map[string]string{
 				"interfaces.json":      `{"interfaces": []}`,

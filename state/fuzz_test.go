@@ -100,3 +100,14 @@ func FuzzDHCPv6(f *testing.F) {
 	f.Add([]byte(`{"prefix_length": 80}`))
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[DHCPv6](t, "dhcp6.json", data) })
 }
+
+func FuzzDNS(f *testing.F) {
+	for _, s := range []string{
+		`{"domain":"lan","upstreams":["9.9.9.9","2620:fe::fe","[fd00::1]:5353"],"hosts":[{"name":"nas","addrs":["192.168.42.5"]}],"cache_size":10000,"rebind_allow":["plex.direct"]}`,
+		`{"upstreams":["nonsense"],"cache_size":-1}`,
+		`{"hosts":[{"name":"a.b","addrs":[]},{"name":"A.B","addrs":["::"]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[DNS](t, "dns.json", data) })
+}

@@ -22,6 +22,7 @@ type Store struct {
 	PortForwardings *Topic[PortForwardings]
 	DHCPv6          *Topic[DHCPv6]
 	DHCPv4Server    *Topic[DHCPv4Server]
+	DNS             *Topic[DNS]
 
 	// ConfigStatus is the result of the last load of each config file, in
 	// the order of ConfigFileNames.
@@ -58,6 +59,9 @@ type Store struct {
 
 	// Firewall is what the firewall has in force, with its counters.
 	Firewall *Topic[FirewallStatus]
+
+	// DNSStatus is the DNS resolver's counters.
+	DNSStatus *Topic[DNSStatus]
 
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
@@ -216,6 +220,10 @@ var configFiles = []configFile{
 		name: "dhcp6.json",
 		load: loadInto(func(s *Store) *Topic[DHCPv6] { return s.DHCPv6 }),
 	},
+	{
+		name: "dns.json",
+		load: loadInto(func(s *Store) *Topic[DNS] { return s.DNS }),
+	},
 }
 
 // ConfigFileNames returns the names of the config files, in load order.
@@ -271,6 +279,8 @@ func NewStore(dir string) *Store {
 		PortForwardings: NewTopic[PortForwardings]("portforwardings.json"),
 		DHCPv6:          NewTopic[DHCPv6]("dhcp6.json"),
 		DHCPv4Server:    NewTopic[DHCPv4Server]("dhcp4d.json"),
+		DNS:             NewTopic[DNS]("dns.json"),
+		DNSStatus:       NewTopic[DNSStatus]("dns"),
 		ConfigStatus:    NewTopic[[]FileStatus]("config"),
 		Services:        NewTopic[[]ServiceStatus]("services"),
 		Links:           NewTopic[[]Link]("links"),

@@ -27,3 +27,19 @@ func Control(ifname string, opts ...int) func(network, address string, c syscall
 		return errors.Join(err, serr)
 	}
 }
+
+// Freebind is a net.ListenConfig Control function that sets
+// IP_FREEBIND (or IPV6_FREEBIND): the listener binds an address that is
+// not usable yet (an IPv6 address still tentative, a LAN cable out) and
+// serves once it is. httpd and dns listen on lan0's addresses this way.
+func Freebind(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if network[len(network)-1] == '6' {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+		}
+	})
+	return errors.Join(err, serr)
+}

@@ -17,12 +17,10 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/homerouter/homerouter/internal/sockopt"
 	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
@@ -191,7 +189,7 @@ func (l *listeners) serve(ctx context.Context, want []netip.AddrPort) error {
 	// Freebind: lan0's IPv6 addresses stay tentative while duplicate
 	// address detection runs, or for as long as the LAN cable is out;
 	// listen anyway, and serve once the address is usable.
-	lc := net.ListenConfig{Control: freebind}
+	lc := net.ListenConfig{Control: sockopt.Freebind}
 	for {
 		var errs []error
 		failed := map[netip.AddrPort]string{}
@@ -244,22 +242,6 @@ func (l *listeners) closeAll() {
 // ServiceName is the name main gives httpd in the supervisor, and the one
 // its problems are reported under.
 const ServiceName = "httpd"
-
-// freebind sets IP_FREEBIND / IPV6_FREEBIND on a listening socket.
-func freebind(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		if strings.HasSuffix(network, "6") {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
 
 // listenAddrs returns loopback and lan0's addresses (without IPv6
 // link-local ones, which need a zone and are not what people type).

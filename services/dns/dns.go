@@ -1,0 +1,193 @@
+// Package dns is the LAN's DNS resolver: it answers the LAN's own names
+// (acknowledged DHCP clients as H.lan, dns.json's hosts, the router's
+// hostname, PTRs) and the locally served zones itself, and forwards the
+// rest to the ISP's resolvers (or dns.json's upstreams) through a cache
+// that keeps answering with stale entries when the upstreams are gone.
+// Upstream answers that point into the home's own address ranges are
+// dropped (rebinding protection).
+//
+// It listens on UDP and TCP port 53 of lan0's addresses (link-local
+// with its zone) and of loopback, never on a wildcard address, so the
+// uplink never reaches it, and follows lan0's addresses as they change.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/homerouter/homerouter/internal/sockopt"
+	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/state"
+)
+
+// ServiceName is the name main gives the resolver in the supervisor.
+const ServiceName = "dns"
+
+// maxInFlight bounds the queries in flight upstream.
+const maxInFlight = 512
+
+// Service is the DNS service.
+type Service struct {
+	st       *state.Store
+	logger   *log.Logger
+	hostname string
+	// Port is the port to listen on; 53 unless a test says otherwise.
+	Port uint16
+}
+
+// New returns the DNS service; hostname is the router's own name.
+func New(st *state.Store, logger *log.Logger, hostname string) *Service {
+	return &Service{st: st, logger: logger, hostname: hostname, Port: 53}
+}
+
+// Run implements services.Service.
+func (s *Service) Run(ctx context.Context) error {
+	h := newHandler(NewForwarder(s.upstreams, maxInFlight), cacheSize(s.st.DNS.Value()))
+	done := make(chan struct{})
+	defer func() { <-done }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(done)
+		s.follow(ctx, h)
+	}()
+	return services.Follow[[]netip.AddrPort]{
+		Watch: []state.Watcher{s.st.Links},
+		Key:   func() ([]netip.AddrPort, bool) { return listenAddrs(s.st.Links.Value(), s.Port), true },
+		Serve: func(ctx context.Context, addrs []netip.AddrPort) error { return s.serve(ctx, h, addrs) },
+	}.Run(ctx)
+}
+
+func cacheSize(c state.DNS) int {
+	if c.CacheSize > 0 {
+		return c.CacheSize
+	}
+	return state.DefaultDNSCacheSize
+}
+
+// follow keeps the handler's local names, rebind exceptions and cache
+// size in step with the store, and publishes the counters.
+func (s *Service) follow(ctx context.Context, h *Handler) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	size := cacheSize(s.st.DNS.Value())
+	for {
+		w := state.WatchAll(s.st.DHCPv4ServerLeases, s.st.DNS, s.st.DHCPv4Server, s.st.Links)
+		cfg := s.st.DNS.Value()
+		h.local.Store(buildLocal(s.st, s.hostname))
+		allow := make([]string, 0, len(cfg.RebindAllow))
+		for _, d := range cfg.RebindAllow {
+			allow = append(allow, dns.Fqdn(strings.ToLower(d)))
+		}
+		h.rebindAllow.Store(&allow)
+		if n := cacheSize(cfg); n != size {
+			size = n
+			h.cache.Store(NewCache(n, time.Now))
+		}
+		s.st.DNSStatus.Publish(h.status())
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-tick.C:
+				s.st.DNSStatus.Publish(h.status())
+			case <-wctx.Done():
+			}
+		}()
+		w.Wait(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// upstreams returns dns.json's upstreams, else the DNS servers of the
+// uplink's leases; never one of the router's own addresses (a loop).
+func (s *Service) upstreams() []netip.AddrPort {
+	var out []netip.AddrPort
+	if cfg := s.st.DNS.Value(); len(cfg.Upstreams) > 0 {
+		for _, u := range cfg.Upstreams {
+			if ap, err := state.ParseUpstream(u); err == nil {
+				out = append(out, ap)
+			}
+		}
+		return out
+	}
+	for _, a := range append(append([]netip.Addr{}, s.st.DHCPv4Lease.Value().DNS...), s.st.DHCPv6Lease.Value().DNS...) {
+		a = a.Unmap()
+		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
+			ap := netip.AddrPortFrom(a, 53)
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	return out
+}
+
+// listenAddrs returns loopback and lan0's addresses, link-local ones
+// with their zone.
+func listenAddrs(links []state.Link, port uint16) []netip.AddrPort {
+	out := []netip.AddrPort{
+		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
+		netip.AddrPortFrom(netip.IPv6Loopback(), port),
+	}
+	if l, ok := state.FindLink(links, state.LAN); ok {
+		for _, p := range l.Addrs {
+			a := p.Addr()
+			if a.IsLinkLocalUnicast() {
+				a = a.WithZone(l.Name)
+			}
+			out = append(out, netip.AddrPortFrom(a, port))
+		}
+	}
+	return out
+}
+
+// serve answers on addrs, UDP and TCP, until ctx is done.
+func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort) error {
+	lc := net.ListenConfig{Control: sockopt.Freebind}
+	var servers []*dns.Server
+	defer func() {
+		for _, srv := range servers {
+			srv.Shutdown()
+		}
+	}()
+	for _, ap := range addrs {
+		pc, err := lc.ListenPacket(ctx, "udp", ap.String())
+		if err != nil {
+			if ap.Addr() == netip.IPv6Loopback() && errors.Is(err, syscall.EADDRNOTAVAIL) {
+				continue // a kernel without IPv6 still serves on 127.0.0.1
+			}
+			return fmt.Errorf("dns: %w", err)
+		}
+		ln, err := lc.Listen(ctx, "tcp", ap.String())
+		if err != nil {
+			pc.Close()
+			return fmt.Errorf("dns: %w", err)
+		}
+		for _, srv := range []*dns.Server{
+			{PacketConn: pc, Handler: h},
+			{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second},
+		} {
+			servers = append(servers, srv)
+			started := make(chan struct{})
+			srv.NotifyStartedFunc = func() { close(started) }
+			go srv.ActivateAndServe()
+			<-started
+		}
+	}
+	s.logger.Printf("answering on %v", addrs)
+	<-ctx.Done()
+	return nil
+}
