@@ -107,8 +107,18 @@ func run() error {
 			return err
 		}
 	}
+	// /perm starts with one file: the lab's ISP uses private addresses
+	// (10.x, fd00::), which the resolver's rebinding protection would
+	// otherwise keep from the LAN.
+	seed := filepath.Join(l.Dir(), "perm-seed")
+	if err := os.MkdirAll(seed, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(seed, "dns.json"), []byte(`{"rebind_allow": ["isp.test"]}`+"\n"), 0o644); err != nil {
+		return err
+	}
 	perm := filepath.Join(l.Dir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", perm, "64M").CombinedOutput(); err != nil {
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, perm, "64M").CombinedOutput(); err != nil {
 		return fmt.Errorf("mke2fs: %v: %s", err, out)
 	}
 
@@ -213,27 +223,35 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		}
 	}
 
-	if err := vm.WaitOutput(ctx, "firewall: ruleset in force"); err != nil {
+	// The uplink's lease brings the ISP's resolver and the default route.
+	for _, line := range []string{"firewall: ruleset in force", "dhcp4: bound to", "added route 0.0.0.0/0"} {
+		if err := vm.WaitOutput(ctx, line); err != nil {
+			return err
+		}
+	}
+	// The client resolves through the router, as its lease says.
+	if err := h.LAN.SetResolvConf("nameserver " + env["dns"] + "\nsearch " + env["domain"] + "\n"); err != nil {
 		return err
 	}
-	out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+lab.ISPAddr4, "www.isp.test", "A")
-	if err != nil {
-		say("LAN client: DNS through the router: %v", err)
-	} else {
-		say("LAN client: DNS through the router (to the ISP's server %s; the router's own resolver is a later issue):\n%s", lab.ISPAddr4, indent(answerSection(out)))
+	for _, name := range []string{"www.isp.test", "homerouter.lan"} {
+		out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+env["dns"], name, "A")
+		if err != nil {
+			say("LAN client: DNS %s through the router: %v", name, err)
+		} else {
+			say("LAN client: %s, resolved by the router (%s):\n%s", name, env["dns"], indent(answerSection(out)))
+		}
 	}
 	// The ISP's web server, www.isp.test, through the router's NAT: the
 	// ISP has no route to the home's subnet, and sees the router's
 	// uplink address as the client.
-	www := "http://" + lab.ISPWWWA
-	body, err := h.LAN.HTTPGet(ctx, www+"/", 10*time.Second, "-H", "Host: www.isp.test")
+	body, err := h.LAN.HTTPGet(ctx, "http://www.isp.test/", 10*time.Second)
 	if err != nil {
 		say("LAN client: GET http://www.isp.test/ through the router: %v", err)
 	} else {
-		seen, _ := h.LAN.HTTPGet(ctx, www+lab.RemotePath, 10*time.Second)
-		say("LAN client: GET http://www.isp.test/ (%s) through the router's NAT: %q; the ISP's server saw the request come from %s", lab.ISPWWWA, strings.TrimSpace(body), strings.TrimSpace(seen))
+		seen, _ := h.LAN.HTTPGet(ctx, "http://www.isp.test"+lab.RemotePath, 10*time.Second)
+		say("LAN client: GET http://www.isp.test/ through the router's NAT: %q; the ISP's server saw the request come from %s", strings.TrimSpace(body), strings.TrimSpace(seen))
 	}
-	out, err = h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
+	out, err := h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
 	if err != nil {
 		return fmt.Errorf("health: %v", err)
 	}
