@@ -143,7 +143,13 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 		h.count("", "cache")
 		return reply(r, cached)
 	}
-	fctx, cancel := context.WithTimeout(ctx, h.upstreamWait)
+	// With a stale answer at hand, the upstreams get about a second;
+	// without one, time to fail over to the next.
+	wait := h.upstreamWait
+	if !ok {
+		wait *= 4
+	}
+	fctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	up, err := h.fwd.Exchange(fctx, r)
 	if err == nil {
