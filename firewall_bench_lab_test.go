@@ -69,23 +69,29 @@ func TestBenchFirewall(t *testing.T) {
 		}
 		return strings.Contains(rs, fwOwnTable+" {")
 	}
-	run := func(full bool) float64 {
+	// setMode switches the firewall's bench mode and waits until the
+	// table is there (full) or gone (off).
+	setMode := func(mode string) {
 		t.Helper()
-		mode := "off"
-		if full {
-			mode = "full"
-		}
 		if out, err := f.LAN.Run(ctx, "curl", "-sSf", "--max-time", "5", "-X", "POST", "-H", firewall.BenchHeader+": 1", "--data", mode, "http://"+fwLANIP+"/firewall/mode"); err != nil {
 			t.Fatalf("POST /firewall/mode %s: %v: %s", mode, err, out)
 		}
-		if err := lab.WaitFor(ctx, "the firewall's table present = "+fmt.Sprint(full), func() error {
-			if hasTable() != full {
+		if err := lab.WaitFor(ctx, "the firewall's table in mode "+mode, func() error {
+			if hasTable() != (mode == "full") {
 				return errors.New("not yet")
 			}
 			return nil
 		}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	run := func(full bool) float64 {
+		t.Helper()
+		mode := "off"
+		if full {
+			mode = "full"
+		}
+		setMode(mode)
 		if v4, _ := f.forwarding(ctx, t); v4 != "1" {
 			t.Fatalf("net.ipv4.ip_forward is %s in the router namespace, want 1", v4)
 		}
@@ -125,6 +131,8 @@ func TestBenchFirewall(t *testing.T) {
 			t.Logf("round %d, %s: %s", i+1, name, gbits(bps))
 		}
 	}
+	// Back to the full ruleset, which the bench switch must restore.
+	setMode("full")
 	if !hasTable() {
 		t.Fatal("the firewall's table is gone after the benchmark")
 	}
