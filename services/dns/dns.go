@@ -18,12 +18,14 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/internal/sockopt"
 	"github.com/homerouter/homerouter/services"
@@ -157,34 +159,43 @@ func listenAddrs(links []state.Link, port uint16) []netip.AddrPort {
 // serve answers on addrs, UDP and TCP, until ctx is done.
 func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort) error {
 	lc := net.ListenConfig{Control: sockopt.Freebind}
+	// Several UDP sockets per address (SO_REUSEPORT), one per CPU up to
+	// four: the kernel spreads the queries over them, and each has its
+	// own reading goroutine.
+	udp := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return errors.Join(err, serr, sockopt.Freebind(network, address, c))
+	}}
+	sockets := min(max(runtime.NumCPU(), 1), 4)
 	var servers []*dns.Server
 	defer func() {
 		for _, srv := range servers {
 			srv.Shutdown()
 		}
 	}()
+	start := func(srv *dns.Server) {
+		servers = append(servers, srv)
+		started := make(chan struct{})
+		srv.NotifyStartedFunc = func() { close(started) }
+		go srv.ActivateAndServe()
+		<-started
+	}
 	for _, ap := range addrs {
-		pc, err := lc.ListenPacket(ctx, "udp", ap.String())
+		ln, err := lc.Listen(ctx, "tcp", ap.String())
 		if err != nil {
 			if ap.Addr() == netip.IPv6Loopback() && errors.Is(err, syscall.EADDRNOTAVAIL) {
 				continue // a kernel without IPv6 still serves on 127.0.0.1
 			}
 			return fmt.Errorf("dns: %w", err)
 		}
-		ln, err := lc.Listen(ctx, "tcp", ap.String())
-		if err != nil {
-			pc.Close()
-			return fmt.Errorf("dns: %w", err)
-		}
-		for _, srv := range []*dns.Server{
-			{PacketConn: pc, Handler: h},
-			{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second},
-		} {
-			servers = append(servers, srv)
-			started := make(chan struct{})
-			srv.NotifyStartedFunc = func() { close(started) }
-			go srv.ActivateAndServe()
-			<-started
+		start(&dns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second})
+		for range sockets {
+			pc, err := udp.ListenPacket(ctx, "udp", ap.String())
+			if err != nil {
+				return fmt.Errorf("dns: %w", err)
+			}
+			start(&dns.Server{PacketConn: pc, Handler: h})
 		}
 	}
 	s.logger.Printf("answering on %v", addrs)

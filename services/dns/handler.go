@@ -172,9 +172,10 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 	return m
 }
 
-// reply makes src the reply to r: r's ID and question as asked.
-func reply(r, src *dns.Msg) *dns.Msg {
-	m := src.Copy()
+// reply makes m, a message of the caller's own (the cache and the
+// forwarder hand out copies), the reply to r: r's ID and question as
+// asked.
+func reply(r, m *dns.Msg) *dns.Msg {
 	m.Id = r.Id
 	m.Question = r.Question
 	m.Response = true
