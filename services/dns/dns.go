@@ -98,14 +98,20 @@ func (s *Service) follow(ctx context.Context, h *Handler) {
 		}
 		s.st.DNSStatus.Publish(h.status())
 		wctx, cancel := context.WithCancel(ctx)
+		waited := make(chan struct{})
 		go func() {
+			defer close(waited)
+			w.Wait(wctx)
+		}()
+	wait:
+		for {
 			select {
 			case <-tick.C:
 				s.st.DNSStatus.Publish(h.status())
-			case <-wctx.Done():
+			case <-waited:
+				break wait
 			}
-		}()
-		w.Wait(wctx)
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -104,10 +104,13 @@ func (h *Handler) answer(ctx context.Context, r *dns.Msg) *dns.Msg {
 			return m
 		}
 	}
-	if l.inLAN(name) || !strings.Contains(strings.TrimSuffix(name, "."), ".") {
-		// The LAN's own names, and single labels (never sent upstream):
-		// "alpha" as "alpha.lan".
-		if !strings.Contains(strings.TrimSuffix(name, "."), ".") && !l.inLAN(name) {
+	// A single label asked for an address is a LAN name ("alpha" as
+	// "alpha.lan"), never sent upstream; other single labels (the root,
+	// a TLD's NS or DS) go upstream like any name.
+	single := name != "." && !strings.Contains(strings.TrimSuffix(name, "."), ".") &&
+		(q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA)
+	if l.inLAN(name) || single {
+		if single && !l.inLAN(name) {
 			name += l.domain
 		}
 		rrs, exists := l.lookup(name, q.Qtype, now)

@@ -155,6 +155,12 @@ func TestLocal(t *testing.T) {
 	if n := up.queries.Load(); n != 0 {
 		t.Errorf("the upstream got %d queries for local names, want 0", n)
 	}
+	// The root and a TLD's records are not LAN names: they go upstream.
+	ask(t, h, ".", dns.TypeNS)
+	ask(t, h, "com.", dns.TypeDS)
+	if n := up.queries.Load(); n != 2 {
+		t.Errorf("the upstream got %d queries for . NS and com. DS, want 2", n)
+	}
 }
 
 // TestForwardCacheStale: forwarded once, then from the cache with its
