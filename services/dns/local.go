@@ -84,7 +84,7 @@ func buildLocal(st *state.Store, hostname string) *local {
 
 // inLAN reports whether name is the LAN domain or under it.
 func (l *local) inLAN(name string) bool {
-	return name == l.domain || strings.HasSuffix(name, "."+l.domain)
+	return name == l.domain || (strings.HasSuffix(name, l.domain) && len(name) > len(l.domain) && name[len(name)-len(l.domain)-1] == '.')
 }
 
 // lookup answers a name under the LAN domain (or a single label, taken
@@ -186,11 +186,21 @@ var locallyServed = func() []string {
 	return zs
 }()
 
+// locallyServedSuffixes are the zones with a dot in front: the suffixes
+// of the names in them.
+var locallyServedSuffixes = func() []string {
+	out := make([]string, len(locallyServed))
+	for i, z := range locallyServed {
+		out[i] = "." + z
+	}
+	return out
+}()
+
 // servedLocally reports whether name is in a zone that never goes
 // upstream (besides the LAN domain, which lookup answers).
 func servedLocally(name string) bool {
-	for _, z := range locallyServed {
-		if name == z || strings.HasSuffix(name, "."+z) {
+	for i, z := range locallyServed {
+		if name == z || strings.HasSuffix(name, locallyServedSuffixes[i]) {
 			return true
 		}
 	}
