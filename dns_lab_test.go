@@ -134,46 +134,8 @@ func newDNSHome(ctx context.Context, t *testing.T, l *lab.Lab, bin string, peer 
 // address in the delegated prefix.
 func (d *dnsHome) waitUplink(ctx context.Context, t *testing.T) {
 	t.Helper()
-	err := lab.WaitFor(ctx, "uplink0's leases and lan0's delegated prefix", func() error {
-		select {
-		case <-d.RouterProc.Exited():
-			return lab.Abort(fmt.Errorf("router exited (%v)", d.RouterProc.Err()))
-		default:
-		}
-		ls := links(ctx, t, d.Router)
-		d.Uplink4, d.Uplink6, d.LAN6, d.LANLL = netip.Addr{}, nil, netip.Prefix{}, netip.Addr{}
-		for _, a := range ls["uplink0"].AddrInfo {
-			addr, err := netip.ParseAddr(a.Local)
-			if err != nil {
-				continue
-			}
-			switch {
-			case addr.Is4() && netip.MustParsePrefix(lab.ISPPrefix4).Contains(addr):
-				d.Uplink4 = addr
-			case addr.Is6() && netip.MustParsePrefix(lab.ISPPrefix6).Contains(addr):
-				d.Uplink6 = append(d.Uplink6, addr)
-			}
-		}
-		for _, a := range ls["lan0"].AddrInfo {
-			addr, err := netip.ParseAddr(a.Local)
-			if err != nil {
-				continue
-			}
-			switch {
-			case addr.IsLinkLocalUnicast():
-				d.LANLL = addr
-			case netip.MustParsePrefix(lab.ISPPDPool).Contains(addr):
-				d.LAN6 = netip.PrefixFrom(addr, a.PrefixLen)
-			}
-		}
-		if !d.Uplink4.IsValid() || len(d.Uplink6) == 0 || !d.LAN6.IsValid() || !d.LANLL.IsValid() {
-			return fmt.Errorf("uplink0 %v, lan0 %v", ls["uplink0"].AddrInfo, ls["lan0"].AddrInfo)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitRouterAddrs(ctx, t, d.Home)
+	d.Uplink4, d.Uplink6, d.LAN6, d.LANLL = r.Uplink4, r.Uplink6, r.LAN6, r.LANLL
 	t.Logf("uplink0 has %v and %v; lan0 has %v and %v", d.Uplink4, d.Uplink6, d.LAN6, d.LANLL)
 }
 

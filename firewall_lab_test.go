@@ -161,43 +161,9 @@ func (f *fwHome) waitUplink(ctx context.Context, t *testing.T) {
 	if err := f.Router.WaitLinkLocal(ctx, "uplink0"); err != nil {
 		t.Fatal(err)
 	}
-	err := lab.WaitFor(ctx, "uplink0's leases and lan0's delegated prefix", func() error {
-		if f.RouterProc != nil {
-			select {
-			case <-f.RouterProc.Exited():
-				return lab.Abort(fmt.Errorf("router exited (%v)", f.RouterProc.Err()))
-			default:
-			}
-		}
-		ls := links(ctx, t, f.Router)
-		f.Uplink4, f.Uplink6, f.UplinkLL, f.LAN6 = netip.Addr{}, nil, netip.Addr{}, netip.Prefix{}
-		for _, a := range ls["uplink0"].AddrInfo {
-			addr, err := netip.ParseAddr(a.Local)
-			if err != nil {
-				continue
-			}
-			switch {
-			case addr.Is4() && netip.MustParsePrefix(lab.ISPPrefix4).Contains(addr):
-				f.Uplink4 = addr
-			case addr.Is6() && addr.IsLinkLocalUnicast() && !addr.Is4In6():
-				f.UplinkLL = addr
-			case addr.Is6() && netip.MustParsePrefix(lab.ISPPrefix6).Contains(addr):
-				f.Uplink6 = append(f.Uplink6, addr)
-			}
-		}
-		for _, a := range ls["lan0"].addrs() {
-			if p, err := netip.ParsePrefix(a); err == nil && netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Addr()) {
-				f.LAN6 = p
-			}
-		}
-		if !f.Uplink4.IsValid() || len(f.Uplink6) == 0 || !f.UplinkLL.IsValid() || !f.LAN6.IsValid() {
-			return fmt.Errorf("uplink0 %v, lan0 %v", ls["uplink0"].AddrInfo, ls["lan0"].addrs())
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := waitRouterAddrs(ctx, t, f.Home)
+	f.Uplink4, f.Uplink6, f.UplinkLL, f.LAN6 = r.Uplink4, r.Uplink6, r.UplinkLL, r.LAN6
+	var err error
 	f.Delegated, err = f.LAN6.Addr().Prefix(lab.ISPPDLen)
 	if err != nil {
 		t.Fatal(err)
