@@ -184,6 +184,27 @@ func reply(r, m *dns.Msg) *dns.Msg {
 	m.Response = true
 	m.RecursionDesired = r.RecursionDesired
 	m.RecursionAvailable = true
+	// The OPT record is hop by hop: the upstream's is not the client's.
+	// A client that sent none gets none (RFC 6891); one that did gets
+	// ours, with the upstream's DO bit (Pack sets the extended rcode).
+	extra := m.Extra[:0:0]
+	var upOPT *dns.OPT
+	for _, rr := range m.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			upOPT = o
+			continue
+		}
+		extra = append(extra, rr)
+	}
+	m.Extra = extra
+	if ro := r.IsEdns0(); ro != nil {
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(dns.DefaultMsgSize)
+		if upOPT != nil {
+			o.SetDo(upOPT.Do())
+		}
+		m.Extra = append(m.Extra, o)
+	}
 	return m
 }
 

@@ -207,6 +207,25 @@ func TestForwardCacheStale(t *testing.T) {
 	}
 }
 
+// TestOPT: a client without EDNS0 gets no OPT record back, even though
+// the query upstream had one; a client with EDNS0 gets the router's.
+func TestOPT(t *testing.T) {
+	up := newFakeUpstream(t, "www.isp.test. 300 IN A 203.0.113.80")
+	h, _ := testHandler(t, up, time.Now)
+	for i := range 2 { // upstream, then the cache
+		if m := ask(t, h, "www.isp.test.", dns.TypeA); m.IsEdns0() != nil {
+			t.Errorf("query %d without EDNS0: the reply has %v", i, m.IsEdns0())
+		}
+		q := new(dns.Msg)
+		q.SetQuestion("www.isp.test.", dns.TypeA)
+		q.SetEdns0(1232, false)
+		m := h.answer(context.Background(), q)
+		if o := m.IsEdns0(); o == nil || o.UDPSize() != dns.DefaultMsgSize {
+			t.Errorf("query %d with EDNS0: OPT %v, want one of %d bytes", i, o, dns.DefaultMsgSize)
+		}
+	}
+}
+
 // TestRebinding: an upstream answer into the home's ranges is replaced
 // by an empty one, except under rebind_allow.
 func TestRebinding(t *testing.T) {
