@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,6 +96,7 @@ func (s *Service) follow(ctx context.Context, h *Handler) {
 		if n := cacheSize(cfg); n != size {
 			size = n
 			h.cache.Store(NewCache(n, time.Now))
+			h.wire.Store(newWireCache(n, time.Now))
 		}
 		s.st.DNSStatus.Publish(h.status())
 		wctx, cancel := context.WithCancel(ctx)
@@ -162,6 +164,38 @@ func listenAddrs(links []state.Link, port uint16) []netip.AddrPort {
 	return out
 }
 
+// serveUDP reads queries from pc until ctx is done, and answers them:
+// cache hits at once, in this goroutine (no goroutine per query: most
+// queries are hits), the rest in a goroutine each, since they may wait
+// for an upstream.
+func serveUDP(ctx context.Context, pc net.PacketConn, h *Handler) {
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
+	defer pc.Close()
+	buf := make([]byte, 65535)
+	out := make([]byte, 0, 4096)
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if reply := h.wire.Load().answer(buf[:n], out); reply != nil {
+			h.count(typeOf(buf[:n]), "cache")
+			pc.WriteTo(reply, addr)
+			continue
+		}
+		req := slices.Clone(buf[:n])
+		go func() {
+			if reply := h.serveUDP(ctx, req, nil); reply != nil {
+				pc.WriteTo(reply, addr)
+			}
+		}()
+	}
+}
+
 // serve answers on addrs, UDP and TCP, until ctx is done.
 func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort) error {
 	lc := net.ListenConfig{Control: sockopt.Freebind}
@@ -175,10 +209,12 @@ func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort)
 	}}
 	sockets := min(max(runtime.NumCPU(), 1), 4)
 	var servers []*dns.Server
+	var wg sync.WaitGroup
 	defer func() {
 		for _, srv := range servers {
 			srv.Shutdown()
 		}
+		wg.Wait()
 	}()
 	start := func(srv *dns.Server) {
 		servers = append(servers, srv)
@@ -201,7 +237,7 @@ func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort)
 			if err != nil {
 				return fmt.Errorf("dns: %w", err)
 			}
-			start(&dns.Server{PacketConn: pc, Handler: h})
+			wg.Go(func() { serveUDP(ctx, pc, h) })
 		}
 	}
 	s.logger.Printf("answering on %v", addrs)

@@ -21,6 +21,7 @@ type Handler struct {
 	local       atomic.Pointer[local]
 	rebindAllow atomic.Pointer[[]string] // lowercase FQDNs
 	cache       atomic.Pointer[Cache]
+	wire        atomic.Pointer[wireCache] // the cache's answers, packed
 	fwd         *Forwarder
 	now         func() time.Time
 	// upstreamWait is how long a query waits for the upstreams before
@@ -41,6 +42,7 @@ func newHandler(fwd *Forwarder, cacheSize int) *Handler {
 	h.local.Store(&local{domain: "lan.", names: map[string][]localAddr{}, ptr: map[netip.Addr]string{}})
 	h.rebindAllow.Store(&[]string{})
 	h.cache.Store(NewCache(cacheSize, time.Now))
+	h.wire.Store(newWireCache(cacheSize, time.Now))
 	return h
 }
 
@@ -65,19 +67,26 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 
 // answer returns the reply to r, or nil for a message that gets none.
 func (h *Handler) answer(ctx context.Context, r *dns.Msg) *dns.Msg {
+	m, _ := h.answerFrom(ctx, r)
+	return m
+}
+
+// answerFrom returns the reply to r and where it came from (see
+// state.DNSStatus), or nil for a message that gets none.
+func (h *Handler) answerFrom(ctx context.Context, r *dns.Msg) (*dns.Msg, string) {
 	if r.Response {
-		return nil
+		return nil, ""
 	}
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.RecursionAvailable = true
 	if r.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
-		return m
+		return m, ""
 	}
 	if len(r.Question) != 1 {
 		m.Rcode = dns.RcodeFormatError
-		return m
+		return m, ""
 	}
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
@@ -95,13 +104,13 @@ func (h *Handler) answer(ctx context.Context, r *dns.Msg) *dns.Msg {
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: netip.IPv6Loopback().AsSlice()})
 		}
 		h.count("", "local")
-		return m
+		return m, "local"
 	case q.Qtype == dns.TypePTR:
 		if rr, ok := l.reverse(name, now); ok {
 			rr.Header().Name = q.Name
 			m.Answer = append(m.Answer, rr)
 			h.count("", "local")
-			return m
+			return m, "local"
 		}
 	}
 	// A single label asked for an address is a LAN name ("alpha" as
@@ -123,19 +132,19 @@ func (h *Handler) answer(ctx context.Context, r *dns.Msg) *dns.Msg {
 		}
 		m.Authoritative = true
 		h.count("", "local")
-		return m
+		return m, "local"
 	}
 	if servedLocally(name) {
 		m.Rcode = dns.RcodeNameError
 		h.count("", "local")
-		return m
+		return m, "local"
 	}
 	return h.forward(ctx, r, q, m)
 }
 
 // forward answers from the cache, or upstream, or, when the upstreams do
 // not answer in time, from the cache's expired entries.
-func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dns.Msg) *dns.Msg {
+func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dns.Msg) (*dns.Msg, string) {
 	do := false
 	if o := r.IsEdns0(); o != nil {
 		do = o.Do()
@@ -144,7 +153,7 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 	cached, fresh, ok := cache.Get(q, do)
 	if ok && fresh {
 		h.count("", "cache")
-		return reply(r, cached)
+		return reply(r, cached), "cache"
 	}
 	// With a stale answer at hand, the upstreams get about a second;
 	// without one, time to fail over to the next.
@@ -159,7 +168,7 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 		up = h.unrebind(q, up)
 		cache.Put(q, do, up)
 		h.count("", "upstream")
-		return reply(r, up)
+		return reply(r, up), "upstream"
 	}
 	if ok {
 		for _, rr := range append(append(cached.Answer, cached.Ns...), cached.Extra...) {
@@ -168,11 +177,56 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 			}
 		}
 		h.count("", "stale")
-		return reply(r, cached)
+		return reply(r, cached), "stale"
 	}
 	h.count("", "failed")
 	m.Rcode = dns.RcodeServerFailure
-	return m
+	return m, "failed"
+}
+
+// serveUDP answers one UDP query in b: from the packed cache when it can
+// (counted as a cache answer), else as ServeDNS does, filling the packed
+// cache with what the cache or the upstreams answered. It returns the
+// reply, or nil for none.
+func (h *Handler) serveUDP(ctx context.Context, b, out []byte) []byte {
+	wc := h.wire.Load()
+	if reply := wc.answer(b, out); reply != nil {
+		h.count(typeOf(b), "cache")
+		return reply
+	}
+	r := new(dns.Msg)
+	if r.Unpack(b) != nil {
+		return nil // malformed: dropped
+	}
+	m, src := h.answerFrom(ctx, r)
+	if m == nil {
+		return nil
+	}
+	size := dns.MinMsgSize
+	if o := r.IsEdns0(); o != nil {
+		size = max(int(o.UDPSize()), dns.MinMsgSize)
+	}
+	m.Truncate(size)
+	packed, err := m.Pack()
+	if err != nil {
+		return nil
+	}
+	if (src == "cache" || src == "upstream") && !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError) {
+		wc.store(b, packed)
+	}
+	return packed
+}
+
+// typeOf returns the query type of a query that parseWireQuery took.
+func typeOf(b []byte) string {
+	i := 12
+	for i < len(b) && b[i] != 0 {
+		i += 1 + int(b[i])
+	}
+	if i+3 > len(b) {
+		return ""
+	}
+	return dns.TypeToString[uint16(b[i+1])<<8|uint16(b[i+2])]
 }
 
 // reply makes m, a message of the caller's own (the cache and the

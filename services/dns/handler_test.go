@@ -91,6 +91,7 @@ func testHandler(t *testing.T, up *fakeUpstream, now func() time.Time) (*Handler
 	h := newHandler(NewForwarder(ups, 16), 100)
 	h.now = now
 	h.cache.Store(NewCache(100, now))
+	h.wire.Store(newWireCache(100, now))
 	h.upstreamWait = 300 * time.Millisecond
 	h.local.Store(buildLocal(st, "router"))
 	allow := []string{"plex.direct."}
@@ -226,6 +227,77 @@ func TestOPT(t *testing.T) {
 	}
 }
 
+// TestWire: a UDP query the cache answered once is answered again from
+// the packed cache, byte for byte as the slow path would (the query's ID,
+// case and RD bit, the TTLs counted down), without the upstream; a query
+// of another kind (EDNS or not), a local name and an expired entry take
+// the slow path.
+func TestWire(t *testing.T) {
+	up := newFakeUpstream(t, "www.isp.test. 300 IN A 203.0.113.80")
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	h, _ := testHandler(t, up, clock)
+	pack := func(name string, id uint16, rd, edns bool, qtype uint16) []byte {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		m.Id, m.RecursionDesired = id, rd
+		if edns {
+			m.SetEdns0(1232, false)
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first := h.serveUDP(context.Background(), pack("www.isp.test.", 1, true, false, dns.TypeA), nil)
+	if first == nil {
+		t.Fatal("no reply")
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Second)
+	mu.Unlock()
+	b := h.wire.Load().answer(pack("WWW.Isp.TEST.", 77, false, false, dns.TypeA), nil)
+	if b == nil {
+		t.Fatal("the second query was not answered from the packed cache")
+	}
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatal(err)
+	}
+	if m.Id != 77 || m.RecursionDesired || m.Question[0].Name != "WWW.Isp.TEST." || answerText(m) != "NOERROR 203.0.113.80" || m.Answer[0].Header().Ttl != 298 || m.IsEdns0() != nil {
+		t.Errorf("from the packed cache: %v", m)
+	}
+	if n := up.queries.Load(); n != 1 {
+		t.Errorf("%d upstream queries, want 1", n)
+	}
+	for _, tc := range []struct {
+		what string
+		q    []byte
+	}{
+		{"with EDNS", pack("www.isp.test.", 2, true, true, dns.TypeA)},
+		{"another type", pack("www.isp.test.", 3, true, false, dns.TypeAAAA)},
+		{"a local name", pack("alpha.lan.", 4, true, false, dns.TypeA)},
+		{"not a query", []byte{0, 1, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0}},
+		{"cut short", pack("www.isp.test.", 5, true, false, dns.TypeA)[:20]},
+	} {
+		if b := h.wire.Load().answer(tc.q, nil); b != nil {
+			t.Errorf("%s: answered from the packed cache", tc.what)
+		}
+	}
+	h.serveUDP(context.Background(), pack("alpha.lan.", 6, true, false, dns.TypeA), nil)
+	if b := h.wire.Load().answer(pack("alpha.lan.", 7, true, false, dns.TypeA), nil); b != nil {
+		t.Error("a local answer was kept in the packed cache")
+	}
+	mu.Lock()
+	now = now.Add(300 * time.Second)
+	mu.Unlock()
+	if b := h.wire.Load().answer(pack("www.isp.test.", 8, true, false, dns.TypeA), nil); b != nil {
+		t.Error("an expired entry was answered from the packed cache")
+	}
+}
+
 // TestRebinding: an upstream answer into the home's ranges is replaced
 // by an empty one, except under rebind_allow.
 func TestRebinding(t *testing.T) {
@@ -293,12 +365,13 @@ func FuzzHandler(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		h, _ := testHandler(t, nil, time.Now)
+		h.upstreamWait = time.Millisecond
+		h.serveUDP(context.Background(), data, nil) // the packed path first
 		m := new(dns.Msg)
 		if m.Unpack(data) != nil {
 			return
 		}
-		h, _ := testHandler(t, nil, time.Now)
-		h.upstreamWait = time.Millisecond
 		h.answer(context.Background(), m)
 	})
 }
