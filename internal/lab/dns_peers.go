@@ -56,27 +56,7 @@ type DNSPeerOptions struct {
 // h.Dnsmasq.Output() (see DnsmasqQueries). Stop h.Dnsmasq first when one
 // runs.
 func (h *Home) StartDnsmasqDNS(ctx context.Context, opt DNSPeerOptions) error {
-	l := h.lab
 	args := []string{
-		"-k", // foreground
-		"--conf-file=/dev/null",
-		"--no-resolv",
-		"--no-hosts",
-		"--bind-interfaces",
-		"--interface=isp0",
-		"--user=root",
-		"--log-facility=-",
-		"--log-dhcp",
-		"--dhcp-authoritative",
-		"--dhcp-range=10.77.0.100,10.77.0.200,255.255.255.0,2m",
-		"--dhcp-option=option:router," + ISPAddr4,
-		"--dhcp-option=option:dns-server," + ISPAddr4,
-		"--domain=isp.test",
-		"--dhcp-leasefile=" + filepath.Join(l.Dir(), "dnsmasq.leases"),
-		"--pid-file=" + filepath.Join(l.Dir(), "dnsmasq.pid"),
-		"--host-record=www.isp.test," + ISPWWWA + "," + ISPWWWAAAA,
-		"--address=/isp.test/" + ISPRecordA,
-		// The DNS tests' records.
 		"--local-ttl=" + strconv.Itoa(ISPLocalTTL),
 		"--host-record=" + ISPShortName + "," + ISPShortA + "," + strconv.Itoa(ISPShortTTL),
 		"--host-record=" + ISPRebindName + "," + ISPRebindA,
@@ -88,15 +68,7 @@ func (h *Home) StartDnsmasqDNS(ctx context.Context, opt DNSPeerOptions) error {
 	if opt.HostsFile != "" {
 		args = append(args, "--addn-hosts="+opt.HostsFile)
 	}
-	var err error
-	h.Dnsmasq, err = l.Start(h.ISP, "dnsmasq", args...)
-	if err != nil {
-		return fmt.Errorf("lab: start dnsmasq in %s: %w", h.ISP, err)
-	}
-	if err := h.Dnsmasq.WaitOutput(ctx, "DHCP, IP range"); err != nil {
-		return fmt.Errorf("lab: start dnsmasq in %s: %w", h.ISP, err)
-	}
-	return nil
+	return h.startDnsmasq(ctx, args...)
 }
 
 // DnsmasqQueries counts the queries for name of type qtype ("A", "AAAA",

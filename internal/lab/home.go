@@ -173,9 +173,14 @@ func NewHome(l *Lab, opt HomeOptions) (*Home, error) {
 // away and bring it back call it again after stopping h.Dnsmasq; the
 // lease file is kept, as a real server's would be.
 func (h *Home) StartDnsmasq(ctx context.Context) error {
+	return h.startDnsmasq(ctx, "--log-queries")
+}
+
+// startDnsmasq starts the ISP's dnsmasq with its DHCPv4 service and
+// records, and extra arguments.
+func (h *Home) startDnsmasq(ctx context.Context, extra ...string) error {
 	l := h.lab
-	var err error
-	h.Dnsmasq, err = l.Start(h.ISP, "dnsmasq",
+	args := append([]string{
 		"-k", // foreground
 		"--conf-file=/dev/null",
 		"--no-resolv",
@@ -185,24 +190,24 @@ func (h *Home) StartDnsmasq(ctx context.Context) error {
 		"--user=root",
 		"--log-facility=-",
 		"--log-dhcp",
-		"--log-queries",
 		"--dhcp-authoritative",
 		"--dhcp-range=10.77.0.100,10.77.0.200,255.255.255.0,2m",
-		"--dhcp-option=option:router,"+ISPAddr4,
-		"--dhcp-option=option:dns-server,"+ISPAddr4,
+		"--dhcp-option=option:router," + ISPAddr4,
+		"--dhcp-option=option:dns-server," + ISPAddr4,
 		"--domain=isp.test",
-		"--dhcp-leasefile="+filepath.Join(l.Dir(), "dnsmasq.leases"),
-		"--pid-file="+filepath.Join(l.Dir(), "dnsmasq.pid"),
-		"--host-record=www.isp.test,"+ISPWWWA+","+ISPWWWAAAA,
-		"--address=/isp.test/"+ISPRecordA,
-	)
+		"--dhcp-leasefile=" + filepath.Join(l.Dir(), "dnsmasq.leases"),
+		"--pid-file=" + filepath.Join(l.Dir(), "dnsmasq.pid"),
+		"--host-record=www.isp.test," + ISPWWWA + "," + ISPWWWAAAA,
+		"--address=/isp.test/" + ISPRecordA,
+	}, extra...)
+	var err error
+	h.Dnsmasq, err = l.Start(h.ISP, "dnsmasq", args...)
 	if err != nil {
 		return fmt.Errorf("lab: start dnsmasq in %s: %w", h.ISP, err)
 	}
 	if err := h.Dnsmasq.WaitOutput(ctx, "DHCP, IP range"); err != nil {
 		return fmt.Errorf("lab: start dnsmasq in %s: %w", h.ISP, err)
 	}
-
 	return nil
 }
 

@@ -182,14 +182,13 @@ func serveUDP(ctx context.Context, pc net.PacketConn, h *Handler) {
 			}
 			continue
 		}
-		if reply := h.wire.Load().answer(buf[:n], out); reply != nil {
-			h.count(typeOf(buf[:n]), "cache")
+		if reply := h.fastUDP(buf[:n], out); reply != nil {
 			pc.WriteTo(reply, addr)
 			continue
 		}
 		req := slices.Clone(buf[:n])
 		go func() {
-			if reply := h.serveUDP(ctx, req, nil); reply != nil {
+			if reply := h.slowUDP(ctx, req); reply != nil {
 				pc.WriteTo(reply, addr)
 			}
 		}()

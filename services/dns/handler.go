@@ -184,16 +184,30 @@ func (h *Handler) forward(ctx context.Context, r *dns.Msg, q dns.Question, m *dn
 	return m, "failed"
 }
 
-// serveUDP answers one UDP query in b: from the packed cache when it can
-// (counted as a cache answer), else as ServeDNS does, filling the packed
-// cache with what the cache or the upstreams answered. It returns the
-// reply, or nil for none.
+// serveUDP answers one UDP query in b: from the packed cache when it can,
+// else as ServeDNS does (see slowUDP). It returns the reply, or nil for
+// none.
 func (h *Handler) serveUDP(ctx context.Context, b, out []byte) []byte {
-	wc := h.wire.Load()
-	if reply := wc.answer(b, out); reply != nil {
-		h.count(typeOf(b), "cache")
+	if reply := h.fastUDP(b, out); reply != nil {
 		return reply
 	}
+	return h.slowUDP(ctx, b)
+}
+
+// fastUDP answers a query from the packed cache (counted as a cache
+// answer) into out, or returns nil. It never waits.
+func (h *Handler) fastUDP(b, out []byte) []byte {
+	reply := h.wire.Load().answer(b, out)
+	if reply != nil {
+		h.count(typeOf(b), "cache")
+	}
+	return reply
+}
+
+// slowUDP answers a query as ServeDNS does, and keeps in the packed cache
+// what the cache or the upstreams answered. It may wait for an upstream.
+func (h *Handler) slowUDP(ctx context.Context, b []byte) []byte {
+	wc := h.wire.Load()
 	r := new(dns.Msg)
 	if r.Unpack(b) != nil {
 		return nil // malformed: dropped

@@ -59,12 +59,14 @@ func buildLocal(st *state.Store, hostname string) *local {
 		}
 	}
 	// The router itself, by its hostname, on lan0's addresses.
-	if lan, ok := state.FindLink(st.Links.Value(), state.LAN); ok && hostname != "" {
-		for _, a := range lan.InForce {
-			add(hostname, localAddr{addr: a.Prefix.Addr()})
-		}
+	// lan0's prefixes (for rebinding protection, whether or not the
+	// router has a name) and the router itself, by its hostname.
+	if lan, ok := state.FindLink(st.Links.Value(), state.LAN); ok {
 		for _, a := range lan.InForce {
 			l.lan = append(l.lan, a.Prefix.Masked())
+			if hostname != "" {
+				add(hostname, localAddr{addr: a.Prefix.Addr()})
+			}
 		}
 	}
 	for _, h := range cfg.Hosts {

@@ -38,12 +38,17 @@ func TestFailClosed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(st.Problems.Value()[ServiceName], "firewall: nf_tables is not there (forwarding is off)") {
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	for {
+		ch := st.Problems.Changed()
+		if strings.Contains(st.Problems.Value()[ServiceName], "firewall: nf_tables is not there (forwarding is off)") {
+			break
+		}
+		select {
+		case <-ch:
+		case <-timeout:
 			t.Fatalf("problems: %q", st.Problems.Value())
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
