@@ -26,6 +26,7 @@ import (
 	"github.com/homerouter/homerouter/services/firewall"
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
+	"github.com/homerouter/homerouter/services/ra"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -246,6 +247,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
 		{Name: dns.ServiceName, Run: dns.New(st, logger("dns"), hostname()).Run},
+		{Name: ra.ServiceName, Run: ra.New(st, logger("ra")).Run},
 	}
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})

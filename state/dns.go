@@ -35,6 +35,16 @@ type DNS struct {
 	RebindAllow []string `json:"rebind_allow,omitempty"`
 }
 
+// LANDomain returns the LAN's DNS domain: dns.json's domain, else
+// dhcp4d.json's, else DefaultDomain. The resolver answers under it and
+// router advertisements name it as the search domain.
+func LANDomain(dns DNS, dhcp4d DHCPv4Server) string {
+	if dns.Domain != "" {
+		return dns.Domain
+	}
+	return dhcp4d.LANDomain()
+}
+
 // DNSHost is a static name.
 type DNSHost struct {
 	Name  string       `json:"name"`

@@ -122,6 +122,8 @@ func TestPersistentDeclared(t *testing.T) {
 	st.DHCPv4ServerLeases.Publish(DHCPv4ServerLeases{Leases: []DHCPv4ServerLease{{Addr: netip.MustParseAddr("10.42.0.100")}}})
 	st.DHCPv6Lease.Publish(DHCPv6Lease{Prefixes: []DelegatedPrefix{{Prefix: netip.MustParsePrefix("fd00:78::/56")}}})
 	st.DHCPv6DUID.Publish(DUID{DUID: "0003"})
+	st.ULA.Publish(ULA{Prefix: netip.MustParsePrefix("fd12:3456:789a::/48")})
+	st.AdvertisedPrefixes.Publish(AdvertisedPrefixes{Prefixes: []AdvertisedPrefix{{Prefix: netip.MustParsePrefix("fd00:78:0:100::/64")}}})
 	if err := st.FlushState(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,15 +131,16 @@ func TestPersistentDeclared(t *testing.T) {
 	if errs := st2.LoadState(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	if len(st2.persistent) != 4 {
-		t.Errorf("%d persistent topics, want 4", len(st2.persistent))
+	if len(st2.persistent) != 6 {
+		t.Errorf("%d persistent topics, want 6", len(st2.persistent))
 	}
 	for _, p := range st2.persistent {
 		if _, err := os.Stat(filepath.Join(dir, p.File())); err != nil {
 			t.Errorf("%s: %v", p.File(), err)
 		}
 	}
-	if !st2.DHCPv4Lease.Value().Valid() || len(st2.DHCPv4ServerLeases.Value().Leases) != 1 || len(st2.DHCPv6Lease.Value().Prefixes) != 1 || st2.DHCPv6DUID.Value().DUID != "0003" {
+	if !st2.DHCPv4Lease.Value().Valid() || len(st2.DHCPv4ServerLeases.Value().Leases) != 1 || len(st2.DHCPv6Lease.Value().Prefixes) != 1 || st2.DHCPv6DUID.Value().DUID != "0003" ||
+		!st2.ULA.Value().Prefix.IsValid() || len(st2.AdvertisedPrefixes.Value().Prefixes) != 1 {
 		t.Errorf("not every topic loaded back")
 	}
 }

@@ -23,6 +23,7 @@ type Store struct {
 	DHCPv6          *Topic[DHCPv6]
 	DHCPv4Server    *Topic[DHCPv4Server]
 	DNS             *Topic[DNS]
+	RA              *Topic[RA]
 
 	// ConfigStatus is the result of the last load of each config file, in
 	// the order of ConfigFileNames.
@@ -62,6 +63,16 @@ type Store struct {
 
 	// DNSStatus is the DNS resolver's counters.
 	DNSStatus *Topic[DNSStatus]
+
+	// ULA is lan0's unique local /48, persisted in ula.json: made once by
+	// netconfig when ra.json sets none.
+	ULA *Persistent[ULA]
+	// AdvertisedPrefixes are the prefixes the router advertisements
+	// announced, persisted in ra-prefixes.json, so that one that is gone
+	// is deprecated, also after a reboot.
+	AdvertisedPrefixes *Persistent[AdvertisedPrefixes]
+	// RAStatus is the router advertisements' counters.
+	RAStatus *Topic[RAStatus]
 
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
@@ -132,6 +143,22 @@ type Link struct {
 	// DNS, router advertisements and the firewall build on, so that none
 	// of them derives the LAN's prefixes on its own.
 	InForce []Address `json:"in_force,omitempty"`
+	// DefaultRoutes are the gateways of the main table's default routes
+	// over the link, IPv4 and IPv6, whoever made them (a DHCP lease,
+	// the ISP's router advertisements, extra_routes); the unspecified
+	// address stands for an on-link one. Router advertisements offer
+	// the router as IPv6 default router only while uplink0 has one.
+	DefaultRoutes []netip.Addr `json:"default_routes,omitempty"`
+}
+
+// HasDefaultRoute6 reports whether the link has an IPv6 default route.
+func (l Link) HasDefaultRoute6() bool {
+	for _, a := range l.DefaultRoutes {
+		if a.Is6() {
+			return true
+		}
+	}
+	return false
 }
 
 // Address is an address in force on a link.
@@ -224,6 +251,10 @@ var configFiles = []configFile{
 		name: "dns.json",
 		load: loadInto(func(s *Store) *Topic[DNS] { return s.DNS }),
 	},
+	{
+		name: "ra.json",
+		load: loadInto(func(s *Store) *Topic[RA] { return s.RA }),
+	},
 }
 
 // ConfigFileNames returns the names of the config files, in load order.
@@ -280,6 +311,8 @@ func NewStore(dir string) *Store {
 		DHCPv6:          NewTopic[DHCPv6]("dhcp6.json"),
 		DHCPv4Server:    NewTopic[DHCPv4Server]("dhcp4d.json"),
 		DNS:             NewTopic[DNS]("dns.json"),
+		RA:              NewTopic[RA]("ra.json"),
+		RAStatus:        NewTopic[RAStatus]("ra"),
 		DNSStatus:       NewTopic[DNSStatus]("dns"),
 		ConfigStatus:    NewTopic[[]FileStatus]("config"),
 		Services:        NewTopic[[]ServiceStatus]("services"),
@@ -296,6 +329,8 @@ func NewStore(dir string) *Store {
 	s.DHCPv4ServerLeases = persist[DHCPv4ServerLeases](s, "dhcp4d-leases.json")
 	s.DHCPv6Lease = persist[DHCPv6Lease](s, "dhcp6-lease.json")
 	s.DHCPv6DUID = persist[DUID](s, "dhcp6-duid.json")
+	s.ULA = persist[ULA](s, "ula.json")
+	s.AdvertisedPrefixes = persist[AdvertisedPrefixes](s, "ra-prefixes.json")
 	return s
 }
 

@@ -216,6 +216,23 @@ func (h *Home) startDnsmasq(ctx context.Context, extra ...string) error {
 // and waits until it serves. Tests that take the server away call it
 // again after stopping h.DHCPD6.
 func (h *Home) StartDHCPD6(ctx context.Context) error {
+	return h.startDHCPD6(ctx, "fd00:78:0:100::", "fd00:78:0:ff00::")
+}
+
+// RenumberDHCPD6 stops the ISP's dhcpd -6, makes it forget its leases and
+// starts it again delegating /56s from first to last only: the ISP
+// renumbers, and a router that asks afresh gets a prefix from there.
+func (h *Home) RenumberDHCPD6(ctx context.Context, first, last string) error {
+	if h.DHCPD6 != nil {
+		h.DHCPD6.Stop(3 * time.Second)
+	}
+	if _, err := h.lab.WriteFile("dhcpd6.leases", "", 0o644); err != nil {
+		return err
+	}
+	return h.startDHCPD6(ctx, first, last)
+}
+
+func (h *Home) startDHCPD6(ctx context.Context, first, last string) error {
 	l := h.lab
 	conf := fmt.Sprintf(`# homerouter lab: ISP DHCPv6 server with prefix delegation.
 default-lease-time 60;
@@ -225,9 +242,9 @@ option dhcp6.name-servers %s;
 option dhcp6.domain-search "isp.test";
 subnet6 %s {
 	range6 fd00:77::1000 fd00:77::1fff;
-	prefix6 fd00:78:0:100:: fd00:78:0:ff00:: /%d;
+	prefix6 %s %s /%d;
 }
-`, ISPAddr6, ISPPrefix6, ISPPDLen)
+`, ISPAddr6, ISPPrefix6, first, last, ISPPDLen)
 	confPath, err := l.WriteFile("dhcpd6.conf", conf, 0o644)
 	if err != nil {
 		return err

@@ -43,10 +43,7 @@ const localTTL = 60
 // hostname.
 func buildLocal(st *state.Store, hostname string) *local {
 	cfg := st.DNS.Value()
-	domain := cfg.Domain
-	if domain == "" {
-		domain = st.DHCPv4Server.Value().LANDomain()
-	}
+	domain := state.LANDomain(cfg, st.DHCPv4Server.Value())
 	l := &local{domain: dns.Fqdn(strings.ToLower(domain)), names: map[string][]localAddr{}, ptr: map[netip.Addr]string{}}
 	add := func(name string, a localAddr) {
 		fqdn := dns.Fqdn(strings.ToLower(name))

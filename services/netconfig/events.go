@@ -11,7 +11,10 @@ import (
 )
 
 // linkEvents turns the kernel's link notifications (RTNLGRP_LINK: a link
-// appeared, vanished, was renamed or changed state) into publications on
+// appeared, vanished, was renamed or changed state) and route
+// notifications (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE: the ISP's router
+// advertisements gave uplink0 a default route, or it expired; st.Links
+// shows the default routes) into publications on
 // a topic, so that Run waits for them and for config changes in one
 // state.Watch. The topic's value is nil, or the error that ended the
 // subscription.
@@ -22,9 +25,11 @@ type linkEvents struct {
 	done   chan struct{}
 }
 
-// subscribeLinks joins RTNLGRP_LINK and starts reading notifications.
+// subscribeLinks joins RTNLGRP_LINK and the route groups and starts
+// reading notifications.
 func subscribeLinks() (*linkEvents, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: 1 << (unix.RTNLGRP_LINK - 1)})
+	groups := uint32(1<<(unix.RTNLGRP_LINK-1) | 1<<(unix.RTNLGRP_IPV4_ROUTE-1) | 1<<(unix.RTNLGRP_IPV6_ROUTE-1))
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Groups: groups})
 	if err != nil {
 		return nil, fmt.Errorf("netconfig: subscribe to link events: %w", err)
 	}

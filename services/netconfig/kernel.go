@@ -228,6 +228,35 @@ func (k *kernel) ourRoutes(uplink uint32) ([]route, error) {
 	return rs, nil
 }
 
+// defaultRoutes returns, by link index, the gateways of the main table's
+// default routes (the unspecified address for an on-link one).
+func (k *kernel) defaultRoutes() (map[uint32][]netip.Addr, error) {
+	msgs, err := k.rt.Route.List()
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	out := make(map[uint32][]netip.Addr)
+	for _, m := range msgs {
+		table := uint32(m.Table)
+		if m.Attributes.Table != 0 {
+			table = m.Attributes.Table
+		}
+		if m.DstLength != 0 || table != unix.RT_TABLE_MAIN || m.Type != unix.RTN_UNICAST {
+			continue
+		}
+		r, ok := parseRoute(m)
+		if !ok || r.Index == 0 {
+			continue
+		}
+		gw := r.Gateway
+		if !gw.IsValid() {
+			gw = r.Dst.Addr()
+		}
+		out[r.Index] = append(out[r.Index], gw)
+	}
+	return out, nil
+}
+
 func parseRoute(m rtnetlink.RouteMessage) (route, bool) {
 	var dst netip.Addr
 	switch {

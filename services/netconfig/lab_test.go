@@ -377,7 +377,7 @@ func (l child) wantRoutes(want ...string) {
 // is expected to change something.
 func applyOK(t *testing.T, n *Netconfig, cfg state.Interfaces, wantChange bool) []state.Link {
 	t.Helper()
-	changes, links, err := n.Apply(context.Background(), cfg, n.st.DHCPv4Lease.Value(), n.st.DHCPv6Lease.Value(), n.st.DHCPv6.Value())
+	changes, links, err := n.Apply(context.Background(), cfg, n.Inputs())
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -678,7 +678,7 @@ func TestInNamespace(t *testing.T) {
 			st.DHCPv6Lease.Publish(lease6("fd00:78:0:200::/64", "fd00:77::1234"))
 			st.DHCPv6.Publish(state.DHCPv6{LANSubnet: 3})
 			for range 2 {
-				_, _, err := n.Apply(context.Background(), cfg, st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv6.Value())
+				_, _, err := n.Apply(context.Background(), cfg, n.Inputs())
 				if err == nil || !strings.Contains(err.Error(), "lan_subnet") {
 					t.Errorf("Apply error = %v, want one about lan_subnet", err)
 				}
@@ -712,7 +712,7 @@ func TestInNamespace(t *testing.T) {
 		blocked := cfg
 		blocked.Interfaces = append(slices.Clone(cfg.Interfaces), state.Interface{HardwareAddr: "02:77:00:00:00:03", Name: "blocker", Addr: "10.45.0.1/24"})
 		for range 2 {
-			changes, _, err := n.Apply(context.Background(), blocked, st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv6.Value())
+			changes, _, err := n.Apply(context.Background(), blocked, n.Inputs())
 			if err == nil || !strings.Contains(err.Error(), "rename d3 to blocker") {
 				t.Errorf("Apply error = %v, want one about renaming d3 to blocker", err)
 			}

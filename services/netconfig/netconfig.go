@@ -158,12 +158,13 @@ func (n *Netconfig) Run(ctx context.Context) error {
 	var retry time.Duration // 0: no retry pending
 	lastErr := ""
 	for {
-		w := state.WatchAll(n.st.Interfaces, n.st.DHCPv4Lease, n.st.DHCPv6Lease, n.st.DHCPv6, events)
+		w := state.WatchAll(n.st.Interfaces, n.st.DHCPv4Lease, n.st.DHCPv6Lease, n.st.DHCPv6, n.st.RA, n.st.ULA, events)
 		if err := events.Err(); err != nil {
 			return err
 		}
+		n.makeULA()
 		if cfg, version := n.st.Interfaces.Get(); version > 0 {
-			changes, _, err := n.Apply(ctx, cfg, n.st.DHCPv4Lease.Value(), n.st.DHCPv6Lease.Value(), n.st.DHCPv6.Value())
+			changes, _, err := n.Apply(ctx, cfg, n.Inputs())
 			for _, c := range changes {
 				n.log.Print(c)
 			}
@@ -184,6 +185,37 @@ func (n *Netconfig) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// Inputs returns what Run applies besides interfaces.json, from the
+// Store.
+func (n *Netconfig) Inputs() Inputs {
+	in := Inputs{Lease: n.st.DHCPv4Lease.Value(), Lease6: n.st.DHCPv6Lease.Value(), DHCPv6: n.st.DHCPv6.Value()}
+	ra, ula := n.st.RA.Value(), n.st.ULA.Value()
+	if in.ULALAN = state.LANULA(ra, ula); in.ULALAN.IsValid() {
+		in.ULA = ra.ULA
+		if !state.IsULA(in.ULA) {
+			in.ULA = ula.Prefix
+		}
+		in.ULA = in.ULA.Masked()
+	}
+	return in
+}
+
+// makeULA makes lan0's unique local prefix, once: when neither ra.json
+// nor ula.json has one, it publishes a new random /48 on st.ULA, which
+// SaveState writes to ula.json.
+func (n *Netconfig) makeULA() {
+	if state.IsULA(n.st.RA.Value().ULA) || state.IsULA(n.st.ULA.Value().Prefix) {
+		return
+	}
+	u, err := state.NewULA(time.Now())
+	if err != nil {
+		n.log.Print(err)
+		return
+	}
+	n.log.Printf("made the unique local prefix %s for the LAN (kept in ula.json)", u.Prefix)
+	n.st.ULA.Publish(u)
 }
 
 // ServiceName is the name main gives netconfig in the supervisor, and the
@@ -209,13 +241,12 @@ func waitOrRetry(ctx context.Context, w state.Watch, retry time.Duration) error 
 	return ctx.Err()
 }
 
-// Apply makes the kernel match cfg, the DHCPv4 lease, the DHCPv6 lease
-// (the zero leases: none) and dhcp6 (dhcp6.json) once and returns a
+// Apply makes the kernel match cfg and in once and returns a
 // human-readable line per change it made (empty when nothing changed) and
 // the resulting links, which it also publishes on st.Links. Errors of one
 // link do not stop the others: they are joined and returned after
 // everything else was tried.
-func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state.DHCPv4Lease, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6) (changes []string, links []state.Link, err error) {
+func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, in Inputs) (changes []string, links []state.Link, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	k, err := dialKernel()
@@ -223,7 +254,7 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state
 		return nil, nil, fmt.Errorf("netconfig: %w", err)
 	}
 	defer k.close()
-	a := &apply{n: n, k: k, lease: lease, lease6: lease6, dhcp6: dhcp6}
+	a := &apply{n: n, k: k, in: in}
 	a.run(ctx, cfg)
 	links, err = a.result()
 	if err != nil {
@@ -238,9 +269,7 @@ func (n *Netconfig) Apply(ctx context.Context, cfg state.Interfaces, lease state
 type apply struct {
 	n       *Netconfig
 	k       *kernel
-	lease   state.DHCPv4Lease
-	lease6  state.DHCPv6Lease
-	dhcp6   state.DHCPv6
+	in      Inputs
 	links   []kernelLink          // the kernel's links, names kept up to date
 	found   []found               // configured links present, in config order
 	wanted  map[uint32][]wantAddr // each found link's wanted addresses
@@ -495,7 +524,7 @@ func (a *apply) addAddresses() []linkAddrs {
 	}
 	var out []linkAddrs
 	for _, f := range a.found {
-		want, err := wantedAddrs(f.ifc, a.lease, a.lease6, a.dhcp6)
+		want, err := wantedAddrs(f.ifc, a.in)
 		if err != nil {
 			a.fail(fmt.Errorf("netconfig: %s: %w", f.ifc.Name, err))
 		}
@@ -572,7 +601,7 @@ func (a *apply) addAddrs(f found, want []wantAddr, ps []netip.Prefix) {
 // are removed, except those that the kernel would refuse while a stale
 // route to the same destination is in place.
 func (a *apply) routes() {
-	want := lease6Routes(a.lease6)
+	want := lease6Routes(a.in.Lease6, a.in.ULA)
 	var uplink uint32
 	for _, f := range a.found {
 		rs, err := wantedRoutes(f.ifc, f.index)
@@ -582,7 +611,7 @@ func (a *apply) routes() {
 		want = append(want, rs...)
 		if f.ifc.Name == state.Uplink {
 			uplink = f.index
-			want = append(want, leaseRoutes(a.lease, f.index)...)
+			want = append(want, leaseRoutes(a.in.Lease, f.index)...)
 		}
 	}
 	have, err := a.k.ourRoutes(uplink)
@@ -632,6 +661,10 @@ func (a *apply) result() ([]state.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netconfig: %w", err)
 	}
+	defaults, err := a.k.defaultRoutes()
+	if err != nil {
+		return nil, fmt.Errorf("netconfig: %w", err)
+	}
 	out := []state.Link{}
 	for _, f := range a.found {
 		for _, l := range links {
@@ -647,10 +680,10 @@ func (a *apply) result() ([]state.Link, error) {
 			if !ok {
 				// The apply stopped before the addresses: what is in
 				// force is still what the config and leases want.
-				want, _ = wantedAddrs(f.ifc, a.lease, a.lease6, a.dhcp6)
+				want, _ = wantedAddrs(f.ifc, a.in)
 			}
 			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps,
-				InForce: inForce(want, addrs[l.Index])})
+				InForce: inForce(want, addrs[l.Index]), DefaultRoutes: defaults[l.Index]})
 		}
 	}
 	return out, nil

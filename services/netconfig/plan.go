@@ -56,15 +56,28 @@ type wantAddr struct {
 	Preferred, Valid time.Time
 }
 
+// Inputs are what netconfig applies besides interfaces.json: the
+// uplink's leases, dhcp6.json, and lan0's unique local prefix.
+type Inputs struct {
+	Lease  state.DHCPv4Lease
+	Lease6 state.DHCPv6Lease
+	DHCPv6 state.DHCPv6
+	// ULA is the unique local prefix (a /48, usually) and ULALAN lan0's
+	// /64 of it (state.LANULA); both invalid for none.
+	ULA, ULALAN netip.Prefix
+}
+
 // wantedAddrs returns the addresses ifc's link should have: its addr and
-// extra_addrs; on uplink0, the address of lease (when it is valid) and
-// the IA_NA address of lease6 as a /128; on lan0, lan0's address in the
-// delegated prefix of lease6 (lanAddr6). An IPv4 address gets the
+// extra_addrs; on uplink0, the address of in.Lease (when it is valid) and
+// the IA_NA address of in.Lease6 as a /128; on lan0, lan0's address in
+// the delegated prefix of in.Lease6 (lanAddr6) and the ::1 of its unique
+// local /64. An IPv4 address gets the
 // broadcast address of its subnet, except the lease's, which gets the one
 // the server sent (option 28) if it did. The error says why lan0 gets no
 // address from a delegated prefix; the other addresses are returned all
 // the same.
-func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCPv6Lease, dhcp6 state.DHCPv6) ([]wantAddr, error) {
+func wantedAddrs(ifc state.Interface, in Inputs) ([]wantAddr, error) {
+	lease, lease6, dhcp6 := in.Lease, in.Lease6, in.DHCPv6
 	var out []wantAddr
 	add := func(w wantAddr) {
 		if slices.ContainsFunc(out, func(o wantAddr) bool { return o.Prefix == w.Prefix }) {
@@ -98,6 +111,11 @@ func wantedAddrs(ifc state.Interface, lease state.DHCPv4Lease, lease6 state.DHCP
 			dp := lease6.Prefixes[0]
 			add(wantAddr{Prefix: p, NoDAD: true, Origin: state.OriginDelegated,
 				Preferred: dp.Given.Add(time.Duration(dp.Preferred)), Valid: dp.Given.Add(time.Duration(dp.Valid))})
+		}
+		// The ULA's, like the delegated one, without DAD: it is the
+		// router's own in a prefix no one else uses.
+		if in.ULALAN.IsValid() {
+			add(wantAddr{Prefix: netip.PrefixFrom(in.ULALAN.Masked().Addr().Next(), 64), NoDAD: true, Origin: state.OriginULA})
 		}
 	}
 	return out, err
@@ -334,16 +352,21 @@ func leaseRoutes(lease state.DHCPv4Lease, index uint32) []route {
 	return out
 }
 
-// lease6Routes returns the routes lease6 asks for: an unreachable route
-// with LeaseProtocol for each delegated prefix, so that packets to the
+// lease6Routes returns the routes lease6 and the unique local prefix ula
+// (invalid: none) ask for: an unreachable route with LeaseProtocol for
+// each delegated prefix and the ULA, so that packets to the
 // parts of it that no link uses are dropped here rather than sent back
 // to the ISP, which routes them to us again until their hop limit runs
 // out (RFC 7084, WPD-5). The more specific prefix route of lan0's /64
 // wins over it. The IA_NA address needs no route: the uplink's IPv6
 // default route comes from the ISP's router advertisements.
-func lease6Routes(lease6 state.DHCPv6Lease) []route {
+func lease6Routes(lease6 state.DHCPv6Lease, ula netip.Prefix) []route {
 	var out []route
-	for _, p := range lease6.Prefixes {
+	ps := lease6.Prefixes
+	if ula.IsValid() {
+		ps = append(slices.Clip(ps), state.DelegatedPrefix{Prefix: ula})
+	}
+	for _, p := range ps {
 		if !p.Prefix.IsValid() || !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6() {
 			continue
 		}

@@ -416,7 +416,7 @@ func TestWantedAddrs(t *testing.T) {
 		{name: "zero lease: nothing", ifc: state.Interface{Name: state.Uplink}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := wantedAddrs(tt.ifc, tt.lease, state.DHCPv6Lease{}, state.DHCPv6{})
+			got, err := wantedAddrs(tt.ifc, Inputs{Lease: tt.lease})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -563,7 +563,7 @@ func TestWantedAddrs6(t *testing.T) {
 		{name: "IA_NA IPv4-mapped: ignored", ifc: uplink, lease6: state.DHCPv6Lease{Addr: &state.LeasedAddr{Addr: ip("::ffff:10.0.0.1")}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := wantedAddrs(tt.ifc, state.DHCPv4Lease{}, tt.lease6, state.DHCPv6{LANSubnet: tt.subnet})
+			got, err := wantedAddrs(tt.ifc, Inputs{Lease6: tt.lease6, DHCPv6: state.DHCPv6{LANSubnet: tt.subnet}})
 			if (err != nil) != tt.wantErr {
 				t.Errorf("wantedAddrs error = %v, want error: %v", err, tt.wantErr)
 			}
@@ -605,7 +605,7 @@ func TestLease6Routes(t *testing.T) {
 		{name: "IPv4 prefix ignored", lease6: pd("10.0.0.0/8")},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := lease6Routes(tt.lease6)
+			got := lease6Routes(tt.lease6, netip.Prefix{})
 			// Origins and lifetimes: TestInForce.
 			opts := []cmp.Option{cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 				cmpopts.IgnoreFields(wantAddr{}, "Origin", "Preferred", "Valid")}
@@ -671,7 +671,7 @@ func TestInForce(t *testing.T) {
 		},
 	} {
 		t.Run(tc.ifc.Name, func(t *testing.T) {
-			want, err := wantedAddrs(tc.ifc, lease, lease6, state.DHCPv6{})
+			want, err := wantedAddrs(tc.ifc, Inputs{Lease: lease, Lease6: lease6})
 			if err != nil {
 				t.Fatal(err)
 			}

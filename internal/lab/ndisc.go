@@ -1,0 +1,139 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// RouterAdvert is one router advertisement as rdisc6 (ndisc6's router
+// solicitation tool) printed it.
+type RouterAdvert struct {
+	HopLimit       int
+	RouterLifetime int // seconds
+	MTU            int // 0: no MTU option
+	SourceLLA      string
+	Prefixes       []AdvertPrefix
+	RDNSS          []netip.Addr
+	RDNSSLifetime  int
+	DNSSL          []string
+	From           netip.Addr
+}
+
+// AdvertPrefix is a prefix information option.
+type AdvertPrefix struct {
+	Prefix             netip.Prefix
+	OnLink, Autonomous bool
+	Valid, Preferred   int // seconds
+}
+
+// Prefix returns the option for p, if the advertisement has one.
+func (ra RouterAdvert) Prefix(p netip.Prefix) (AdvertPrefix, bool) {
+	for _, ap := range ra.Prefixes {
+		if ap.Prefix == p {
+			return ap, true
+		}
+	}
+	return AdvertPrefix{}, false
+}
+
+// Rdisc6 solicits a router advertisement on iface in n and returns the
+// first one that comes (rdisc6 -1: one solicitation after another, a
+// second apart, three in all).
+func (n *Netns) Rdisc6(ctx context.Context, iface string) (RouterAdvert, error) {
+	out, err := n.Run(ctx, "rdisc6", "-1", iface)
+	if err != nil {
+		return RouterAdvert{}, err
+	}
+	ras, err := ParseRdisc6(out)
+	if err != nil {
+		return RouterAdvert{}, err
+	}
+	if len(ras) == 0 {
+		return RouterAdvert{}, fmt.Errorf("lab: rdisc6 on %s in %s: no advertisement in %q", iface, n.name, out)
+	}
+	return ras[0], nil
+}
+
+// ParseRdisc6 parses rdisc6's output: each advertisement's fields, ended
+// by its "from" line.
+func ParseRdisc6(out string) ([]RouterAdvert, error) {
+	var ras []RouterAdvert
+	var cur RouterAdvert
+	var pfx *AdvertPrefix
+	seconds := func(v string) (int, error) {
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return 0, fmt.Errorf("no number in %q", v)
+		}
+		if f[0] == "infinite" {
+			return 0xffffffff, nil
+		}
+		return strconv.Atoi(f[0])
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "from "); ok {
+			a, err := netip.ParseAddr(strings.TrimSpace(rest))
+			if err != nil {
+				return nil, fmt.Errorf("lab: rdisc6: %q: %w", line, err)
+			}
+			cur.From = a
+			ras = append(ras, cur)
+			cur, pfx = RouterAdvert{}, nil
+			continue
+		}
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+		var err error
+		switch key {
+		case "Hop limit":
+			cur.HopLimit, err = seconds(val)
+		case "Router lifetime":
+			cur.RouterLifetime, err = seconds(val)
+		case "MTU":
+			cur.MTU, err = seconds(val)
+		case "Source link-layer address":
+			cur.SourceLLA = strings.ToLower(val)
+		case "Prefix":
+			var p netip.Prefix
+			if p, err = netip.ParsePrefix(val); err == nil {
+				cur.Prefixes = append(cur.Prefixes, AdvertPrefix{Prefix: p})
+				pfx = &cur.Prefixes[len(cur.Prefixes)-1]
+			}
+		case "On-link":
+			if pfx != nil {
+				pfx.OnLink = val == "Yes"
+			}
+		case "Autonomous address conf.":
+			if pfx != nil {
+				pfx.Autonomous = val == "Yes"
+			}
+		case "Valid time":
+			if pfx != nil {
+				pfx.Valid, err = seconds(val)
+			}
+		case "Pref. time":
+			if pfx != nil {
+				pfx.Preferred, err = seconds(val)
+			}
+		case "Recursive DNS server":
+			var a netip.Addr
+			if a, err = netip.ParseAddr(val); err == nil {
+				cur.RDNSS = append(cur.RDNSS, a)
+			}
+		case "DNS server lifetime":
+			cur.RDNSSLifetime, err = seconds(val)
+		case "DNS search list":
+			cur.DNSSL = append(cur.DNSSL, strings.Fields(val)...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lab: rdisc6: %q: %w", line, err)
+		}
+	}
+	return ras, nil
+}
