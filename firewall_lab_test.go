@@ -53,8 +53,9 @@ var fwForward = state.Forwarding{Proto: "tcp", Port: "8080", DestAddr: fwClient4
 // fwHome is the home topology as the firewall tests use it: the router
 // with lan0 at 192.168.42.1/24, a static lease for the LAN client and
 // port forwards; web servers on the ISP side and on the LAN client, which
-// has 192.168.42.10 from the router's DHCP server and <prefix>::10 in
-// lan0's delegated /64 (homerouter sends no RAs yet).
+// has 192.168.42.10 from the router's DHCP server, <prefix>::10 in
+// lan0's delegated /64 (a fixed address for the pinhole) and its IPv6
+// default route from the router's advertisements.
 type fwHome struct {
 	*lab.Home
 	l   *lab.Lab
@@ -70,6 +71,7 @@ type fwHome struct {
 	Uplink6   []netip.Addr // uplink0's global IPv6 addresses
 	UplinkLL  netip.Addr   // uplink0's link-local address
 	LAN6      netip.Prefix // lan0's address in the delegated prefix (<prefix>::1/64)
+	LANLL     netip.Addr   // lan0's link-local address
 	Delegated netip.Prefix // the delegated /56
 	Client6   netip.Addr   // the LAN client's address in lan0's /64
 }
@@ -162,7 +164,7 @@ func (f *fwHome) waitUplink(ctx context.Context, t *testing.T) {
 		t.Fatal(err)
 	}
 	r := waitRouterAddrs(ctx, t, f.Home)
-	f.Uplink4, f.Uplink6, f.UplinkLL, f.LAN6 = r.Uplink4, r.Uplink6, r.UplinkLL, r.LAN6
+	f.Uplink4, f.Uplink6, f.UplinkLL, f.LAN6, f.LANLL = r.Uplink4, r.Uplink6, r.UplinkLL, r.LAN6, r.LANLL
 	var err error
 	f.Delegated, err = f.LAN6.Addr().Prefix(lab.ISPPDLen)
 	if err != nil {
@@ -199,12 +201,12 @@ func (f *fwHome) setUpClient(ctx context.Context, t *testing.T) {
 		{"addr", "add", fwClient4 + "/24", "dev", "eth0"},
 		{"route", "add", "default", "via", fwLANIP},
 		{"-6", "addr", "add", netip.PrefixFrom(f.Client6, 64).String(), "dev", "eth0", "nodad"},
-		{"-6", "route", "add", "default", "via", f.LAN6.Addr().String(), "dev", "eth0"},
 	} {
 		if _, err := f.LAN.Run(ctx, "ip", args...); err != nil {
 			t.Fatal(err)
 		}
 	}
+	waitDefaultRoute6(ctx, t, f.LAN, f.LANLL)
 	if f.LANWeb4, err = f.l.StartWebServer(ctx, f.LAN, netip.AddrPortFrom(netip.MustParseAddr(fwClient4), 80), fwLANBody); err != nil {
 		t.Fatal(err)
 	}

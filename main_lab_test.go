@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,8 +136,9 @@ func TestRouterLab(t *testing.T) {
 		if !slices.Contains(ls["lan0"].Flags, "UP") {
 			t.Errorf("lan0 flags %v, want UP", ls["lan0"].Flags)
 		}
-		if got := ls["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24", "fd00:42::1/64"}) {
-			t.Errorf("lan0 addresses %v, want [192.168.42.1/24 fd00:42::1/64]", got)
+		ula, rest := splitULA(ls["lan0"].addrs())
+		if !slices.Equal(rest, []string{"192.168.42.1/24", "fd00:42::1/64"}) || ula == "" {
+			t.Errorf("lan0 addresses %v, want 192.168.42.1/24, fd00:42::1/64 and the ::1/64 of a unique local prefix", ls["lan0"].addrs())
 		}
 	})
 
@@ -180,8 +182,11 @@ func TestRouterLab(t *testing.T) {
 			t.Error(err)
 		}
 		// HTTP (80) and DNS (53, also on lan0's link-local address).
+		ula, _ := splitULA(links(ctx, t, h.Router)["lan0"].addrs())
+		ula = strings.TrimSuffix(ula, "/64")
 		want := []string{"127.0.0.1:53", "127.0.0.1:80", "192.168.42.1:53", "192.168.42.1:80", "[::1]:53", "[::1]:80",
-			"[fd00:42::1]:53", "[fd00:42::1]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+			"[fd00:42::1]:53", "[fd00:42::1]:80", "[" + ula + "]:53", "[" + ula + "]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+		slices.Sort(want)
 		if err := lab.WaitFor(ctx, "the listeners", func() error {
 			if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
 				return fmt.Errorf("router listens on %v, want only loopback and lan0: %v", got, want)
@@ -220,8 +225,8 @@ func TestRouterLab(t *testing.T) {
 		if want := `interfaces.json:4:`; !strings.Contains(health.FirstError, want) {
 			t.Errorf("first_error = %q, want it to name %s", health.FirstError, want)
 		}
-		if got := links(ctx, t, h.Router)["lan0"].addrs(); !slices.Equal(got, []string{"192.168.42.1/24", "fd00:42::1/64"}) {
-			t.Errorf("after a broken reload lan0 has %v, want [192.168.42.1/24 fd00:42::1/64] kept", got)
+		if ula, got := splitULA(links(ctx, t, h.Router)["lan0"].addrs()); !slices.Equal(got, []string{"192.168.42.1/24", "fd00:42::1/64"}) || ula == "" {
+			t.Errorf("after a broken reload lan0 has %v and %q, want [192.168.42.1/24 fd00:42::1/64] and its ULA kept", got, ula)
 		}
 		select {
 		case <-h.RouterProc.Exited():
@@ -236,7 +241,8 @@ func TestRouterLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitLinks(ctx, t, h.Router, "lan0 readdressed", func(ls map[string]ipLink) bool {
-			return slices.Equal(ls["lan0"].addrs(), []string{"10.42.0.1/24", "fd00:42::1/64"})
+			_, rest := splitULA(ls["lan0"].addrs())
+			return slices.Equal(rest, []string{"10.42.0.1/24", "fd00:42::1/64"})
 		})
 		if err := h.WaitRouterHealthy(ctx, ""); err != nil {
 			t.Fatal(err)
@@ -247,8 +253,11 @@ func TestRouterLab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
+		ula, _ := splitULA(links(ctx, t, h.Router)["lan0"].addrs())
+		ula = strings.TrimSuffix(ula, "/64")
 		want := []string{"10.42.0.1:53", "10.42.0.1:80", "127.0.0.1:53", "127.0.0.1:80", "[::1]:53", "[::1]:80",
-			"[fd00:42::1]:53", "[fd00:42::1]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+			"[fd00:42::1]:53", "[fd00:42::1]:80", "[" + ula + "]:53", "[" + ula + "]:80", "[fe80::77:ff:fe00:2]%lan0:53"}
+		slices.Sort(want)
 		if err := lab.WaitFor(ctx, "the listeners after the address change", func() error {
 			if got := listening(ctx, t, h.Router); !slices.Equal(got, want) {
 				return fmt.Errorf("after the address change the router listens on %v, want %v", got, want)
@@ -333,6 +342,20 @@ func changeLogged(out string) bool {
 }
 
 // listening returns the router's listening TCP sockets, sorted.
+// splitULA returns, of addrs ("addr/len"), the address in the unique
+// local prefix netconfig made for lan0 (in fd00::/8, but in none of the
+// lab's own ranges), and the others.
+func splitULA(addrs []string) (ula string, rest []string) {
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a); err == nil && isRouterULA(p.Addr()) {
+			ula = a
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return ula, rest
+}
+
 func listening(ctx context.Context, t *testing.T, ns *lab.Netns) []string {
 	t.Helper()
 	out, err := ns.Run(ctx, "ss", "-Htln")

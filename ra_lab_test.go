@@ -90,12 +90,33 @@ func advertised(ctx context.Context, t *testing.T, n *lab.Netns, what string, co
 	return ra
 }
 
-// ulaOf returns the advertised prefix in fd00::/8 outside the ISP's
-// ranges: lan0's unique local /64.
+// labRanges are the lab's own fd00:: ranges: the ISP's and the one the
+// tests give lan0 in interfaces.json. A random ULA falls into one of
+// them once in 2^32 runs.
+var labRanges = []netip.Prefix{
+	netip.MustParsePrefix("fd00:42::/48"),
+	netip.MustParsePrefix("fd00:77::/48"),
+	netip.MustParsePrefix(lab.ISPPDPool),
+}
+
+// isRouterULA reports whether a is in fd00::/8 but in none of the lab's
+// ranges: in the unique local prefix netconfig made for lan0.
+func isRouterULA(a netip.Addr) bool {
+	if !a.Is6() || a.As16()[0] != 0xfd {
+		return false
+	}
+	for _, r := range labRanges {
+		if r.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// ulaOf returns the advertised prefix that is lan0's unique local /64.
 func ulaOf(ra lab.RouterAdvert) (netip.Prefix, bool) {
 	for _, p := range ra.Prefixes {
-		a := p.Prefix.Addr()
-		if a.Is6() && a.As16()[0] == 0xfd && !netip.MustParsePrefix(lab.ISPPDPool).Contains(a) && !netip.MustParsePrefix(lab.ISPPrefix6).Contains(a) {
+		if isRouterULA(p.Prefix.Addr()) {
 			return p.Prefix, true
 		}
 	}
@@ -106,6 +127,22 @@ func ulaOf(ra lab.RouterAdvert) (netip.Prefix, bool) {
 func defaultRoute6(ctx context.Context, n *lab.Netns) (string, error) {
 	out, err := n.Run(ctx, "ip", "-6", "route", "show", "default")
 	return strings.TrimSpace(out), err
+}
+
+// waitDefaultRoute6 waits until the LAN host n has an IPv6 default route
+// via the router's link-local address ll on eth0, which only the
+// router's advertisements give it.
+func waitDefaultRoute6(ctx context.Context, t *testing.T, n *lab.Netns, ll netip.Addr) {
+	t.Helper()
+	if err := settle(ctx, "the LAN host's IPv6 default route via lan0's link-local address", func(ctx context.Context) error {
+		out, err := defaultRoute6(ctx, n)
+		if err != nil || !strings.Contains(out, "via "+ll.WithZone("").String()+" dev eth0") {
+			return fmt.Errorf("ip -6 route show default: %q %v", out, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRALab: the router's advertisements, seen by rdisc6 and by the LAN
@@ -185,15 +222,7 @@ func TestRALab(t *testing.T) {
 		if ok {
 			slaac(ctx, t, h.LAN, ula)
 		}
-		if err := settle(ctx, "the LAN host's IPv6 default route via lan0's link-local address", func(ctx context.Context) error {
-			out, err := defaultRoute6(ctx, h.LAN)
-			if err != nil || !strings.Contains(out, "via "+r.LANLL.WithZone("").String()+" dev eth0") {
-				return fmt.Errorf("ip -6 route show default: %q %v", out, err)
-			}
-			return nil
-		}); err != nil {
-			t.Error(err)
-		}
+		waitDefaultRoute6(ctx, t, h.LAN, r.LANLL)
 	})
 
 	t.Run("the advertised resolver answers", func(t *testing.T) {

@@ -235,6 +235,28 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "ra: every field wrong",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"ra.json":         `{"max_interval": "1s", "ula": "2001:db8::/48", "ula_subnet": 70000}`,
+			},
+			want: []string{
+				`ra.json:1:18: max_interval: 1s is not between 4s and 30m0s`,
+				`ra.json:1:31: ula: 2001:db8::/48 is not a unique local prefix of /64 or shorter in fd00::/8, like fd4e:3a21:9c07::/48`,
+				`ra.json:1:62: ula_subnet: 70000 is not between 0 and 65535 (the /64s of a /48)`,
+			},
+		},
+		{
+			name: "ra: a subnet the ULA has no room for",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"ra.json":         `{"ula": "fd00:42:0:10::/60", "ula_subnet": 16}`,
+			},
+			want: []string{
+				`ra.json:1:44: ula_subnet: fd00:42:0:10::/60 has no /64 number 16`,
+			},
+		},
+		{
 			name: "portforwardings: link-local destination, reversed range",
 			files: map[string]string{
 				"interfaces.json":      `{"interfaces": []}`,
@@ -305,6 +327,7 @@ func TestCheckValid(t *testing.T) {
      "extra_routes": [{"destination": "10.10.0.0/16", "gateway": "10.42.0.2"}, {"destination": "fd00:10::/48"}]}
   ]
 }`,
+		"ra.json": `{"max_interval": "30s", "ula": "fd00:42::/48", "ula_subnet": 2}`,
 		"portforwardings.json": `{"forwardings": [
   {"proto": "tcp", "port": "8080", "dest_addr": "10.42.0.10", "dest_port": "80"},
   {"proto": "tcp,udp", "port": "27015-27030", "dest_addr": "10.42.0.11", "dest_port": "27015-27030"}

@@ -111,3 +111,15 @@ func FuzzDNS(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[DNS](t, "dns.json", data) })
 }
+
+func FuzzRA(f *testing.F) {
+	for _, s := range []string{
+		`{"max_interval": "10m", "ula": "fd4e:3a21:9c07::/48", "ula_subnet": 3}`,
+		`{"max_interval": "1s", "ula": "2001:db8::/48", "ula_subnet": -1}`,
+		`{"ula": "fd00::/64", "ula_subnet": 1}`,
+		`{"ula": "fd00::1/129"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[RA](t, "ra.json", data) })
+}

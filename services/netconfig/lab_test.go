@@ -783,7 +783,7 @@ func TestInNamespace(t *testing.T) {
 		l.waitFor("lan0 with fd00:78:0:300::1/64, uplink0 with fd00:77::99/128 and the unreachable /56", func() bool {
 			return slices.Contains(l.addrs(state.LAN), "fd00:78:0:300::1/64") &&
 				slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&
-				slices.Equal(l.routes6("proto", "dhcp"), []string{"unreachable fd00:78:0:300::/56 dev lo"})
+				slices.Contains(l.routes6("proto", "dhcp"), "unreachable fd00:78:0:300::/56 dev lo")
 		})
 		st.DHCPv6.Publish(state.DHCPv6{LANSubnet: 5})
 		l.waitFor("lan0 to move to fd00:78:0:305::1/64", func() bool {
@@ -794,8 +794,31 @@ func TestInNamespace(t *testing.T) {
 		l.waitFor("the DHCPv6 lease's addresses and route to go", func() bool {
 			return !slices.Contains(l.addrs(state.LAN), "fd00:78:0:305::1/64") &&
 				!slices.Contains(l.addrs(state.Uplink), "fd00:77::99/128") &&
-				len(l.routes6("proto", "dhcp")) == 0
+				!slices.Contains(l.routes6("proto", "dhcp"), "unreachable fd00:78:0:300::/56 dev lo")
 		})
+		// Run made lan0 a unique local prefix, once: its ::1/64 is on
+		// lan0, in force with origin ula, and the rest of the /48 is
+		// unreachable. ra.json's own replaces it.
+		ula := st.ULA.Value().Prefix
+		if !state.IsULA(ula) || ula.Bits() != 48 {
+			t.Fatalf("st.ULA = %v, want a /48 in fd00::/8", st.ULA.Value())
+		}
+		ulaAddr := netip.PrefixFrom(ula.Addr().Next(), 64).String()
+		l.waitFor("lan0 with "+ulaAddr+" in force and the unreachable "+ula.String(), func() bool {
+			lan, _ := state.FindLink(st.Links.Value(), state.LAN)
+			u := lan.InForceOf(state.OriginULA)
+			return slices.Contains(l.addrs(state.LAN), ulaAddr) && len(u) == 1 && u[0].Prefix.String() == ulaAddr &&
+				slices.Contains(l.routes6("proto", "dhcp"), "unreachable "+ula.String()+" dev lo")
+		})
+		st.RA.Publish(state.RA{ULA: pfx("fd00:42:99::/48"), ULASubnet: 2})
+		l.waitFor("lan0 to move to fd00:42:99:2::1/64", func() bool {
+			a := l.addrs(state.LAN)
+			return slices.Contains(a, "fd00:42:99:2::1/64") && !slices.Contains(a, ulaAddr) &&
+				slices.Contains(l.routes6("proto", "dhcp"), "unreachable fd00:42:99::/48 dev lo")
+		})
+		if st.ULA.Value().Prefix != ula {
+			t.Errorf("ula.json changed to %v; the generated one stays for when ra.json's goes", st.ULA.Value())
+		}
 	})
 
 }

@@ -77,10 +77,11 @@ func plan(in inputs) (advert, state.AdvertisedPrefixes) {
 		a.RouterLifetime = min(3*in.Interval, maxRouterLifetime)
 	}
 	for _, c := range current {
+		valid := remaining(c.Valid, in.Now, ndValidLimit)
 		a.Prefixes = append(a.Prefixes, prefixInfo{
 			Prefix:    c.Prefix.Masked(),
-			Preferred: remaining(c.Preferred, in.Now, ndPreferredLimit),
-			Valid:     remaining(c.Valid, in.Now, ndValidLimit),
+			Preferred: min(remaining(c.Preferred, in.Now, ndPreferredLimit), valid),
+			Valid:     valid,
 		})
 	}
 	for _, t := range tracked.Prefixes {
@@ -129,6 +130,11 @@ func track(prev state.AdvertisedPrefixes, current []state.Address, now time.Time
 		out.Prefixes = append(out.Prefixes, state.AdvertisedPrefix{Prefix: c.Prefix.Masked(), Valid: c.Valid})
 	}
 	for _, p := range prev.Prefixes {
+		// Only what advertisable returns is ever remembered; anything
+		// else in the file was put there by hand, and is dropped.
+		if !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6() || p.Prefix.Bits() != 64 || p.Prefix != p.Prefix.Masked() {
+			continue
+		}
 		if isCurrent(p.Prefix) || slices.ContainsFunc(out.Prefixes, func(o state.AdvertisedPrefix) bool { return o.Prefix == p.Prefix }) {
 			continue
 		}
