@@ -626,6 +626,8 @@ func TestImageFirewall(t *testing.T) {
 		}
 	}
 
+	imageIPv6(ctx, t, r)
+
 	code, body, h := r.health(ctx, t)
 	t.Logf("GET http://%s/health.json: %d\n%s", imageRouterLAN, code, body)
 	if code != 200 || h.FirstError != "" {
@@ -665,6 +667,44 @@ func TestImageFirewall(t *testing.T) {
 		t.Fatal(err)
 	}
 	consoleClean(t, r.vm)
+}
+
+// imageIPv6 checks, in a booted image, the LAN's IPv6 as the router's
+// advertisements give it on Debian's kernel: rdisc6 sees the delegated
+// /64 and the ULA with a router lifetime, the LAN client takes an
+// address in the /64 and reaches the ISP over IPv6 through the
+// firewall.
+func imageIPv6(ctx context.Context, t *testing.T, r *imageHome) {
+	t.Helper()
+	var delegated netip.Prefix
+	ra := advertised(ctx, t, r.LAN, "an advertisement of a delegated /64 and the ULA, with a router lifetime", func(ra lab.RouterAdvert) error {
+		delegated = netip.Prefix{}
+		for _, p := range ra.Prefixes {
+			if netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Prefix.Addr()) && p.Preferred > 0 {
+				delegated = p.Prefix
+			}
+		}
+		if _, ok := ulaOf(ra); !ok || !delegated.IsValid() || ra.RouterLifetime == 0 || len(ra.RDNSS) != 1 {
+			return fmt.Errorf("got %+v", ra)
+		}
+		return nil
+	})
+	t.Logf("the image's advertisement: %+v", ra)
+	client := slaac(ctx, t, r.LAN, delegated).Prefix.Addr()
+	ll, err := lab.LinkLocal(lab.VMUplinkMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := netip.PrefixFrom(delegated.Addr(), lab.ISPPDLen).Masked()
+	if _, err := r.ISP.Run(ctx, "ip", "-6", "route", "replace", site.String(), "via", ll.String(), "dev", "isp0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := settle(ctx, "ping from the LAN client's SLAAC address "+client.String()+" to the ISP", func(ctx context.Context) error {
+		_, err := r.LAN.Run(ctx, "ping", "-6", "-c", "1", "-W", "2", "-I", client.String(), lab.ISPAddr6)
+		return err
+	}); err != nil {
+		t.Error(err)
+	}
 }
 
 // imageBenchConfigs are the firewall's configurations that

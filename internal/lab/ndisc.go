@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -136,4 +137,15 @@ func ParseRdisc6(out string) ([]RouterAdvert, error) {
 		}
 	}
 	return ras, nil
+}
+
+// LinkLocal returns the IPv6 link-local address the kernel gives a link
+// with hardware address mac (modified EUI-64, RFC 4291 appendix A), for
+// routes to a router the lab cannot ask, such as one under QEMU.
+func LinkLocal(mac string) (netip.Addr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return netip.Addr{}, fmt.Errorf("lab: %q is not an Ethernet MAC", mac)
+	}
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: hw[0] ^ 2, 9: hw[1], 10: hw[2], 11: 0xff, 12: 0xfe, 13: hw[3], 14: hw[4], 15: hw[5]}), nil
 }

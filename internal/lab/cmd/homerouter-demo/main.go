@@ -76,8 +76,13 @@ func run() error {
 	if _, err := h.ISP.Run(ctx, "ip", "addr", "add", lab.ISPWWWA+"/32", "dev", "isp0"); err != nil {
 		return err
 	}
-	if _, err := l.StartWebServer(ctx, h.ISP, netip.AddrPortFrom(netip.MustParseAddr(lab.ISPWWWA), 80), "Welcome to www.isp.test"); err != nil {
+	if _, err := h.ISP.Run(ctx, "ip", "-6", "addr", "add", lab.ISPWWWAAAA+"/128", "dev", "isp0", "nodad"); err != nil {
 		return err
+	}
+	for _, a := range []string{lab.ISPWWWA, lab.ISPWWWAAAA} {
+		if _, err := l.StartWebServer(ctx, h.ISP, netip.AddrPortFrom(netip.MustParseAddr(a), 80), "Welcome to www.isp.test"); err != nil {
+			return err
+		}
 	}
 	cables := h.Router
 	for _, args := range [][]string{
@@ -251,12 +256,91 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		seen, _ := h.LAN.HTTPGet(ctx, "http://www.isp.test"+lab.RemotePath, 10*time.Second)
 		say("LAN client: GET http://www.isp.test/ through the router's NAT: %q; the ISP's server saw the request come from %s", strings.TrimSpace(body), strings.TrimSpace(seen))
 	}
+	if err := ipv6(ctx, h); err != nil {
+		say("LAN client: IPv6: %v", err)
+	}
 	out, err := h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
 	if err != nil {
 		return fmt.Errorf("health: %v", err)
 	}
 	say("LAN client: GET http://%s/health.json:\n%s", routerLAN, indent(out))
 	say("the router is up: try `ip netns exec %s curl -s http://%s/health.json`; Ctrl-C stops it", h.LAN.Name(), routerLAN)
+	return nil
+}
+
+// ipv6 shows the LAN client's IPv6 as the router's advertisements give
+// it: the advertisement, the client's own addresses and default route,
+// the advertised resolver, and the ISP's web server over IPv6, which
+// sees the client's own address (no NAT for IPv6).
+func ipv6(ctx context.Context, h *lab.Home) error {
+	var ra lab.RouterAdvert
+	var delegated netip.Prefix
+	if err := lab.WaitFor(ctx, "a router advertisement with the delegated prefix and a router lifetime", func() error {
+		var err error
+		if ra, err = h.LAN.Rdisc6(ctx, "eth0"); err != nil {
+			return err
+		}
+		for _, p := range ra.Prefixes {
+			if netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Prefix.Addr()) && p.Preferred > 0 {
+				delegated = p.Prefix
+			}
+		}
+		if !delegated.IsValid() || ra.RouterLifetime == 0 {
+			return fmt.Errorf("got %+v", ra)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var lines []string
+	for _, p := range ra.Prefixes {
+		lines = append(lines, fmt.Sprintf("prefix %s (preferred %d s, valid %d s)", p.Prefix, p.Preferred, p.Valid))
+	}
+	lines = append(lines, fmt.Sprintf("router lifetime %d s, RDNSS %v, DNSSL %v, MTU %d, from %s", ra.RouterLifetime, ra.RDNSS, ra.DNSSL, ra.MTU, ra.From))
+	say("LAN client: the router's advertisement (rdisc6 eth0):\n%s", indent(strings.Join(lines, "\n")))
+
+	// The ISP routes the delegated prefix to the router, as a real one
+	// does: to its uplink's link-local address (EUI-64 of its MAC).
+	ll, err := lab.LinkLocal(lab.VMUplinkMAC)
+	if err != nil {
+		return err
+	}
+	site := netip.PrefixFrom(delegated.Addr(), lab.ISPPDLen).Masked()
+	if _, err := h.ISP.Run(ctx, "ip", "-6", "route", "replace", site.String(), "via", ll.String(), "dev", "isp0"); err != nil {
+		return err
+	}
+	var addrs, route string
+	if err := lab.WaitFor(ctx, "a SLAAC address in "+delegated.String()+" and a default route", func() error {
+		a, err := h.LAN.Run(ctx, "ip", "-6", "-br", "addr", "show", "dev", "eth0")
+		if err != nil {
+			return err
+		}
+		r, err := h.LAN.Run(ctx, "ip", "-6", "route", "show", "default")
+		if err != nil {
+			return err
+		}
+		addrs, route = strings.TrimSpace(a), strings.TrimSpace(r)
+		if !strings.Contains(addrs, strings.TrimSuffix(delegated.Addr().String(), "::")) || strings.Contains(addrs, "tentative") || route == "" {
+			return fmt.Errorf("addresses %q, route %q", addrs, route)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	say("LAN client: its IPv6 addresses (SLAAC) and default route:\n%s", indent(addrs+"\n"+route))
+	if len(ra.RDNSS) > 0 {
+		out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+ra.RDNSS[0].String(), "www.isp.test", "AAAA")
+		if err != nil {
+			return err
+		}
+		say("LAN client: www.isp.test AAAA, resolved by the advertised resolver (%s):\n%s", ra.RDNSS[0], indent(answerSection(out)))
+	}
+	body, err := h.LAN.HTTPGet(ctx, "http://["+lab.ISPWWWAAAA+"]/", 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("GET http://[%s]/ through the router: %v", lab.ISPWWWAAAA, err)
+	}
+	seen, _ := h.LAN.HTTPGet(ctx, "http://["+lab.ISPWWWAAAA+"]"+lab.RemotePath, 10*time.Second)
+	say("LAN client: GET http://[%s]/ over IPv6 through the router's firewall: %q; the ISP's server saw the client's own address %s", lab.ISPWWWAAAA, strings.TrimSpace(body), strings.TrimSpace(seen))
 	return nil
 }
 
