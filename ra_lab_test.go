@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,7 @@ func TestRALab(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	started := time.Now()
 	h, err := lab.NewHome(l, lab.HomeOptions{RouterBinary: bin, PermDir: perm})
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +247,40 @@ func TestRALab(t *testing.T) {
 			return err
 		}); err != nil {
 			t.Error(err)
+		}
+	})
+
+	t.Run("the LAN host keeps its address preferred past the lease's lifetimes", func(t *testing.T) {
+		// dhcpd's lease is 40 s preferred, 60 s valid; the router renews
+		// it every 20 s, and must tell the LAN often enough that hosts
+		// never see the prefix's lifetimes run out. The first four
+		// advertisements come within 48 s of the start, so hosts would
+		// see the preferred lifetime run out 88 s after it at the
+		// latest if nothing came after them. Watched, not slept on: a
+		// check every second until well past that.
+		if !client.IsValid() {
+			t.Skip("no SLAAC address: reported above")
+		}
+		end := started.Add(100 * time.Second)
+		for time.Now().Before(end) {
+			as, err := addrs6(ctx, h.LAN, "eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(as, func(a lanAddr6) bool { return a.Prefix.Addr() == client })
+			if i < 0 || as[i].deprecated() {
+				t.Fatalf("the LAN host's %v is deprecated or gone: %v", client, as)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(time.Second):
+			}
+		}
+		// ... and its own source address selection picks it for the ISP.
+		out, err := h.LAN.Run(ctx, "ip", "-6", "route", "get", lab.ISPAddr6)
+		if err != nil || !strings.Contains(out, "src "+client.String()) {
+			t.Errorf("ip -6 route get %s: %q %v; want src %v", lab.ISPAddr6, out, err, client)
 		}
 	})
 

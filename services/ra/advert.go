@@ -188,6 +188,25 @@ func dnsServer(lan state.Link) netip.Addr {
 	return netip.Addr{}
 }
 
+// shortest returns the shortest non-zero lifetime of the prefixes a
+// offers for use (preferred ones), 0 when there is none: the next
+// advertisement must come well before it runs out (schedule.sent).
+// Deprecated prefixes are left out: they are meant to run out.
+func (a advert) shortest() time.Duration {
+	var d time.Duration
+	for _, p := range a.Prefixes {
+		if p.Preferred == 0 {
+			continue
+		}
+		for _, l := range []time.Duration{p.Preferred, p.Valid} {
+			if l > 0 && (d == 0 || l < d) {
+				d = l
+			}
+		}
+	}
+	return d
+}
+
 // message returns a as an NDP message.
 func (a advert) message() *ndp.RouterAdvertisement {
 	m := &ndp.RouterAdvertisement{

@@ -228,6 +228,22 @@ func TestPreferredNotAboveValid(t *testing.T) {
 	}
 }
 
+// TestShortest: the lifetime the next advertisement must come before.
+func TestShortest(t *testing.T) {
+	in := base()
+	in.LAN = lan0(40*time.Second, time.Minute)
+	in.Tracked = state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{
+		{Prefix: netip.MustParsePrefix("2a02:168:1111::/64"), Withdrawn: t0, Deprecated: t0.Add(5 * time.Second)},
+	}}
+	if a, _ := plan(in); a.shortest() != 40*time.Second {
+		t.Errorf("shortest = %v, want the delegated prefix's 40 s (the deprecated one's 5 s is meant to run out)", a.shortest())
+	}
+	in.LAN = lan0(-time.Second, -time.Second)
+	if a, _ := plan(in); a.shortest() != ndPreferredLimit {
+		t.Errorf("shortest = %v, want the ULA's %v (a lease that is over has nothing to keep)", a.shortest(), ndPreferredLimit)
+	}
+}
+
 // TestRenumbering follows a prefix change with a fake clock: the old
 // /64 is advertised with preferred lifetime 0 and a valid lifetime that
 // counts down to 0 (its lease's end, or 90 minutes), then forgotten; a

@@ -31,7 +31,10 @@
 // Timing follows RFC 4861: unsolicited advertisements at random
 // intervals between a third of ra.json's max_interval and all of it
 // (default 10 minutes), the first three and the three after any change
-// at most 16 s apart; solicitations are answered within 500 ms, straight
+// at most 16 s apart, and at most a third of the shortest prefix
+// lifetime apart (a lease shorter than the interval must not run out on
+// hosts between two advertisements); solicitations are answered within
+// 500 ms, straight
 // to the host when it has an address, by multicast (at most every 3 s)
 // when it has none. When the router stops, a last advertisement says
 // router lifetime 0, so hosts stop routing through it at once, and keep
@@ -120,11 +123,11 @@ func (s *Service) serve(ctx context.Context, lan services.Link) error {
 	var pending []unicast // answers to send straight to hosts
 	var last advert
 	var status state.RAStatus
-	send := func(now time.Time, dst netip.Addr, stopping bool) {
+	send := func(now time.Time, dst netip.Addr, stopping bool) advert {
 		a := s.advert(now, ifi, stopping)
 		if err := conn.WriteTo(a.message(), nil, dst); err != nil {
 			s.logger.Printf("send router advertisement to %s: %v", dst, err)
-			return
+			return a
 		}
 		if dst == allNodes {
 			last = a
@@ -144,6 +147,7 @@ func (s *Service) serve(ctx context.Context, lan services.Link) error {
 			status.DNS = a.DNS.String()
 		}
 		s.st.RAStatus.Publish(status)
+		return a
 	}
 
 	sch.interval = s.st.RA.Value().Interval()
@@ -153,8 +157,8 @@ func (s *Service) serve(ctx context.Context, lan services.Link) error {
 	for {
 		now := time.Now()
 		if !now.Before(sch.next) {
-			send(now, allNodes, false)
-			sch.sent(now)
+			a := send(now, allNodes, false)
+			sch.sent(now, a.shortest())
 		}
 		for len(pending) > 0 && !now.Before(pending[0].due) {
 			send(now, pending[0].dst, false)

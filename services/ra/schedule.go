@@ -55,14 +55,22 @@ func (s *schedule) earliest(t time.Time) time.Time {
 
 // sent records a multicast advertisement at now and picks the next one:
 // a uniformly random time between a third of the interval and the
-// interval, no more than 16 s for the first few.
-func (s *schedule) sent(now time.Time) {
+// interval, no more than 16 s for the first few, and no more than a
+// third of shortest (0: none), the shortest lifetime it advertised that
+// is counting down, so that hosts hear again well before it ends: a
+// delegated prefix with a lease shorter than the interval would
+// otherwise be deprecated, and then gone, on hosts between two
+// advertisements.
+func (s *schedule) sent(now time.Time, shortest time.Duration) {
 	s.last = now
 	lo := s.interval / 3
 	gap := lo + time.Duration(s.randN(int64(s.interval-lo)+1))
 	if s.initial > 0 {
 		s.initial--
 		gap = min(gap, maxInitialInterval)
+	}
+	if shortest > 0 {
+		gap = min(gap, max(shortest/3, minDelayBetweenRAs))
 	}
 	s.next = now.Add(gap)
 }

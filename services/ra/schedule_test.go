@@ -30,7 +30,7 @@ func TestSchedule(t *testing.T) {
 				t.Fatalf("first advertisement at %v, want at once", s.next.Sub(t0))
 			}
 			for i, want := range tc.wantGaps {
-				s.sent(now)
+				s.sent(now, 0)
 				if gap := s.next.Sub(now); gap != want {
 					t.Errorf("gap %d: %v, want %v", i, gap, want)
 				}
@@ -39,10 +39,24 @@ func TestSchedule(t *testing.T) {
 		})
 	}
 
+	t.Run("short lifetimes bring advertisements closer", func(t *testing.T) {
+		s := schedule{interval: 10 * time.Minute, randN: func(n int64) int64 { return n - 1 }}
+		for _, tc := range []struct{ shortest, want time.Duration }{
+			{40 * time.Second, 40 * time.Second / 3},
+			{time.Second, minDelayBetweenRAs},
+			{time.Hour, 10 * time.Minute},
+		} {
+			s.sent(t0, tc.shortest)
+			if got := s.next.Sub(t0); got != tc.want {
+				t.Errorf("shortest lifetime %v: next in %v, want %v", tc.shortest, got, tc.want)
+			}
+		}
+	})
+
 	t.Run("news soon after an advertisement waits 3 s", func(t *testing.T) {
 		s := schedule{interval: 10 * time.Minute, randN: func(n int64) int64 { return n - 1 }}
 		s.news(t0)
-		s.sent(t0)
+		s.sent(t0, 0)
 		s.news(t0.Add(time.Second))
 		if got := s.next.Sub(t0); got != minDelayBetweenRAs {
 			t.Errorf("next at %v, want %v", got, minDelayBetweenRAs)
@@ -52,14 +66,14 @@ func TestSchedule(t *testing.T) {
 	t.Run("a solicitation from :: brings the next one forward, not closer than 3 s", func(t *testing.T) {
 		s := schedule{interval: 10 * time.Minute, randN: func(n int64) int64 { return n - 1 }}
 		s.news(t0)
-		s.sent(t0)
+		s.sent(t0, 0)
 		s.initial = 0
-		s.sent(t0) // next in 10 minutes
+		s.sent(t0, 0) // next in 10 minutes
 		s.solicited(t0.Add(time.Second))
 		if got := s.next.Sub(t0); got != minDelayBetweenRAs {
 			t.Errorf("answer at %v, want %v", got, minDelayBetweenRAs)
 		}
-		s.sent(s.next)
+		s.sent(s.next, 0)
 		s.solicited(t0.Add(time.Minute))
 		if got := s.next.Sub(t0.Add(time.Minute)); got != maxRADelay {
 			t.Errorf("answer %v after the solicitation, want %v (the random delay)", got, maxRADelay)
