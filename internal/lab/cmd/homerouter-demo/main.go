@@ -311,7 +311,9 @@ func ipv6(ctx context.Context, h *lab.Home) error {
 	}
 	var addrs, route string
 	if err := lab.WaitFor(ctx, "a SLAAC address in "+delegated.String()+" and a default route", func() error {
-		a, err := h.LAN.Run(ctx, "ip", "-6", "-br", "addr", "show", "dev", "eth0")
+		// Usable: no longer tentative (duplicate address detection
+		// takes a second), or the client would send from another.
+		a, err := h.LAN.Run(ctx, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global")
 		if err != nil {
 			return err
 		}
@@ -319,11 +321,20 @@ func ipv6(ctx context.Context, h *lab.Home) error {
 		if err != nil {
 			return err
 		}
-		addrs, route = strings.TrimSpace(a), strings.TrimSpace(r)
-		if !strings.Contains(addrs, strings.TrimSuffix(delegated.Addr().String(), "::")) || strings.Contains(addrs, "tentative") || route == "" {
-			return fmt.Errorf("addresses %q, route %q", addrs, route)
+		route = strings.TrimSpace(r)
+		ok := false
+		for _, line := range strings.Split(a, "\n") {
+			if strings.Contains(line, "tentative") {
+				return fmt.Errorf("%s", line)
+			}
+			ok = ok || strings.Contains(line, " "+strings.TrimSuffix(delegated.Addr().String(), "::"))
 		}
-		return nil
+		if !ok || route == "" {
+			return fmt.Errorf("addresses %q, route %q", a, route)
+		}
+		b, err := h.LAN.Run(ctx, "ip", "-6", "-br", "addr", "show", "dev", "eth0")
+		addrs = strings.TrimSpace(b)
+		return err
 	}); err != nil {
 		return err
 	}
