@@ -155,7 +155,7 @@ func TestRALab(t *testing.T) {
 	lab.Require(t, "rdisc6", "dig", "dnsmasq", "dhcpd", "radvd", "ping")
 	l := lab.NewT(t)
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	perm := t.TempDir()
@@ -297,6 +297,7 @@ func TestRALab(t *testing.T) {
 		}
 	})
 
+	var new64 netip.Prefix
 	t.Run("a new prefix deprecates the old one, across a restart", func(t *testing.T) {
 		// The ISP delegates from the other half of its pool, and has
 		// forgotten the router; so has the router.
@@ -323,8 +324,11 @@ func TestRALab(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		new64 := r2.LAN6.Masked()
+		new64 = r2.LAN6.Masked()
 		t.Logf("renumbered: %v -> %v", lan64, new64)
+		if _, rest := splitULA(links(ctx, t, h.Router)["lan0"].addrs()); slices.Contains(rest, r.LAN6.String()) {
+			t.Errorf("lan0 still has %v: %v", r.LAN6, rest)
+		}
 		ra2 := advertised(ctx, t, h.LAN, fmt.Sprintf("%v advertised, %v deprecated", new64, lan64), func(ra lab.RouterAdvert) error {
 			n, okNew := ra.Prefix(new64)
 			o, okOld := ra.Prefix(lan64)
@@ -352,6 +356,45 @@ func TestRALab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
+	})
+
+	t.Run("a new prefix while the router runs deprecates the old one", func(t *testing.T) {
+		if !new64.IsValid() {
+			t.Skip("no prefix after the restart: reported above")
+		}
+		renumberedWhileRunning(ctx, t, h, new64)
+	})
+}
+
+// renumberedWhileRunning is the last step of TestRALab: the ISP hands
+// out prefixes from elsewhere while the router runs, and the router's
+// next renewal (every 20 s) brings it a new one.
+func renumberedWhileRunning(ctx context.Context, t *testing.T, h *lab.Home, old netip.Prefix) {
+	first, last := "fd00:78:0:8000::", "fd00:78:0:ff00::"
+	if old.Addr().As16()[6] >= 0x80 {
+		first, last = "fd00:78:0:100::", "fd00:78:0:7f00::"
+	}
+	if err := h.RenumberDHCPD6(ctx, first, last); err != nil {
+		t.Fatal(err)
+	}
+	var now netip.Prefix
+	if err := lab.WaitFor(ctx, "lan0's address in a prefix other than "+old.String(), func() error {
+		now = waitRouterAddrs(ctx, t, h).LAN6.Masked()
+		if now == old {
+			return fmt.Errorf("still %v", now)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("renumbered while running: %v -> %v", old, now)
+	advertised(ctx, t, h.LAN, fmt.Sprintf("%v advertised, %v deprecated", now, old), func(ra lab.RouterAdvert) error {
+		n, okNew := ra.Prefix(now)
+		o, okOld := ra.Prefix(old)
+		if !okNew || n.Preferred == 0 || !okOld || o.Preferred != 0 || o.Valid == 0 || o.Valid > 60 {
+			return fmt.Errorf("got %+v", ra.Prefixes)
+		}
+		return nil
 	})
 }
 

@@ -131,7 +131,7 @@ func solicitation(b []byte, hopLimit int, src netip.Addr) error {
 	if src.IsUnspecified() {
 		for _, o := range rs.Options {
 			if _, ok := o.(*ndp.LinkLayerAddress); ok {
-				return fmt.Errorf("%w: a link-layer address from ::", errNotSolicitation)
+				return fmt.Errorf("%w: a link-layer address from the unspecified address", errNotSolicitation)
 			}
 		}
 	}
