@@ -242,7 +242,7 @@ func TestCheckErrors(t *testing.T) {
 			},
 			want: []string{
 				`ra.json:1:18: max_interval: 1s is not between 4s and 30m0s`,
-				`ra.json:1:31: ula: 2001:db8::/48 is not a unique local prefix of /64 or shorter in fd00::/8, like fd4e:3a21:9c07::/48`,
+				`ra.json:1:31: ula: 2001:db8::/48 is not a unique local prefix in fd00::/8 of /48 to /64, like fd4e:3a21:9c07::/48`,
 				`ra.json:1:62: ula_subnet: 70000 is not between 0 and 65535 (the /64s of a /48)`,
 			},
 		},

@@ -24,8 +24,9 @@ type Persistent[T any] struct {
 	*Topic[T]
 	path string
 
-	mu      sync.Mutex // one write at a time, and guards written
+	mu      sync.Mutex // one write at a time, and guards written and loadErr
 	written uint64     // the version on disk (or loaded from it)
+	loadErr error      // why the file did not load, if it did not
 }
 
 // loadPersistent returns the persistent topic stored in dir/file, holding
@@ -42,8 +43,27 @@ func newPersistent[T any](dir, file string) *Persistent[T] {
 	return &Persistent[T]{Topic: NewTopic[T](file), path: filepath.Join(dir, file)}
 }
 
+// LoadErr returns why the file did not load at start (it exists but does
+// not parse), or nil. A service that would make a new value from nothing
+// (a random prefix, an identity) checks it, so that it does not replace
+// what a person may still mend.
+func (p *Persistent[T]) LoadErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loadErr
+}
+
 // load publishes the file's value, if there is a file.
 func (p *Persistent[T]) load() error {
+	err := p.read()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loadErr = err
+	return err
+}
+
+// read publishes the file's value, if there is a file.
+func (p *Persistent[T]) read() error {
 	dir, file := filepath.Split(p.path)
 	// Temp files of writes cut short by a crash or power cut are garbage:
 	// the rename never happened.

@@ -24,10 +24,10 @@ type RA struct {
 	// advertisements (RFC 4861's MaxRtrAdvInterval): 4s to 30m,
 	// default 10m. The shortest is a third of it.
 	MaxInterval Duration `json:"max_interval,omitempty"`
-	// ULA is the unique local prefix (RFC 4193, in fd00::/8) lan0 takes
-	// its /64 from. Default: a random /48, made once and kept in
-	// ula.json. Set it to keep the LAN's addresses when /perm is lost or
-	// replaced.
+	// ULA is the unique local prefix (RFC 4193: in fd00::/8, a /48 or
+	// longer up to /64) lan0 takes its /64 from. Default: a random /48,
+	// made once and kept in ula.json. Set it to keep the LAN's addresses
+	// when /perm is lost or replaced.
 	ULA netip.Prefix `json:"ula,omitzero"`
 	// ULASubnet is the number of lan0's /64 in the ULA prefix, default 0.
 	ULASubnet int `json:"ula_subnet,omitempty"`
@@ -54,7 +54,7 @@ func (c *RA) validate(d *decoded) ConfigErrors {
 		errs = append(errs, d.errorf("max_interval", "%v is not between %v and %v", iv, minRAInterval, maxRAInterval))
 	}
 	if c.ULA.IsValid() && !IsULA(c.ULA) {
-		errs = append(errs, d.errorf("ula", "%s is not a unique local prefix of /64 or shorter in fd00::/8, like fd4e:3a21:9c07::/48", c.ULA))
+		errs = append(errs, d.errorf("ula", "%s is not a unique local prefix in fd00::/8 of /48 to /64, like fd4e:3a21:9c07::/48", c.ULA))
 	}
 	if c.ULA.IsValid() && IsULA(c.ULA) {
 		if _, ok := LANPrefix(c.ULA, c.ULASubnet); !ok {
@@ -66,10 +66,12 @@ func (c *RA) validate(d *decoded) ConfigErrors {
 	return errs
 }
 
-// IsULA reports whether p is a prefix of /64 or shorter in fd00::/8, the
-// locally assigned half of RFC 4193's fc00::/7.
+// IsULA reports whether p is a unique local prefix lan0 can take a /64
+// from: in fd00::/8, the locally assigned half of RFC 4193's fc00::/7,
+// and no shorter than the /48 of one global ID (a shorter one would
+// claim, and make unreachable, other sites' prefixes).
 func IsULA(p netip.Prefix) bool {
-	return p.IsValid() && p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() >= 8 && p.Bits() <= 64 &&
+	return p.IsValid() && p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() >= 48 && p.Bits() <= 64 &&
 		p.Addr().As16()[0] == 0xfd
 }
 
@@ -94,21 +96,22 @@ func NewULA(now time.Time) (ULA, error) {
 	return ULA{Prefix: netip.PrefixFrom(netip.AddrFrom16(b), 48), Generated: now.UTC()}, nil
 }
 
-// LANULA returns lan0's unique local /64: ra.json's ula_subnet of its ula,
-// else of the generated one in ula.json; invalid when there is neither.
-func LANULA(cfg RA, generated ULA) netip.Prefix {
-	p := cfg.ULA
-	if !IsULA(p) {
-		p = generated.Prefix
-		if !IsULA(p) {
-			return netip.Prefix{}
+// LANULA returns the unique local prefix in force, ra.json's ula else
+// the generated one in ula.json, and lan0's /64 of it (ra.json's
+// ula_subnet); both invalid when there is none.
+func LANULA(cfg RA, generated ULA) (ula, lan netip.Prefix) {
+	ula = cfg.ULA
+	if !IsULA(ula) {
+		ula = generated.Prefix
+		if !IsULA(ula) {
+			return netip.Prefix{}, netip.Prefix{}
 		}
 	}
-	lan, ok := LANPrefix(p, cfg.ULASubnet)
+	lan, ok := LANPrefix(ula, cfg.ULASubnet)
 	if !ok {
-		return netip.Prefix{}
+		return netip.Prefix{}, netip.Prefix{}
 	}
-	return lan
+	return ula.Masked(), lan
 }
 
 // AdvertisedPrefixes is /perm/ra-prefixes.json: the prefixes the router
@@ -125,12 +128,16 @@ type AdvertisedPrefix struct {
 	// Valid is when the prefix's lease ends; zero for one without a
 	// lease (the ULA).
 	Valid time.Time `json:"valid,omitzero"`
+	// Told is how long hosts may hold the prefix by what they were
+	// told, rounded up (it is rewritten about every half hour, not on
+	// every advertisement), so that after a long power cut a prefix
+	// hosts have long forgotten is not advertised again.
+	Told time.Time `json:"told,omitzero"`
 	// Withdrawn is when the prefix left lan0; zero while it is in force.
-	// Until Deprecated it is advertised with a preferred lifetime of 0.
+	// From then until Until it is advertised with a preferred lifetime
+	// of 0 and a valid lifetime counting down to 0 at Until.
 	Withdrawn time.Time `json:"withdrawn,omitzero"`
-	// Deprecated is when the router stops advertising a withdrawn
-	// prefix: its valid lifetime counts down to 0 then.
-	Deprecated time.Time `json:"deprecated,omitzero"`
+	Until     time.Time `json:"until,omitzero"`
 }
 
 // RAStatus is what the router advertisements service did, for the status
@@ -140,10 +147,13 @@ type RAStatus struct {
 	// a router solicitation.
 	Sent      uint64 `json:"sent"`
 	Solicited uint64 `json:"solicited"`
-	// Solicitations counts router solicitations received; Malformed the
-	// ICMPv6 messages that did not parse (dropped).
+	// Solicitations counts router solicitations answered; Malformed the
+	// ICMPv6 messages dropped as not a valid solicitation (did not
+	// parse, wrong hop limit or code, a link-layer address from ::).
+	// Failed counts advertisements the kernel refused to send.
 	Solicitations uint64 `json:"solicitations"`
 	Malformed     uint64 `json:"malformed"`
+	Failed        uint64 `json:"failed"`
 	// Last is when the last one was sent, and what it said.
 	Last           time.Time `json:"last,omitzero"`
 	RouterLifetime Duration  `json:"router_lifetime"`

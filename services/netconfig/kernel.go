@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
@@ -211,14 +212,10 @@ func (k *kernel) ourRoutes(uplink uint32) ([]route, error) {
 	}
 	var rs []route
 	for _, m := range msgs {
-		table := uint32(m.Table)
-		if m.Attributes.Table != 0 {
-			table = m.Attributes.Table
-		}
 		ours := m.Protocol == Protocol ||
 			m.Protocol == LeaseProtocol && uplink != 0 && m.Attributes.OutIface == uplink ||
 			m.Protocol == LeaseProtocol && m.Family == unix.AF_INET6 && m.Type == unix.RTN_UNREACHABLE
-		if !ours || table != unix.RT_TABLE_MAIN {
+		if !ours || !inMainTable(m) {
 			continue
 		}
 		if r, ok := parseRoute(m); ok {
@@ -237,11 +234,7 @@ func (k *kernel) defaultRoutes() (map[uint32][]netip.Addr, error) {
 	}
 	out := make(map[uint32][]netip.Addr)
 	for _, m := range msgs {
-		table := uint32(m.Table)
-		if m.Attributes.Table != 0 {
-			table = m.Attributes.Table
-		}
-		if m.DstLength != 0 || table != unix.RT_TABLE_MAIN || m.Type != unix.RTN_UNICAST {
+		if !isDefaultRoute(m) {
 			continue
 		}
 		r, ok := parseRoute(m)
@@ -254,7 +247,26 @@ func (k *kernel) defaultRoutes() (map[uint32][]netip.Addr, error) {
 		}
 		out[r.Index] = append(out[r.Index], gw)
 	}
+	for _, gws := range out {
+		slices.SortFunc(gws, netip.Addr.Compare) // the dump's order is not news
+	}
 	return out, nil
+}
+
+// inMainTable reports whether m is a route of the main table (the
+// table's number is in the header, or in RTA_TABLE when above 255).
+func inMainTable(m rtnetlink.RouteMessage) bool {
+	table := uint32(m.Table)
+	if m.Attributes.Table != 0 {
+		table = m.Attributes.Table
+	}
+	return table == unix.RT_TABLE_MAIN
+}
+
+// isDefaultRoute reports whether m is a default route of the main table
+// that forwards (not an unreachable or blackhole one).
+func isDefaultRoute(m rtnetlink.RouteMessage) bool {
+	return m.DstLength == 0 && m.Type == unix.RTN_UNICAST && inMainTable(m)
 }
 
 func parseRoute(m rtnetlink.RouteMessage) (route, bool) {

@@ -138,8 +138,10 @@ func New(st *state.Store, logger *log.Logger) *Netconfig {
 }
 
 // Run is the supervised loop: it applies st.Interfaces, st.DHCPv4Lease,
-// st.DHCPv6Lease and st.DHCPv6 whenever one of these topics changes or
-// the kernel reports a link event, logging each change. An
+// st.DHCPv6Lease, st.DHCPv6, st.RA and st.ULA whenever one of these
+// topics changes or the kernel reports a link event or a change of a
+// default route, logging each change, and makes the ULA on the first
+// run that needs one (makeULA). An
 // apply that fails (a name held by a link the config does not claim, a
 // link that vanished half-way) is reported as the service's problem in
 // st.Problems, shown by /health.json, and retried with backoff, while Run
@@ -191,22 +193,22 @@ func (n *Netconfig) Run(ctx context.Context) error {
 // Store.
 func (n *Netconfig) Inputs() Inputs {
 	in := Inputs{Lease: n.st.DHCPv4Lease.Value(), Lease6: n.st.DHCPv6Lease.Value(), DHCPv6: n.st.DHCPv6.Value()}
-	ra, ula := n.st.RA.Value(), n.st.ULA.Value()
-	if in.ULALAN = state.LANULA(ra, ula); in.ULALAN.IsValid() {
-		in.ULA = ra.ULA
-		if !state.IsULA(in.ULA) {
-			in.ULA = ula.Prefix
-		}
-		in.ULA = in.ULA.Masked()
-	}
+	in.ULA, in.ULALAN = state.LANULA(n.st.RA.Value(), n.st.ULA.Value())
 	return in
 }
 
 // makeULA makes lan0's unique local prefix, once: when neither ra.json
 // nor ula.json has one, it publishes a new random /48 on st.ULA, which
-// SaveState writes to ula.json.
+// SaveState writes to ula.json. An ula.json that exists but does not
+// parse is left for a person to mend (a new prefix would renumber the
+// LAN for good), with a notice; the LAN goes without a ULA meanwhile.
 func (n *Netconfig) makeULA() {
 	if state.IsULA(n.st.RA.Value().ULA) || state.IsULA(n.st.ULA.Value().Prefix) {
+		n.st.ReportNotice(ulaNotice, "")
+		return
+	}
+	if err := n.st.ULA.LoadErr(); err != nil {
+		n.st.ReportNotice(ulaNotice, fmt.Sprintf("%v: the LAN has no unique local prefix until it is mended (or removed, and a new one is made)", err))
 		return
 	}
 	u, err := state.NewULA(time.Now())
@@ -217,6 +219,10 @@ func (n *Netconfig) makeULA() {
 	n.log.Printf("made the unique local prefix %s for the LAN (kept in ula.json)", u.Prefix)
 	n.st.ULA.Publish(u)
 }
+
+// ulaNotice is the subject of the notice about an ula.json that does not
+// parse.
+const ulaNotice = "ula.json"
 
 // ServiceName is the name main gives netconfig in the supervisor, and the
 // one its problems are reported under.
@@ -661,9 +667,15 @@ func (a *apply) result() ([]state.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netconfig: %w", err)
 	}
+	// Without the routes, the links are still worth publishing: their
+	// default routes are taken to be the ones last published.
 	defaults, err := a.k.defaultRoutes()
 	if err != nil {
-		return nil, fmt.Errorf("netconfig: %w", err)
+		a.fail(fmt.Errorf("netconfig: %w", err))
+		defaults = make(map[uint32][]netip.Addr)
+		for _, l := range a.n.st.Links.Value() {
+			defaults[uint32(l.Index)] = l.DefaultRoutes
+		}
 	}
 	out := []state.Link{}
 	for _, f := range a.found {

@@ -70,28 +70,51 @@ type prefixInfo struct {
 // (to publish on st.AdvertisedPrefixes).
 func plan(in inputs) (advert, state.AdvertisedPrefixes) {
 	current := advertisable(in.LAN)
-	tracked := track(in.Tracked, current, in.Now)
 	a := advert{Domain: in.Domain, MTU: in.MTU, DNSLifetime: dnsLifetime(in.Interval)}
 	a.MAC, _ = net.ParseMAC(in.LAN.HardwareAddr)
-	if in.DefaultRoute && !in.Stopping {
-		a.RouterLifetime = min(3*in.Interval, maxRouterLifetime)
-	}
+	global := false
 	for _, c := range current {
 		valid := remaining(c.Valid, in.Now, ndValidLimit)
-		a.Prefixes = append(a.Prefixes, prefixInfo{
+		pi := prefixInfo{
 			Prefix:    c.Prefix.Masked(),
 			Preferred: min(remaining(c.Preferred, in.Now, ndPreferredLimit), valid),
 			Valid:     valid,
-		})
+		}
+		a.Prefixes = append(a.Prefixes, pi)
+		global = global || pi.Preferred > 0 && reachesInternet(c)
 	}
+	tracked := track(in.Tracked, current, a.Prefixes, in.Now)
 	for _, t := range tracked.Prefixes {
 		if t.Withdrawn.IsZero() {
 			continue
 		}
-		a.Prefixes = append(a.Prefixes, prefixInfo{Prefix: t.Prefix, Valid: remaining(t.Deprecated, in.Now, ndValidLimit)})
+		a.Prefixes = append(a.Prefixes, prefixInfo{Prefix: t.Prefix, Valid: remaining(t.Until, in.Now, ndValidLimit)})
+	}
+	// A default router only with a way out to the internet and an
+	// address to go there from: uplink0's IPv6 default route, and a
+	// preferred prefix that is not unique local (RFC 7084, G-4 and
+	// ULA-5). Hosts with ULA addresses only would send into a dead end.
+	if in.DefaultRoute && global && !in.Stopping {
+		a.RouterLifetime = min(3*in.Interval, maxRouterLifetime)
 	}
 	a.DNS = dnsServer(in.LAN)
 	return a, tracked
+}
+
+// uniqueLocal is RFC 4193's fc00::/7.
+var uniqueLocal = netip.MustParsePrefix("fc00::/7")
+
+// reachesInternet reports whether hosts can reach the internet from
+// addresses in a's prefix: the delegated prefix's (whatever its range:
+// the ISP routes it), or a static one outside fc00::/7.
+func reachesInternet(a state.Address) bool {
+	switch a.Origin {
+	case state.OriginDelegated:
+		return true
+	case state.OriginStatic:
+		return !uniqueLocal.Contains(a.Prefix.Addr())
+	}
+	return false
 }
 
 // advertisable returns lan0's addresses in force whose /64 hosts may
@@ -114,20 +137,36 @@ func advertisable(lan state.Link) []state.Address {
 	return out
 }
 
-// track returns the prefixes to remember after advertising current at
-// now: current ones with their lease's end; those of prev that are no
-// longer current, withdrawn at now (or earlier) and kept until their
-// valid lifetime has counted down to 0. That is at most ndValidLimit
-// after they were withdrawn, the longest any host may have been told,
-// and no later than their lease's end (RFC 9096, L-13: the lower of the
-// remaining valid lifetime and two hours, counting down).
-func track(prev state.AdvertisedPrefixes, current []state.Address, now time.Time) state.AdvertisedPrefixes {
+// toldSlack is how far AdvertisedPrefix.Told runs ahead of what hosts
+// were last told, so that it is rewritten (to /perm) about every half
+// hour rather than with every advertisement.
+const toldSlack = 30 * time.Minute
+
+// track returns the prefixes to remember after advertising current, with
+// the options sent (sent[i] is current[i]'s), at now: current ones with
+// their lease's end and how long hosts may hold them; those of prev that
+// are no longer current, withdrawn at now (or earlier) and kept until
+// their valid lifetime has counted down to 0 (Until). That is no later
+// than their lease's end and than hosts were told to hold them, and at
+// most ndValidLimit after they were withdrawn (RFC 9096, L-13: the lower
+// of the remaining valid lifetime and two hours, counting down).
+func track(prev state.AdvertisedPrefixes, current []state.Address, sent []prefixInfo, now time.Time) state.AdvertisedPrefixes {
 	out := state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{}}
-	isCurrent := func(p netip.Prefix) bool {
-		return slices.ContainsFunc(current, func(c state.Address) bool { return c.Prefix.Masked() == p })
+	find := func(p netip.Prefix) (state.AdvertisedPrefix, bool) {
+		i := slices.IndexFunc(prev.Prefixes, func(q state.AdvertisedPrefix) bool { return q.Prefix == p })
+		if i < 0 {
+			return state.AdvertisedPrefix{}, false
+		}
+		return prev.Prefixes[i], true
 	}
-	for _, c := range current {
-		out.Prefixes = append(out.Prefixes, state.AdvertisedPrefix{Prefix: c.Prefix.Masked(), Valid: c.Valid})
+	for i, c := range current {
+		p := c.Prefix.Masked()
+		before, _ := find(p)
+		told := before.Told
+		if until := now.Add(sent[i].Valid); until.After(told) {
+			told = until.Add(toldSlack)
+		}
+		out.Prefixes = append(out.Prefixes, state.AdvertisedPrefix{Prefix: p, Valid: c.Valid, Told: told})
 	}
 	for _, p := range prev.Prefixes {
 		// Only what advertisable returns is ever remembered; anything
@@ -135,17 +174,24 @@ func track(prev state.AdvertisedPrefixes, current []state.Address, now time.Time
 		if !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6() || p.Prefix.Bits() != 64 || p.Prefix != p.Prefix.Masked() {
 			continue
 		}
-		if isCurrent(p.Prefix) || slices.ContainsFunc(out.Prefixes, func(o state.AdvertisedPrefix) bool { return o.Prefix == p.Prefix }) {
+		if slices.ContainsFunc(out.Prefixes, func(o state.AdvertisedPrefix) bool { return o.Prefix == p.Prefix }) {
 			continue
 		}
 		if p.Withdrawn.IsZero() {
 			p.Withdrawn = now
-			p.Deprecated = now.Add(ndValidLimit)
-			if !p.Valid.IsZero() && p.Valid.Before(p.Deprecated) {
-				p.Deprecated = p.Valid
+			p.Until = now.Add(ndValidLimit)
+			for _, t := range []time.Time{p.Told, p.Valid} {
+				if !t.IsZero() && t.Before(p.Until) {
+					p.Until = t
+				}
 			}
 		}
-		if !p.Deprecated.After(now) {
+		// A hand edit (or a clock that went back) must not keep a prefix
+		// advertised for longer than any host was ever told.
+		if limit := p.Withdrawn.Add(ndValidLimit); p.Until.After(limit) {
+			p.Until = limit
+		}
+		if !p.Until.After(now) {
 			continue // counted down to 0: forgotten
 		}
 		out.Prefixes = append(out.Prefixes, p)

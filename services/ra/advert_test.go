@@ -83,10 +83,19 @@ func TestGolden(t *testing.T) {
 			wantDNS:      "fd4e:3a21:9c07::1",
 		},
 		{
+			// No longer a default router: hosts would have only ULA
+			// addresses to go to the internet from.
 			name:         "lease-over",
 			in:           func(in *inputs) { in.LAN = lan0(-time.Hour, -time.Minute) },
-			wantLifetime: 30 * time.Minute,
 			wantPrefixes: map[string][2]int{"2a02:168:4a00::/64": {0, 0}, "fd4e:3a21:9c07::/64": {2700, 5400}},
+			wantDNS:      "fd4e:3a21:9c07::1",
+		},
+		{
+			// A default route on the uplink, but no prefix from the
+			// ISP: not a default router (RFC 7084, ULA-5).
+			name:         "ula-only",
+			in:           func(in *inputs) { in.LAN = lan0(0, 0) },
+			wantPrefixes: map[string][2]int{"fd4e:3a21:9c07::/64": {2700, 5400}},
 			wantDNS:      "fd4e:3a21:9c07::1",
 		},
 		{
@@ -99,7 +108,7 @@ func TestGolden(t *testing.T) {
 			name: "renumbered",
 			in: func(in *inputs) {
 				in.Tracked = state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{
-					{Prefix: netip.MustParsePrefix("2a02:168:1111::/64"), Valid: t0.Add(time.Hour), Withdrawn: t0.Add(-time.Minute), Deprecated: t0.Add(90 * time.Second)},
+					{Prefix: netip.MustParsePrefix("2a02:168:1111::/64"), Valid: t0.Add(time.Hour), Withdrawn: t0.Add(-time.Minute), Until: t0.Add(90 * time.Second)},
 				}}
 			},
 			wantLifetime: 30 * time.Minute,
@@ -233,7 +242,7 @@ func TestShortest(t *testing.T) {
 	in := base()
 	in.LAN = lan0(40*time.Second, time.Minute)
 	in.Tracked = state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{
-		{Prefix: netip.MustParsePrefix("2a02:168:1111::/64"), Withdrawn: t0, Deprecated: t0.Add(5 * time.Second)},
+		{Prefix: netip.MustParsePrefix("2a02:168:1111::/64"), Withdrawn: t0, Until: t0.Add(5 * time.Second)},
 	}}
 	if a, _ := plan(in); a.shortest() != 40*time.Second {
 		t.Errorf("shortest = %v, want the delegated prefix's 40 s (the deprecated one's 5 s is meant to run out)", a.shortest())
@@ -338,6 +347,42 @@ func TestRenumbering(t *testing.T) {
 	}
 }
 
+// TestRenumberingAfterAPowerCut: a prefix advertised before a reboot
+// and gone after it is deprecated only for as long as hosts may still
+// hold it: not at all after a long power cut, and never for longer
+// than any host was told, whatever ra-prefixes.json says.
+func TestRenumberingAfterAPowerCut(t *testing.T) {
+	old := netip.MustParsePrefix("2a02:168:1111::/64")
+	for _, tc := range []struct {
+		name      string
+		tracked   state.AdvertisedPrefix
+		wantValid time.Duration // 0: not advertised
+	}{
+		{"a short reboot", state.AdvertisedPrefix{Prefix: old, Valid: t0.Add(24 * time.Hour), Told: t0.Add(40 * time.Minute)}, 40 * time.Minute},
+		{"off for a day", state.AdvertisedPrefix{Prefix: old, Valid: t0.Add(24 * time.Hour), Told: t0.Add(-22 * time.Hour)}, 0},
+		{"the lease ended while off", state.AdvertisedPrefix{Prefix: old, Valid: t0.Add(-time.Minute), Told: t0.Add(time.Hour)}, 0},
+		{"a hand edit far into the future", state.AdvertisedPrefix{Prefix: old, Withdrawn: t0.Add(-time.Hour), Until: t0.Add(1000 * time.Hour)}, 30 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base()
+			in.Tracked = state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{tc.tracked}}
+			a, _ := plan(in)
+			var got time.Duration
+			for _, p := range a.Prefixes {
+				if p.Prefix == old {
+					if p.Preferred != 0 {
+						t.Errorf("preferred %v, want 0", p.Preferred)
+					}
+					got = p.Valid
+				}
+			}
+			if got != tc.wantValid {
+				t.Errorf("valid %v, want %v", got, tc.wantValid)
+			}
+		})
+	}
+}
+
 // TestDiffers: news is a change of prefixes, router, resolver, domain or
 // MTU; lifetimes that count down are not.
 func TestDiffers(t *testing.T) {
@@ -367,9 +412,9 @@ func TestDiffers(t *testing.T) {
 // FuzzPlan: whatever ra-prefixes.json holds (it is a file a person may
 // edit), planning and marshalling an advertisement never panics.
 func FuzzPlan(f *testing.F) {
-	f.Add([]byte(`{"prefixes":[{"prefix":"2a02:168:1111::/64","valid":"2026-12-02T13:00:00Z","withdrawn":"2026-12-02T11:59:00Z","deprecated":"2026-12-02T12:30:00Z"}]}`))
-	f.Add([]byte(`{"prefixes":[{"prefix":"10.0.0.0/8","withdrawn":"2026-12-02T11:59:00Z","deprecated":"2099-01-01T00:00:00Z"}]}`))
-	f.Add([]byte(`{"prefixes":[{"prefix":"::/0","withdrawn":"0001-01-01T00:00:00Z","deprecated":"9999-12-31T23:59:59Z"}]}`))
+	f.Add([]byte(`{"prefixes":[{"prefix":"2a02:168:1111::/64","valid":"2026-12-02T13:00:00Z","told":"2026-12-02T13:30:00Z","withdrawn":"2026-12-02T11:59:00Z","until":"2026-12-02T12:30:00Z"}]}`))
+	f.Add([]byte(`{"prefixes":[{"prefix":"10.0.0.0/8","withdrawn":"2026-12-02T11:59:00Z","until":"2099-01-01T00:00:00Z"}]}`))
+	f.Add([]byte(`{"prefixes":[{"prefix":"::/0","withdrawn":"0001-01-01T00:00:00Z","until":"9999-12-31T23:59:59Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var tracked state.AdvertisedPrefixes
 		if json.Unmarshal(data, &tracked) != nil {

@@ -64,10 +64,10 @@ import (
 const ServiceName = "ra"
 
 // listenTimeout is how long the service waits for lan0's link-local
-// address to become usable (it is tentative for a second or so after
-// the link comes up, and until a cable is plugged in) before it fails
-// and the supervisor restarts it.
-const listenTimeout = time.Minute
+// address to become usable (it is tentative for the second or two of
+// duplicate address detection) before it fails and the supervisor
+// restarts it.
+const listenTimeout = 30 * time.Second
 
 var (
 	allNodes   = netip.MustParseAddr("ff02::1")
@@ -86,17 +86,23 @@ func New(st *state.Store, logger *log.Logger) *Service {
 }
 
 // Run implements services.Service: it advertises on lan0 while lan0 is
-// there, and starts over on another lan0 (a new index or MAC).
+// there with a link-local address (which advertisements must come from;
+// a link without carrier has none), and starts over on another lan0 (a
+// new index or MAC) or link-local address.
 func (s *Service) Run(ctx context.Context) error {
 	return services.Follow[services.Link]{
-		Watch:  []state.Watcher{s.st.Links},
-		Key:    func() (services.Link, bool) { return services.LinkKey(s.st.Links.Value(), state.LAN, nil) },
+		Watch: []state.Watcher{s.st.Links},
+		Key: func() (services.Link, bool) {
+			k, ok := services.LinkKey(s.st.Links.Value(), state.LAN, func(p netip.Prefix) bool { return p.Addr().IsLinkLocalUnicast() })
+			return k, ok && len(k.Addrs) > 0
+		},
 		Serve:  s.serve,
 		Logger: s.logger,
 	}.Run(ctx)
 }
 
-// serve advertises on lan until ctx is done.
+// serve advertises on lan until ctx is done, or reading from the socket
+// fails.
 func (s *Service) serve(ctx context.Context, lan services.Link) error {
 	ifi, err := net.InterfaceByIndex(lan.Index)
 	if err != nil {
@@ -109,116 +115,57 @@ func (s *Service) serve(ctx context.Context, lan services.Link) error {
 	defer conn.Close()
 	s.logger.Printf("advertising on %s", ifi.Name)
 
-	// Both goroutines end with ctx, which is the only way out of the
-	// loop below; the wait comes before conn.Close.
+	// Both goroutines end with rctx; the wait comes before conn.Close.
+	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel()
 	solicits := make(chan netip.Addr, 16)
+	readErr := make(chan error, 1)
 	var malformed atomic.Uint64
-	wg.Go(func() { s.read(ctx, conn, solicits, &malformed) })
+	wg.Go(func() { readErr <- s.read(rctx, conn, solicits, &malformed) })
 	changed := make(chan struct{}, 1)
-	wg.Go(func() { s.watch(ctx, changed) })
+	wg.Go(func() { s.watch(rctx, changed) })
 
-	sch := schedule{randN: rand.Int64N}
-	var pending []unicast // answers to send straight to hosts
-	var last advert
-	var status state.RAStatus
-	send := func(now time.Time, dst netip.Addr, stopping bool) advert {
-		a := s.advert(now, ifi, stopping)
-		if err := conn.WriteTo(a.message(), nil, dst); err != nil {
-			s.logger.Printf("send router advertisement to %s: %v", dst, err)
-			return a
-		}
-		if dst == allNodes {
-			last = a
-		} else {
-			status.Solicited++
-		}
-		status.Sent++
-		status.Last = now
-		status.RouterLifetime = state.Duration(a.RouterLifetime)
-		status.Prefixes = status.Prefixes[:0]
-		for _, p := range a.Prefixes {
-			status.Prefixes = append(status.Prefixes, fmt.Sprintf("%s preferred %v valid %v", p.Prefix, p.Preferred, p.Valid))
-		}
-		status.Malformed = malformed.Load()
-		status.DNS = ""
-		if a.DNS.IsValid() {
-			status.DNS = a.DNS.String()
-		}
-		s.st.RAStatus.Publish(status)
-		return a
+	ad := &advertiser{
+		conn:     conn,
+		now:      time.Now,
+		inputs:   func(now time.Time) (inputs, bool) { return s.inputs(now, lan.Index) },
+		remember: func(p state.AdvertisedPrefixes) { s.st.AdvertisedPrefixes.PublishIfChanged(p) },
+		status:   s.st.RAStatus.Publish,
+		logf:     s.logger.Printf,
+		sch:      schedule{randN: rand.Int64N},
 	}
-
-	sch.interval = s.st.RA.Value().Interval()
-	sch.news(time.Now())
+	ad.start(s.st.RA.Value().Interval())
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		now := time.Now()
-		if !now.Before(sch.next) {
-			a := send(now, allNodes, false)
-			sch.sent(now, a.shortest())
-		}
-		for len(pending) > 0 && !now.Before(pending[0].due) {
-			send(now, pending[0].dst, false)
-			pending = pending[1:]
-		}
-		due := sch.next
-		if len(pending) > 0 && pending[0].due.Before(due) {
-			due = pending[0].due
-		}
-		timer.Reset(time.Until(due))
+		ad.counts.Malformed = malformed.Load()
+		ad.tick()
+		timer.Reset(time.Until(ad.due()))
 		select {
 		case <-ctx.Done():
-			// Goodbye: router lifetime 0, so that hosts pick another
-			// default router (or none) now rather than in 30 minutes.
-			send(time.Now(), allNodes, true)
+			ad.goodbye(time.Sleep)
 			return nil
+		case err := <-readErr:
+			return err
 		case <-timer.C:
 		case src := <-solicits:
-			status.Solicitations++
-			now := time.Now()
-			if src.IsUnspecified() {
-				sch.solicited(now)
-			} else if sch.allowUnicast(now) {
-				pending = insertUnicast(pending, unicast{dst: src, due: now.Add(sch.delay())})
-			}
+			ad.solicited(src)
 		case <-changed:
-			now := time.Now()
-			if iv := s.st.RA.Value().Interval(); iv != sch.interval {
-				sch.interval = iv
-				sch.news(now)
-			} else if s.advert(now, ifi, false).differs(last) {
-				sch.news(now)
-			}
+			ad.changed(s.st.RA.Value().Interval())
 		}
 	}
 }
 
-// unicast is an answer due to a host.
-type unicast struct {
-	dst netip.Addr
-	due time.Time
-}
-
-// insertUnicast adds u to pending, which is sorted by due time.
-func insertUnicast(pending []unicast, u unicast) []unicast {
-	i := len(pending)
-	for i > 0 && pending[i-1].due.After(u.due) {
-		i--
-	}
-	pending = append(pending, unicast{})
-	copy(pending[i+1:], pending[i:])
-	pending[i] = u
-	return pending
-}
-
-// advert derives the advertisement at now from the Store, and remembers
-// its prefixes in st.AdvertisedPrefixes.
-func (s *Service) advert(now time.Time, ifi *net.Interface, stopping bool) advert {
+// inputs reads what an advertisement on the link with index is made of
+// from the Store; false when lan0 is no longer that link.
+func (s *Service) inputs(now time.Time, index int) (inputs, bool) {
 	links := s.st.Links.Value()
-	lan, _ := state.FindLink(links, state.LAN)
+	lan, ok := state.FindLink(links, state.LAN)
+	if !ok || lan.Index != index {
+		return inputs{}, false
+	}
 	uplink, _ := state.FindLink(links, state.Uplink)
 	in := inputs{
 		Now:          now.Round(0),
@@ -227,15 +174,11 @@ func (s *Service) advert(now time.Time, ifi *net.Interface, stopping bool) adver
 		Tracked:      s.st.AdvertisedPrefixes.Value(),
 		Interval:     s.st.RA.Value().Interval(),
 		Domain:       state.LANDomain(s.st.DNS.Value(), s.st.DHCPv4Server.Value()),
-		MTU:          ifi.MTU,
-		Stopping:     stopping,
 	}
-	if cur, err := net.InterfaceByIndex(ifi.Index); err == nil {
-		in.MTU = cur.MTU
+	if ifi, err := net.InterfaceByIndex(index); err == nil {
+		in.MTU = ifi.MTU
 	}
-	a, tracked := plan(in)
-	s.st.AdvertisedPrefixes.PublishIfChanged(tracked)
-	return a
+	return in, true
 }
 
 // watch signals changed whenever a topic an advertisement is made from
@@ -257,18 +200,19 @@ func (s *Service) watch(ctx context.Context, changed chan<- struct{}) {
 }
 
 // read passes the source of each router solicitation to solicits until
-// ctx is done; anything else is dropped, and counted when malformed.
-func (s *Service) read(ctx context.Context, conn *ndp.Conn, solicits chan<- netip.Addr, malformed *atomic.Uint64) {
+// ctx is done (then it returns nil) or reading fails; anything else is
+// dropped and counted in malformed.
+func (s *Service) read(ctx context.Context, conn *ndp.Conn, solicits chan<- netip.Addr, malformed *atomic.Uint64) error {
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	b := make([]byte, 1500)
 	for {
 		n, cm, src, err := conn.ReadRaw(b)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.logger.Printf("read: %v", err)
+			if ctx.Err() != nil {
+				return nil
 			}
-			return
+			return fmt.Errorf("ra: read: %w", err)
 		}
 		hop := -1
 		if cm != nil {
@@ -286,8 +230,9 @@ func (s *Service) read(ctx context.Context, conn *ndp.Conn, solicits chan<- neti
 }
 
 // listen opens the ICMPv6 socket on ifi's link-local address, which
-// router advertisements must come from, waiting until the address is
-// usable. It returns nil, nil when ctx is done first.
+// router advertisements must come from, retrying while the address is
+// tentative (no event says when it stops being so). It returns nil, nil
+// when ctx is done first.
 func listen(ctx context.Context, ifi *net.Interface) (*ndp.Conn, error) {
 	deadline := time.Now().Add(listenTimeout)
 	for {
@@ -316,9 +261,12 @@ func setup(conn *ndp.Conn) error {
 	var f ipv6.ICMPFilter
 	f.SetAll(true)
 	f.Accept(ipv6.ICMPTypeRouterSolicitation)
-	return errors.Join(
+	if err := errors.Join(
 		conn.SetICMPFilter(&f),
 		conn.SetControlMessage(ipv6.FlagHopLimit, true),
 		conn.JoinGroup(allRouters),
-	)
+	); err != nil {
+		return fmt.Errorf("ra: set up the ICMPv6 socket: %w", err)
+	}
+	return nil
 }
