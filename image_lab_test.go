@@ -696,7 +696,7 @@ func imageIPv6(ctx context.Context, t *testing.T, r *imageHome) {
 		t.Fatal(err)
 	}
 	site := netip.PrefixFrom(delegated.Addr(), lab.ISPPDLen).Masked()
-	if _, err := r.ISP.Run(ctx, "ip", "-6", "route", "replace", site.String(), "via", ll.String(), "dev", "isp0"); err != nil {
+	if err := r.ISP.RouteVia(ctx, site, ll, "isp0"); err != nil {
 		t.Fatal(err)
 	}
 	if err := settle(ctx, "ping from the LAN client's SLAAC address "+client.String()+" to the ISP", func(ctx context.Context) error {

@@ -19,73 +19,27 @@ import (
 // for one besides.
 const raSettle = 40 * time.Second
 
-// lanAddr6 is an IPv6 address of the LAN host as `ip -6 -o addr` shows
-// it, with its flags ("deprecated", "tentative", ...).
-type lanAddr6 struct {
-	Prefix netip.Prefix
-	Line   string
-}
-
-func (a lanAddr6) deprecated() bool { return strings.Contains(a.Line, " deprecated") }
-func (a lanAddr6) tentative() bool  { return strings.Contains(a.Line, " tentative") }
-
-// addrs6 returns iface's global IPv6 addresses in n.
-func addrs6(ctx context.Context, n *lab.Netns, iface string) ([]lanAddr6, error) {
-	out, err := n.Run(ctx, "ip", "-6", "-o", "addr", "show", "dev", iface, "scope", "global")
-	if err != nil {
-		return nil, err
-	}
-	var as []lanAddr6
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "inet6" {
-				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
-					as = append(as, lanAddr6{Prefix: p, Line: line})
-				}
-			}
-		}
-	}
-	return as, nil
-}
-
 // slaac waits until the LAN host has a usable address in p it made
 // itself from the router's advertisements, and returns it.
-func slaac(ctx context.Context, t *testing.T, n *lab.Netns, p netip.Prefix) lanAddr6 {
+func slaac(ctx context.Context, t *testing.T, n *lab.Netns, p netip.Prefix) lab.HostAddr6 {
 	t.Helper()
-	var got lanAddr6
-	if err := settle(ctx, fmt.Sprintf("a SLAAC address in %s on the LAN host", p), func(ctx context.Context) error {
-		as, err := addrs6(ctx, n, "eth0")
-		if err != nil {
-			return err
-		}
-		for _, a := range as {
-			if p.Contains(a.Prefix.Addr()) && a.Prefix.Bits() == 64 && !a.tentative() && strings.Contains(a.Line, "dynamic") {
-				got = a
-				return nil
-			}
-		}
-		return fmt.Errorf("addresses %v", as)
-	}); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, fwSettle)
+	defer cancel()
+	a, err := n.WaitSLAAC(sctx, "eth0", p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return got
+	return a
 }
 
 // advertised waits until rdisc6 on the LAN host sees an advertisement
 // for which cond holds, and returns it.
 func advertised(ctx context.Context, t *testing.T, n *lab.Netns, what string, cond func(lab.RouterAdvert) error) lab.RouterAdvert {
 	t.Helper()
-	var ra lab.RouterAdvert
 	sctx, cancel := context.WithTimeout(ctx, raSettle)
 	defer cancel()
-	if err := lab.WaitFor(sctx, what, func() error {
-		var err error
-		if ra, err = n.Rdisc6(sctx, "eth0"); err != nil {
-			return err
-		}
-		return cond(ra)
-	}); err != nil {
+	ra, err := n.WaitAdvert(sctx, "eth0", what, cond)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return ra
@@ -239,7 +193,7 @@ func TestRALab(t *testing.T) {
 		// The ISP routes the delegated /56 to the router, as a real one
 		// does.
 		delegated := netip.PrefixFrom(lan64.Addr(), lab.ISPPDLen).Masked()
-		if _, err := h.ISP.Run(ctx, "ip", "-6", "route", "replace", delegated.String(), "via", r.UplinkLL.String(), "dev", "isp0"); err != nil {
+		if err := h.ISP.RouteVia(ctx, delegated, r.UplinkLL, "isp0"); err != nil {
 			t.Fatal(err)
 		}
 		if err := settle(ctx, "ping from the LAN host's SLAAC address to the ISP", func(ctx context.Context) error {
@@ -266,12 +220,12 @@ func TestRALab(t *testing.T) {
 			end = atLeast // slow earlier steps: still watch longer than a preferred lifetime
 		}
 		for time.Now().Before(end) {
-			as, err := addrs6(ctx, h.LAN, "eth0")
+			as, err := h.LAN.Addrs6(ctx, "eth0")
 			if err != nil {
 				t.Fatal(err)
 			}
-			i := slices.IndexFunc(as, func(a lanAddr6) bool { return a.Prefix.Addr() == client })
-			if i < 0 || as[i].deprecated() {
+			i := slices.IndexFunc(as, func(a lab.HostAddr6) bool { return a.Prefix.Addr() == client })
+			if i < 0 || as[i].Deprecated() {
 				t.Fatalf("the LAN host's %v is deprecated or gone: %v", client, as)
 			}
 			select {
@@ -349,12 +303,12 @@ func TestRALab(t *testing.T) {
 		}
 		slaac(ctx, t, h.LAN, new64)
 		if err := settle(ctx, "the LAN host's address "+client.String()+" deprecated", func(ctx context.Context) error {
-			as, err := addrs6(ctx, h.LAN, "eth0")
+			as, err := h.LAN.Addrs6(ctx, "eth0")
 			if err != nil {
 				return err
 			}
 			for _, a := range as {
-				if a.Prefix.Addr() == client && a.deprecated() {
+				if a.Prefix.Addr() == client && a.Deprecated() {
 					return nil
 				}
 			}

@@ -149,3 +149,79 @@ func LinkLocal(mac string) (netip.Addr, error) {
 	}
 	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: hw[0] ^ 2, 9: hw[1], 10: hw[2], 11: 0xff, 12: 0xfe, 13: hw[3], 14: hw[4], 15: hw[5]}), nil
 }
+
+// HostAddr6 is an IPv6 address of a host as `ip -6 -o addr` shows it,
+// with its flags.
+type HostAddr6 struct {
+	Prefix netip.Prefix
+	Line   string
+}
+
+// Deprecated, Tentative and Dynamic report the address's flags: no
+// longer preferred; in duplicate address detection (unusable yet); made
+// by the kernel from a router advertisement (or with a lifetime).
+func (a HostAddr6) Deprecated() bool { return strings.Contains(a.Line, " deprecated") }
+func (a HostAddr6) Tentative() bool  { return strings.Contains(a.Line, " tentative") }
+func (a HostAddr6) Dynamic() bool    { return strings.Contains(a.Line, " dynamic") }
+
+// Addrs6 returns iface's global IPv6 addresses in n.
+func (n *Netns) Addrs6(ctx context.Context, iface string) ([]HostAddr6, error) {
+	out, err := n.Run(ctx, "ip", "-6", "-o", "addr", "show", "dev", iface, "scope", "global")
+	if err != nil {
+		return nil, err
+	}
+	var as []HostAddr6
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet6" {
+				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+					as = append(as, HostAddr6{Prefix: p, Line: line})
+				}
+			}
+		}
+	}
+	return as, nil
+}
+
+// WaitSLAAC waits until iface in n has a usable (not tentative) address
+// in the /64 p that its kernel made from router advertisements, and
+// returns it.
+func (n *Netns) WaitSLAAC(ctx context.Context, iface string, p netip.Prefix) (HostAddr6, error) {
+	var got HostAddr6
+	err := WaitFor(ctx, fmt.Sprintf("a SLAAC address in %s on %s in %s", p, iface, n.name), func() error {
+		as, err := n.Addrs6(ctx, iface)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if p.Contains(a.Prefix.Addr()) && a.Prefix.Bits() == 64 && !a.Tentative() && a.Dynamic() {
+				got = a
+				return nil
+			}
+		}
+		return fmt.Errorf("addresses %v", as)
+	})
+	return got, err
+}
+
+// WaitAdvert has rdisc6 solicit on iface in n until an advertisement
+// comes for which cond holds (what says what that is), and returns it.
+func (n *Netns) WaitAdvert(ctx context.Context, iface, what string, cond func(RouterAdvert) error) (RouterAdvert, error) {
+	var ra RouterAdvert
+	err := WaitFor(ctx, what, func() error {
+		var err error
+		if ra, err = n.Rdisc6(ctx, iface); err != nil {
+			return err
+		}
+		return cond(ra)
+	})
+	return ra, err
+}
+
+// RouteVia routes dst via the router's address via on dev in n, as an ISP
+// routes a delegated prefix to the router it delegated it to.
+func (n *Netns) RouteVia(ctx context.Context, dst netip.Prefix, via netip.Addr, dev string) error {
+	_, err := n.Run(ctx, "ip", "-6", "route", "replace", dst.String(), "via", via.WithZone("").String(), "dev", dev)
+	return err
+}

@@ -273,13 +273,8 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 // the advertised resolver, and the ISP's web server over IPv6, which
 // sees the client's own address (no NAT for IPv6).
 func ipv6(ctx context.Context, h *lab.Home) error {
-	var ra lab.RouterAdvert
 	var delegated netip.Prefix
-	if err := lab.WaitFor(ctx, "a router advertisement with the delegated prefix and a router lifetime", func() error {
-		var err error
-		if ra, err = h.LAN.Rdisc6(ctx, "eth0"); err != nil {
-			return err
-		}
+	ra, err := h.LAN.WaitAdvert(ctx, "eth0", "a router advertisement with the delegated prefix and a router lifetime", func(ra lab.RouterAdvert) error {
 		for _, p := range ra.Prefixes {
 			if netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Prefix.Addr()) && p.Preferred > 0 {
 				delegated = p.Prefix
@@ -289,7 +284,8 @@ func ipv6(ctx context.Context, h *lab.Home) error {
 			return fmt.Errorf("got %+v", ra)
 		}
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	var lines []string
@@ -305,40 +301,23 @@ func ipv6(ctx context.Context, h *lab.Home) error {
 	if err != nil {
 		return err
 	}
-	site := netip.PrefixFrom(delegated.Addr(), lab.ISPPDLen).Masked()
-	if _, err := h.ISP.Run(ctx, "ip", "-6", "route", "replace", site.String(), "via", ll.String(), "dev", "isp0"); err != nil {
+	if err := h.ISP.RouteVia(ctx, netip.PrefixFrom(delegated.Addr(), lab.ISPPDLen).Masked(), ll, "isp0"); err != nil {
 		return err
 	}
-	var addrs, route string
-	if err := lab.WaitFor(ctx, "a SLAAC address in "+delegated.String()+" and a default route", func() error {
-		// Usable: no longer tentative (duplicate address detection
-		// takes a second), or the client would send from another.
-		a, err := h.LAN.Run(ctx, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global")
-		if err != nil {
-			return err
-		}
-		r, err := h.LAN.Run(ctx, "ip", "-6", "route", "show", "default")
-		if err != nil {
-			return err
-		}
-		route = strings.TrimSpace(r)
-		ok := false
-		for _, line := range strings.Split(a, "\n") {
-			if strings.Contains(line, "tentative") {
-				return fmt.Errorf("%s", line)
-			}
-			ok = ok || strings.Contains(line, " "+strings.TrimSuffix(delegated.Addr().String(), "::"))
-		}
-		if !ok || route == "" {
-			return fmt.Errorf("addresses %q, route %q", a, route)
-		}
-		b, err := h.LAN.Run(ctx, "ip", "-6", "-br", "addr", "show", "dev", "eth0")
-		addrs = strings.TrimSpace(b)
-		return err
-	}); err != nil {
+	// Usable: past duplicate address detection, or the client would
+	// send from another address.
+	if _, err := h.LAN.WaitSLAAC(ctx, "eth0", delegated); err != nil {
 		return err
 	}
-	say("LAN client: its IPv6 addresses (SLAAC) and default route:\n%s", indent(addrs+"\n"+route))
+	addrs, err := h.LAN.Run(ctx, "ip", "-6", "-br", "addr", "show", "dev", "eth0")
+	if err != nil {
+		return err
+	}
+	route, err := h.LAN.Run(ctx, "ip", "-6", "route", "show", "default")
+	if err != nil {
+		return err
+	}
+	say("LAN client: its IPv6 addresses (SLAAC) and default route:\n%s", indent(strings.TrimSpace(addrs)+"\n"+strings.TrimSpace(route)))
 	if len(ra.RDNSS) > 0 {
 		out, err := h.LAN.Run(ctx, "dig", "+time=2", "+tries=3", "@"+ra.RDNSS[0].String(), "www.isp.test", "AAAA")
 		if err != nil {
