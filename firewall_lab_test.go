@@ -443,8 +443,12 @@ func TestFirewallLab(t *testing.T) {
 	})
 
 	t.Run("LAN to ISP over IPv6 is routed from the delegated prefix", func(t *testing.T) {
-		get(ctx, t, f.LAN, f.ISPWeb6.URL("/"), fwISPBody)
-		get(ctx, t, f.LAN, f.ISPWeb6.URL(lab.RemotePath), "["+f.Client6.String()+"]")
+		// From the host's fixed address: it also has addresses of its
+		// own making (SLAAC) in the /64, and which one the kernel picks
+		// is its business.
+		from := []string{"--interface", f.Client6.String()}
+		get(ctx, t, f.LAN, f.ISPWeb6.URL("/"), fwISPBody, from...)
+		get(ctx, t, f.LAN, f.ISPWeb6.URL(lab.RemotePath), "["+f.Client6.String()+"]", from...)
 	})
 
 	t.Run("the ISP cannot reach the LAN host", func(t *testing.T) {

@@ -204,6 +204,21 @@ func TestRALab(t *testing.T) {
 		}
 	})
 
+	t.Run("the ULA stays in the home", func(t *testing.T) {
+		if !ok {
+			t.Skip("no ULA: reported above")
+		}
+		// Even when the ISP would route it back, nothing from the ULA
+		// leaves through the uplink (RFC 4193, section 4.3).
+		from := slaac(ctx, t, h.LAN, ula).Prefix.Addr()
+		if err := h.ISP.RouteVia(ctx, netip.PrefixFrom(ula.Addr(), 48).Masked(), r.UplinkLL, "isp0"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := h.LAN.Run(ctx, "ping", "-6", "-c", "2", "-W", "2", "-I", from.String(), lab.ISPAddr6); err == nil {
+			t.Errorf("ping from the ULA address %v to the ISP got through:\n%s", from, out)
+		}
+	})
+
 	t.Run("the LAN host keeps its address preferred past the lease's lifetimes", func(t *testing.T) {
 		// dhcpd's lease is 40 s preferred, 60 s valid; the router renews
 		// it every 20 s, and must tell the LAN often enough that hosts

@@ -248,6 +248,10 @@ func (s *Service) inputs() Inputs {
 	var lan []netip.Prefix
 	if l, ok := state.FindLink(links, state.LAN); ok {
 		for _, a := range l.InForce {
+			if a.Origin == state.OriginULA {
+				in.ULA = appendNew(in.ULA, a.Prefix.Masked())
+				continue
+			}
 			lan = append(lan, a.Prefix.Masked())
 		}
 	}

@@ -79,6 +79,7 @@ func TestInputs(t *testing.T) {
 			state.NewAddress(pfx("192.168.42.1/24"), state.OriginStatic, time.Time{}, time.Time{}),
 			state.NewAddress(pfx("fd00:42::1/64"), state.OriginStatic, time.Time{}, time.Time{}),
 			state.NewAddress(pfx("fd00:78:0:ff00::1/64"), state.OriginDelegated, time.Time{}, time.Time{}),
+			state.NewAddress(pfx("fd4e:3a21:9c07::1/64"), state.OriginULA, time.Time{}, time.Time{}),
 		}},
 	})
 	st.PortForwardings.Publish(state.PortForwardings{Forwardings: []state.Forwarding{
@@ -99,6 +100,7 @@ func TestInputs(t *testing.T) {
 		LAN: "lan0", Uplink: "uplink0",
 		LAN4:    []netip.Prefix{pfx("192.168.42.0/24")},
 		LAN6:    []netip.Prefix{pfx("fd00:42::/64"), pfx("fd00:78:0:ff00::/64")},
+		ULA:     []netip.Prefix{pfx("fd4e:3a21:9c07::/64")},
 		Uplink4: []netip.Addr{netip.MustParseAddr("10.77.0.100")},
 		Forwards: []Forward{
 			{Proto: protoTCP, Ports: onePort(8080), Dest: netip.MustParseAddr("192.168.42.10"), DestPorts: onePort(80)},

@@ -23,9 +23,13 @@ type Inputs struct {
 	// LAN and Uplink are the links' names (lan0, uplink0).
 	LAN, Uplink string
 	// LAN4 are lan0's IPv4 subnets and LAN6 its IPv6 prefixes
-	// (delegated, ULA, static; not link-local): the only sources
-	// forwarded from lan0, and never accepted from the uplink.
+	// (delegated, static; not link-local): the only sources forwarded
+	// from lan0, and never accepted from the uplink.
 	LAN4, LAN6 []netip.Prefix
+	// ULA is lan0's unique local /64: the LAN's, but never forwarded to
+	// or from the uplink (RFC 4193, section 4.3: it does not leave the
+	// site), and never accepted from it.
+	ULA []netip.Prefix
 	// Uplink4 are the uplink's IPv4 addresses, which LAN hosts may use
 	// to reach a forwarded port (hairpin NAT).
 	Uplink4 []netip.Addr
@@ -172,6 +176,7 @@ func Build(in Inputs) *Ruleset {
 		r.iif(in.LAN).oif(in.LAN).dnatted().masquerade())
 
 	lan := append(append([]netip.Prefix{}, in.LAN4...), in.LAN6...)
+	local := append(append([]netip.Prefix{}, lan...), in.ULA...) // spoofed when from the uplink
 	linkLocal := netip.MustParsePrefix("fe80::/10")
 
 	// The router itself: open to the LAN, closed to the internet but for
@@ -189,7 +194,7 @@ func Build(in Inputs) *Ruleset {
 	input.rules = append(input.rules,
 		r.invalid().drop(),
 		r.iif(in.LAN).accept())
-	for _, p := range lan {
+	for _, p := range local {
 		input.rules = append(input.rules, r.iif(in.Uplink).saddr(p).drop())
 	}
 	input.rules = append(input.rules,
@@ -226,7 +231,7 @@ func Build(in Inputs) *Ruleset {
 	for _, p := range lan {
 		fwd.rules = append(fwd.rules, r.iif(in.LAN).oif(in.Uplink).saddr(p).accept())
 	}
-	for _, p := range lan {
+	for _, p := range local {
 		fwd.rules = append(fwd.rules, r.iif(in.Uplink).saddr(p).drop())
 	}
 	fwd.rules = append(fwd.rules, r.dnatted().accept())

@@ -36,6 +36,7 @@ var goldenCases = []struct {
 			LAN: "lan0", Uplink: "uplink0",
 			LAN4:    []netip.Prefix{netip.MustParsePrefix("192.168.42.0/24")},
 			LAN6:    []netip.Prefix{netip.MustParsePrefix("fd00:42::/64"), netip.MustParsePrefix("fd00:78:0:ff00::/64")},
+			ULA:     []netip.Prefix{netip.MustParsePrefix("fd4e:3a21:9c07::/64")},
 			Uplink4: []netip.Addr{netip.MustParseAddr("10.77.0.100")},
 			Forwards: []Forward{
 				{Proto: protoTCP, Ports: onePort(8080), Dest: netip.MustParseAddr("192.168.42.10"), DestPorts: onePort(80)},
