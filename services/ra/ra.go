@@ -21,9 +21,11 @@
 //     is advertised with a preferred lifetime of 0 and a valid lifetime
 //     counting down to 0, so that hosts stop using it for new
 //     connections at once.
-//   - The router lifetime is 0 while uplink0 has no IPv6 default route
-//     (RFC 7084, G-4): hosts do not send internet traffic into a dead
-//     end, while the ULA still works on the LAN.
+//   - The router lifetime is 0 while uplink0 has no IPv6 default route,
+//     or lan0 no preferred prefix from the ISP (RFC 7084, G-4 and ULA-5):
+//     hosts do not send internet traffic into a dead end, while the ULA
+//     still works on the LAN. The ULA never leaves the home (the
+//     firewall sees to that).
 //   - RDNSS names the router's ULA address (which the ISP cannot take
 //     away); DNSSL the LAN domain (dns.json's, else dhcp4d.json's, else
 //     "lan").
@@ -33,12 +35,15 @@
 // (default 10 minutes), the first three and the three after any change
 // at most 16 s apart, and at most a third of the shortest prefix
 // lifetime apart (a lease shorter than the interval must not run out on
-// hosts between two advertisements); solicitations are answered within
-// 500 ms, straight
-// to the host when it has an address, by multicast (at most every 3 s)
-// when it has none. When the router stops, a last advertisement says
-// router lifetime 0, so hosts stop routing through it at once, and keep
-// their addresses for when it is back.
+// hosts between two advertisements). Solicitations are answered within
+// 500 ms, straight to the host when it has an address, by multicast (at
+// most every 3 s) when it has none or too many ask at once. When the
+// router stops, its last advertisement, said twice, has router lifetime
+// 0, so hosts stop routing through it at once, and keep their addresses
+// for when it is back.
+//
+// The logic is the advertiser type, fed by the service's loop and
+// tested with a fake clock; advert.go makes the messages.
 package ra
 
 import (
