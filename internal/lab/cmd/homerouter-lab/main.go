@@ -75,6 +75,9 @@ Try (another shell):
   ip netns exec %[5]s busybox ping -c1 10.42.0.1
   ip netns exec %[3]s dig @10.77.0.1 www.isp.test      (the ISP's DNS, from the router)
   ip netns exec %[5]s curl -s http://10.42.0.1%[6]s/health.json
+  ip netns exec %[5]s rdisc6 eth0                      (the router's IPv6 advertisement)
+  ip netns exec %[5]s ip -6 addr show dev eth0         (the LAN host's SLAAC addresses from it)
+  cat %[4]s/ula.json %[4]s/ra-prefixes.json   (the LAN's unique local prefix, what was advertised)
 (Do not run DHCP clients with their default hook scripts here: they would rewrite the host's files.)
 Ctrl-C stops the router and removes everything.
 
