@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages of the lab's real peers and clients.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
-	nftables iperf3 busybox dnsperf unbound iputils-ping
+	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
@@ -45,7 +45,7 @@ deps:
 		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 		if command -v systemctl >/dev/null 2>&1; then \
-			systemctl disable --quiet unbound unbound-resolvconf dnsmasq isc-dhcp-server radvd 2>/dev/null || true; \
+			systemctl disable --quiet unbound unbound-resolvconf dnsmasq isc-dhcp-server radvd prometheus 2>/dev/null || true; \
 		fi; \
 	fi
 	$(GO) mod download

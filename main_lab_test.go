@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -82,7 +83,7 @@ func waitLinks(ctx context.Context, t *testing.T, ns *lab.Netns, what string, co
 // lan0 (never on the uplink), and a prompt stop.
 func TestRouterLab(t *testing.T) {
 	bin := lab.RouterBinary(t)
-	lab.Require(t, "curl", "ss")
+	lab.Require(t, "curl", "ss", "promtool")
 	l := lab.NewT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -194,6 +195,24 @@ func TestRouterLab(t *testing.T) {
 			return nil
 		}); err != nil {
 			t.Error(err)
+		}
+	})
+
+	t.Run("metrics from the LAN pass promtool", func(t *testing.T) {
+		out, err := h.LAN.HTTPGet(ctx, "http://192.168.42.1/metrics", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// promtool only reads the text it is given: run on the host.
+		cmd := exec.CommandContext(ctx, "promtool", "check", "metrics")
+		cmd.Stdin = strings.NewReader(out)
+		if lint, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, lint)
+		}
+		for _, want := range []string{"homerouter_healthy ", `homerouter_service_running{service="dns"} 1`, "homerouter_firewall_forwarding ", "go_goroutines "} {
+			if !strings.Contains(out, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
 		}
 	})
 

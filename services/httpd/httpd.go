@@ -41,7 +41,7 @@ type Server struct {
 // New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
 // that address, or ":PORT" to listen on PORT on lan0's addresses and on
 // loopback; "" means DefaultAddr. endpoints are what the other services
-// serve (see services.Endpoint); httpd adds /health.json. Two endpoints
+// serve (see services.Endpoint); httpd adds /health.json and /metrics. Two endpoints
 // with the same pattern are an error.
 func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services.Endpoint) (*Server, error) {
 	if addr == "" {
@@ -68,7 +68,8 @@ func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services
 	return s, nil
 }
 
-// Handler serves the router's own pages from st: /health.json.
+// Handler serves the router's own pages from st: /health.json and
+// /metrics.
 func Handler(st *state.Store) http.Handler { return newMux(st) }
 
 func newMux(st *state.Store) *http.ServeMux {
@@ -84,6 +85,7 @@ func newMux(st *state.Store) *http.ServeMux {
 		enc.SetIndent("", "  ")
 		enc.Encode(h)
 	})
+	mux.Handle("GET /metrics", metricsHandler(st))
 	return mux
 }
 

@@ -1,0 +1,63 @@
+package httpd
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// TestMetrics: /metrics carries the router's families from the Store's
+// topics, passes Prometheus' own lint, and has the Go runtime's.
+func TestMetrics(t *testing.T) {
+	st := state.NewStore(t.TempDir())
+	now := time.Now()
+	st.Services.Publish([]state.ServiceStatus{{Name: "dns", State: "running", Restarts: 2}, {Name: "ra", State: "restarting", Restarts: 5}})
+	st.DNSStatus.Publish(state.DNSStatus{QueriesBySource: map[string]uint64{"cache": 7, "upstream": 3}, QueriesByType: map[string]uint64{"A": 10},
+		UpstreamRTT: map[string]state.Duration{"10.77.0.1:53": state.Duration(2 * time.Millisecond)}, CacheSize: 3})
+	st.Firewall.Publish(state.FirewallStatus{Forwarding: true, Counters: state.FirewallCounters{ForwardedOut4: state.Counter{Packets: 4, Bytes: 400}}})
+	st.RAStatus.Publish(state.RAStatus{Sent: 9, RouterLifetime: state.Duration(30 * time.Minute)})
+	st.DHCPv4ServerLeases.Publish(state.DHCPv4ServerLeases{Leases: []state.DHCPv4ServerLease{
+		{HardwareAddr: "02:77:00:00:00:21", Expiry: now.Add(time.Hour)},
+		{HardwareAddr: "02:77:00:00:00:22", Expiry: now.Add(time.Minute), Offered: true},
+		{HardwareAddr: "02:77:00:00:00:23", Expiry: now.Add(-time.Hour)},
+	}})
+
+	c := storeCollector{st: st, now: func() time.Time { return now }}
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	rec := httptest.NewRecorder()
+	newMux(st).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`homerouter_healthy 0`, // ra is restarting
+		`homerouter_check_ok{check="homerouter/services/ra"} 0`,
+		`homerouter_service_restarts_total{service="ra"} 5`,
+		`homerouter_dhcp4d_leases{state="bound"} 1`,
+		`homerouter_dhcp4d_leases{state="offered"} 1`,
+		`homerouter_dhcp4d_leases{state="expired"} 1`,
+		`homerouter_dns_queries_total{source="cache"} 7`,
+		`homerouter_dns_upstream_rtt_seconds{upstream="10.77.0.1:53"} 0.002`,
+		`homerouter_firewall_bytes_total{counter="forwarded_out_ipv4"} 400`,
+		`homerouter_ra_router_lifetime_seconds 1800`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if rec.Code != 200 {
+		t.Errorf("/metrics: %d", rec.Code)
+	}
+}
