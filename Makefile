@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages of the lab's real peers and clients.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
-	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus
+	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus ieee-data
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
@@ -23,7 +23,7 @@ PERM_DIR ?=
 
 export CGO_ENABLED := 0
 
-.PHONY: all homerouter deps test lint lab bench clean kernel image pxe disk demo
+.PHONY: all homerouter deps test lint lab bench clean kernel image pxe disk demo oui
 
 all: homerouter
 
@@ -113,6 +113,12 @@ bench: deps image
 	@HOMEROUTER_BENCH=1 HOMEROUTER_LAB=required $(GO) test -v -count=1 -timeout 30m -run '^(TestBenchDHCP|TestBenchFirewall|TestBenchImageFirewall|TestBenchDNS)$$' . > build/bench.log 2>&1; rc=$$?; \
 	grep -v -E '^=== |lab\.go:|process\.go:' build/bench.log; \
 	exit $$rc
+
+# oui makes the status page's table of MAC vendors again, from Debian's
+# ieee-data (the IEEE's registry); the table is committed, so that a build
+# needs no ieee-data.
+oui: deps
+	cd internal/oui && $(GO) run ./gen -in /usr/share/ieee-data/oui.csv -out oui.tsv.gz
 
 clean:
 	rm -f homerouter

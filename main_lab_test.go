@@ -216,6 +216,18 @@ func TestRouterLab(t *testing.T) {
 		}
 	})
 
+	t.Run("the status page from the LAN", func(t *testing.T) {
+		out, err := h.LAN.HTTPGet(ctx, "http://192.168.42.1/", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"<title>homerouter: ✔ healthy</title>", "<code>192.168.42.1/24 (static)</code>", "<td>netconfig</td>"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the status page lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("SIGHUP with a broken file keeps the router running", func(t *testing.T) {
 		writeInterfaces("10.42.0.1/24", true)
 		if err := h.RouterProc.Signal(syscall.SIGHUP); err != nil {

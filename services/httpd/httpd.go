@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/homerouter/homerouter/internal/oui"
 	"github.com/homerouter/homerouter/internal/sockopt"
 	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
@@ -68,8 +69,8 @@ func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services
 	return s, nil
 }
 
-// Handler serves the router's own pages from st: /health.json and
-// /metrics.
+// Handler serves the router's own pages from st: the status page (/),
+// /health.json and /metrics.
 func Handler(st *state.Store) http.Handler { return newMux(st) }
 
 func newMux(st *state.Store) *http.ServeMux {
@@ -86,6 +87,7 @@ func newMux(st *state.Store) *http.ServeMux {
 		enc.Encode(h)
 	})
 	mux.Handle("GET /metrics", metricsHandler(st))
+	mux.Handle("GET /{$}", statusHandler(st, &oui.Table{}))
 	return mux
 }
 

@@ -1,0 +1,152 @@
+package httpd
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/homerouter/homerouter/internal/oui"
+	"github.com/homerouter/homerouter/state"
+)
+
+//go:embed status.html
+var statusFS embed.FS
+
+// statusTemplate is the status page: plain HTML that refreshes itself,
+// readable on a phone, without JavaScript.
+var statusTemplate = template.Must(template.New("status.html").Funcs(template.FuncMap{
+	"ago":   ago,
+	"until": until,
+	"plus":  func(t time.Time, d state.Duration) time.Time { return t.Add(time.Duration(d)) },
+	"dur":   func(d state.Duration) string { return time.Duration(d).String() },
+}).ParseFS(statusFS, "status.html"))
+
+// statusPage is what the page shows, gathered from the Store at one
+// instant.
+type statusPage struct {
+	Now    time.Time
+	Health Health
+	// Checks is the health tree flattened, each with its depth.
+	Checks []flatCheck
+
+	Uplink4, Uplink6 []string // addresses in force on uplink0
+	Lease4           state.DHCPv4Lease
+	Status4          state.DHCPv4Status
+	Lease6           state.DHCPv6Lease
+	DefaultRoutes    []netip.Addr
+	Upstreams        []string
+
+	LAN     []string // lan0's addresses in force, with their origin
+	Devices []device
+
+	DNS      state.DNSStatus
+	Firewall state.FirewallStatus
+	RA       state.RAStatus
+	Services []state.ServiceStatus
+}
+
+type flatCheck struct {
+	Check
+	Depth int
+}
+
+// device is a row of the LAN's table: one DHCP lease.
+type device struct {
+	Hostname, Addr, MAC, Vendor string
+	Expiry, LastSeen            time.Time
+	Static, Bound               bool
+}
+
+// gatherStatus reads the page's content from st at now.
+func gatherStatus(st *state.Store, vendors *oui.Table, now time.Time) statusPage {
+	p := statusPage{Now: now, Health: health(st)}
+	var flatten func(c Check, depth int)
+	flatten = func(c Check, depth int) {
+		p.Checks = append(p.Checks, flatCheck{Check: c, Depth: depth})
+		for _, child := range c.Children {
+			flatten(child, depth+1)
+		}
+	}
+	flatten(p.Health.Checks, 0)
+
+	links := st.Links.Value()
+	if up, ok := state.FindLink(links, state.Uplink); ok {
+		for _, a := range up.InForce {
+			if a.Prefix.Addr().Is4() {
+				p.Uplink4 = append(p.Uplink4, a.Prefix.String())
+			} else {
+				p.Uplink6 = append(p.Uplink6, a.Prefix.String())
+			}
+		}
+		p.DefaultRoutes = up.DefaultRoutes
+	}
+	if lan, ok := state.FindLink(links, state.LAN); ok {
+		for _, a := range lan.InForce {
+			p.LAN = append(p.LAN, fmt.Sprintf("%s (%s)", a.Prefix, a.Origin))
+		}
+	}
+	p.Lease4, p.Lease6, p.Status4 = st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv4Status.Value()
+	if ups := st.DNS.Value().Upstreams; len(ups) > 0 {
+		p.Upstreams = ups
+	} else {
+		for _, a := range append(slices.Clone(p.Lease4.DNS), p.Lease6.DNS...) {
+			p.Upstreams = append(p.Upstreams, a.String())
+		}
+	}
+	for _, l := range st.DHCPv4ServerLeases.Value().Leases {
+		if l.Offered || (l.Expiry.IsZero() && !l.Static) {
+			continue
+		}
+		p.Devices = append(p.Devices, device{
+			Hostname: l.Hostname, Addr: l.Addr.String(), MAC: l.HardwareAddr, Vendor: vendors.Vendor(l.HardwareAddr),
+			Expiry: l.Expiry, LastSeen: l.LastSeen, Static: l.Static, Bound: l.Bound(now),
+		})
+	}
+	slices.SortFunc(p.Devices, func(a, b device) int {
+		return netip.MustParseAddr(a.Addr).Compare(netip.MustParseAddr(b.Addr))
+	})
+	p.DNS, p.Firewall, p.RA = st.DNSStatus.Value(), st.Firewall.Value(), st.RAStatus.Value()
+	p.Services = st.Services.Value()
+	return p
+}
+
+// statusHandler serves the status page.
+func statusHandler(st *state.Store, vendors *oui.Table) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b bytes.Buffer
+		if err := statusTemplate.Execute(&b, gatherStatus(st, vendors, time.Now())); err != nil {
+			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(b.Bytes())
+	})
+}
+
+// ago says how long before now t was, to the second; "never" for zero.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return roundDuration(now.Sub(t)) + " ago"
+}
+
+// until says how long after now t is ("in 5m0s", or "5m0s ago" when
+// past); "—" for zero.
+func until(now, t time.Time) string {
+	switch {
+	case t.IsZero():
+		return "—"
+	case t.Before(now):
+		return roundDuration(now.Sub(t)) + " ago"
+	}
+	return "in " + roundDuration(t.Sub(now))
+}
+
+func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }
