@@ -195,6 +195,15 @@ func runRouter(args []string, stderr io.Writer) error {
 // reloading the config on each receive from reloads, logging to logw.
 // sys is what PID 1 set up, nil under `run`.
 func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, logw io.Writer, sys *platform.System) error {
+	// The log since start, in memory, for /log and the status page: PID
+	// 1's ring, or one of its own under run.
+	var ring *platform.Ring
+	if sys != nil {
+		ring = sys.Ring
+	} else {
+		ring = platform.NewRing(logRingSize)
+		logw = io.MultiWriter(logw, ring)
+	}
 	logger := func(prefix string) *log.Logger {
 		return log.New(logw, prefix+": ", log.LstdFlags|log.Lmsgprefix)
 	}
@@ -213,9 +222,8 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		if len(sys.Problems) > 0 {
 			st.ReportProblem("platform", errors.New(strings.Join(sys.Problems, "; ")))
 		}
-		// Under run the log is on stderr; PID 1 keeps it in memory.
-		endpoints = append(endpoints, services.Endpoint{Pattern: "GET /log", Handler: textHandler(sys.Ring.Bytes)})
 	}
+	endpoints = append(endpoints, services.Endpoint{Pattern: "GET /log", Handler: textHandler(ring.Bytes)})
 
 	configLog := logger("config")
 	reload := func() {
@@ -258,6 +266,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	if err != nil {
 		return err
 	}
+	web.Log = ring.Bytes
 	svcs = slices.Insert(svcs, 1, services.Service{Name: httpd.ServiceName, Run: web.Run})
 
 	// The state files are written beside the services and once more
@@ -308,6 +317,10 @@ func textHandler(text func() []byte) http.Handler {
 		w.Write(text())
 	})
 }
+
+// logRingSize is how much of the log `run` keeps in memory (PID 1 has
+// its own ring).
+const logRingSize = 256 << 10
 
 // hostname is the name the router gives its ISP (DHCP option 12).
 func hostname() string {

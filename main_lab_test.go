@@ -221,10 +221,15 @@ func TestRouterLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"<title>homerouter: ✔ healthy</title>", "<code>192.168.42.1/24 (static)</code>", "<td>netconfig</td>"} {
+		for _, want := range []string{"<title>homerouter: ✔ healthy</title>", "<code>192.168.42.1/24 (static)</code>", "<td>netconfig</td>", `<pre id="log">`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("the status page lacks %q:\n%s", want, out)
 			}
+		}
+		// The whole log, kept in memory under run as by PID 1.
+		log, err := h.LAN.HTTPGet(ctx, "http://192.168.42.1/log", 10*time.Second)
+		if err != nil || !strings.Contains(log, "netconfig: lan0: renamed from lan") {
+			t.Errorf("GET /log: %v\n%s", err, log)
 		}
 	})
 

@@ -37,6 +37,9 @@ type Server struct {
 	host      netip.Addr // valid: listen only there
 	port      uint16
 	endpoints []services.Endpoint
+	// Log, when set before Run, returns the router's log (its last
+	// lines show on the status page).
+	Log func() []byte
 }
 
 // New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
@@ -71,9 +74,10 @@ func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services
 
 // Handler serves the router's own pages from st: the status page (/),
 // /health.json and /metrics.
-func Handler(st *state.Store) http.Handler { return newMux(st) }
+func Handler(st *state.Store) http.Handler { return newMux(st, nil) }
 
-func newMux(st *state.Store) *http.ServeMux {
+// newMux serves the router's own pages; logs (nil: none) is the log.
+func newMux(st *state.Store, logs func() []byte) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health.json", func(w http.ResponseWriter, r *http.Request) {
 		h := health(st)
@@ -87,7 +91,7 @@ func newMux(st *state.Store) *http.ServeMux {
 		enc.Encode(h)
 	})
 	mux.Handle("GET /metrics", metricsHandler(st))
-	mux.Handle("GET /{$}", statusHandler(st, &oui.Table{}))
+	mux.Handle("GET /{$}", statusHandler(st, &oui.Table{}, logs))
 	return mux
 }
 
@@ -95,7 +99,7 @@ func newMux(st *state.Store) *http.ServeMux {
 // pattern given twice or conflicting with another; that is turned into
 // an error, at New.
 func (s *Server) handler() (h http.Handler, err error) {
-	mux := newMux(s.st)
+	mux := newMux(s.st, s.Log)
 	for _, e := range s.endpoints {
 		func() {
 			defer func() {

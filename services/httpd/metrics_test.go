@@ -38,7 +38,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	rec := httptest.NewRecorder()
-	newMux(st).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	newMux(st, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
 	for _, want := range []string{
 		`homerouter_healthy 0`, // ra is restarting

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/homerouter/homerouter/internal/oui"
@@ -48,6 +49,8 @@ type statusPage struct {
 	Firewall state.FirewallStatus
 	RA       state.RAStatus
 	Services []state.ServiceStatus
+	// Log are the log's last lines, oldest first.
+	Log []string
 }
 
 type flatCheck struct {
@@ -62,8 +65,12 @@ type device struct {
 	Static, Bound               bool
 }
 
-// gatherStatus reads the page's content from st at now.
-func gatherStatus(st *state.Store, vendors *oui.Table, now time.Time) statusPage {
+// logLines is how many of the log's last lines the page shows.
+const logLines = 30
+
+// gatherStatus reads the page's content from st and logs (nil: no log)
+// at now.
+func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now time.Time) statusPage {
 	p := statusPage{Now: now, Health: health(st)}
 	var flatten func(c Check, depth int)
 	flatten = func(c Check, depth int) {
@@ -112,14 +119,23 @@ func gatherStatus(st *state.Store, vendors *oui.Table, now time.Time) statusPage
 	})
 	p.DNS, p.Firewall, p.RA = st.DNSStatus.Value(), st.Firewall.Value(), st.RAStatus.Value()
 	p.Services = st.Services.Value()
+	if logs != nil {
+		lines := strings.Split(strings.TrimRight(string(logs()), "\n"), "\n")
+		if len(lines) > logLines {
+			lines = lines[len(lines)-logLines:]
+		}
+		if len(lines) > 0 && lines[0] != "" {
+			p.Log = lines
+		}
+	}
 	return p
 }
 
 // statusHandler serves the status page.
-func statusHandler(st *state.Store, vendors *oui.Table) http.Handler {
+func statusHandler(st *state.Store, vendors *oui.Table, logs func() []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var b bytes.Buffer
-		if err := statusTemplate.Execute(&b, gatherStatus(st, vendors, time.Now())); err != nil {
+		if err := statusTemplate.Execute(&b, gatherStatus(st, vendors, logs, time.Now())); err != nil {
 			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 			return
 		}

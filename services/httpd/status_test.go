@@ -64,7 +64,9 @@ func statusStore(t *testing.T, now time.Time) *state.Store {
 func TestStatusGolden(t *testing.T) {
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	var b bytes.Buffer
-	if err := statusTemplate.Execute(&b, gatherStatus(statusStore(t, now), &oui.Table{}, now)); err != nil {
+	if err := statusTemplate.Execute(&b, gatherStatus(statusStore(t, now), &oui.Table{}, func() []byte {
+		return []byte("2026/12/02 11:59:58 dns: answering on [127.0.0.1:53]\n2026/12/02 11:59:59 ra: advertising <on> lan0\n")
+	}, now)); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "status.golden.html")
@@ -82,7 +84,7 @@ func TestStatusGolden(t *testing.T) {
 	}
 	// What a person looks for is on it.
 	for _, s := range []string{"✘ homerouter/config/dns.json", "<code>10.77.0.150/24</code>", "alpha", "Apple, Inc.", "nas", "static",
-		"fd4e:3a21:9c07::1/64 (ula)", "/perm is a tmpfs", "<td>dns</td>"} {
+		"fd4e:3a21:9c07::1/64 (ula)", "/perm is a tmpfs", "<td>dns</td>", "ra: advertising &lt;on&gt; lan0"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("the page lacks %q", s)
 		}
@@ -95,11 +97,14 @@ func TestStatusGolden(t *testing.T) {
 // TestStatusServed: GET / is the page, as HTML that does not go stale in
 // a cache; other paths are not.
 func TestStatusServed(t *testing.T) {
-	mux := newMux(statusStore(t, time.Now()))
+	mux := newMux(statusStore(t, time.Now()), func() []byte { return []byte("dns: answering\nra: advertising on lan0\n") })
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") || rec.Header().Get("Cache-Control") != "no-store" {
 		t.Errorf("GET /: %d %v", rec.Code, rec.Header())
+	}
+	if !strings.Contains(rec.Body.String(), "ra: advertising on lan0") {
+		t.Errorf("GET /: no log lines")
 	}
 	rec = httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/nosuch", nil))
