@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Debian packages of the lab's real peers and clients.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
-	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus ieee-data
+	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
@@ -117,7 +117,9 @@ bench: deps image
 # oui makes the status page's table of MAC vendors again, from Debian's
 # ieee-data (the IEEE's registry); the table is committed, so that a build
 # needs no ieee-data.
-oui: deps
+oui:
+	@dpkg-query -W -f='$${Status}\n' ieee-data 2>/dev/null | grep -q 'install ok installed' || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ieee-data; }
 	cd internal/oui && $(GO) run ./gen -in /usr/share/ieee-data/oui.csv -out oui.tsv.gz
 
 clean:

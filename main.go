@@ -262,11 +262,10 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	for _, svc := range svcs {
 		endpoints = append(endpoints, svc.Endpoints...)
 	}
-	web, err := httpd.New(st, logger("httpd"), httpAddr, endpoints...)
+	web, err := httpd.New(st, logger("httpd"), httpAddr, func() []byte { return ring.Tail(statusLogBytes) }, endpoints...)
 	if err != nil {
 		return err
 	}
-	web.Log = ring.Bytes
 	svcs = slices.Insert(svcs, 1, services.Service{Name: httpd.ServiceName, Run: web.Run})
 
 	// The state files are written beside the services and once more
@@ -313,14 +312,19 @@ const saveTimeout = time.Second
 func textHandler(text func() []byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff") // the log quotes what LAN clients sent
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(text())
 	})
 }
 
 // logRingSize is how much of the log `run` keeps in memory (PID 1 has
-// its own ring).
-const logRingSize = 256 << 10
+// its own ring); statusLogBytes how much of its end the status page
+// gets, for its last lines.
+const (
+	logRingSize    = 256 << 10
+	statusLogBytes = 8 << 10
+)
 
 // hostname is the name the router gives its ISP (DHCP option 12).
 func hostname() string {

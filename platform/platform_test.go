@@ -282,6 +282,13 @@ func TestRing(t *testing.T) {
 		if got := string(r.Bytes()); got != tc.want {
 			t.Errorf("after %q: %q, want %q", tc.write, got, tc.want)
 		}
+		// Any tail is the end of what Bytes returns.
+		for n := range 10 {
+			want := tc.want[len(tc.want)-min(n, len(tc.want)):]
+			if got := string(r.Tail(n)); got != want {
+				t.Errorf("after %q: Tail(%d) = %q, want %q", tc.write, n, got, want)
+			}
+		}
 	}
 }
 

@@ -46,6 +46,25 @@ func (r *Ring) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Tail returns a copy of the last n bytes the ring holds (all of them
+// when it holds fewer), oldest first, without copying the rest.
+func (r *Ring) Tail(n int) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := r.next
+	if r.full {
+		held = len(r.buf)
+	}
+	n = min(n, held)
+	out := make([]byte, 0, n)
+	start := r.next - n
+	if start < 0 {
+		out = append(out, r.buf[len(r.buf)+start:]...)
+		start = 0
+	}
+	return append(out, r.buf[start:r.next]...)
+}
+
 // Bytes returns a copy of what the ring holds, oldest first.
 func (r *Ring) Bytes() []byte {
 	r.mu.Lock()

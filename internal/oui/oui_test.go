@@ -1,6 +1,10 @@
 package oui
 
-import "testing"
+import (
+	"bytes"
+	"compress/gzip"
+	"testing"
+)
 
 // TestVendor looks up a few well-known prefixes in the embedded table.
 func TestVendor(t *testing.T) {
@@ -26,8 +30,24 @@ func TestVendor(t *testing.T) {
 
 // TestLoadRejects: a table that is not one is an error, not a panic.
 func TestLoadRejects(t *testing.T) {
+	for name, text := range map[string]string{
+		"a bad line":     "00000C\tCisco\nnonsense\n",
+		"out of order":   "00000C\tCisco\n000001\tXerox\n",
+		"an OUI twice":   "00000C\tCisco\n00000C\tCisco again\n",
+		"a short OUI":    "0C\tCisco\n",
+		"no name column": "00000C\n",
+	} {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		zw.Write([]byte(text))
+		zw.Close()
+		var tab Table
+		if err := tab.load(b.Bytes()); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
 	var tab Table
 	if err := tab.load([]byte("not gzip")); err == nil {
-		t.Error("load of garbage: no error")
+		t.Error("not gzip: no error")
 	}
 }

@@ -37,21 +37,21 @@ type Server struct {
 	host      netip.Addr // valid: listen only there
 	port      uint16
 	endpoints []services.Endpoint
-	// Log, when set before Run, returns the router's log (its last
-	// lines show on the status page).
-	Log func() []byte
+	logs      func() []byte // the log's last lines; nil: none
+	vendors   *oui.Table    // parsed at the first look at the page, once
 }
 
 // New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
 // that address, or ":PORT" to listen on PORT on lan0's addresses and on
-// loopback; "" means DefaultAddr. endpoints are what the other services
-// serve (see services.Endpoint); httpd adds /health.json and /metrics. Two endpoints
-// with the same pattern are an error.
-func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services.Endpoint) (*Server, error) {
+// loopback; "" means DefaultAddr. logs returns the log's last lines, for
+// the status page (nil: none). endpoints are what the other services
+// serve (see services.Endpoint); httpd adds /, /health.json and
+// /metrics. Two endpoints with the same pattern are an error.
+func New(st *state.Store, logger *log.Logger, addr string, logs func() []byte, endpoints ...services.Endpoint) (*Server, error) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	s := &Server{st: st, logger: logger, endpoints: endpoints}
+	s := &Server{st: st, logger: logger, endpoints: endpoints, logs: logs, vendors: &oui.Table{}}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("httpd: listen address %q: %w", addr, err)
@@ -74,10 +74,11 @@ func New(st *state.Store, logger *log.Logger, addr string, endpoints ...services
 
 // Handler serves the router's own pages from st: the status page (/),
 // /health.json and /metrics.
-func Handler(st *state.Store) http.Handler { return newMux(st, nil) }
+func Handler(st *state.Store) http.Handler { return newMux(st, nil, &oui.Table{}) }
 
-// newMux serves the router's own pages; logs (nil: none) is the log.
-func newMux(st *state.Store, logs func() []byte) *http.ServeMux {
+// newMux serves the router's own pages; logs (nil: none) returns the
+// log's last lines, vendors names the LAN's devices' makers.
+func newMux(st *state.Store, logs func() []byte, vendors *oui.Table) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health.json", func(w http.ResponseWriter, r *http.Request) {
 		h := health(st)
@@ -91,7 +92,7 @@ func newMux(st *state.Store, logs func() []byte) *http.ServeMux {
 		enc.Encode(h)
 	})
 	mux.Handle("GET /metrics", metricsHandler(st))
-	mux.Handle("GET /{$}", statusHandler(st, &oui.Table{}, logs))
+	mux.Handle("GET /{$}", statusHandler(st, vendors, logs))
 	return mux
 }
 
@@ -99,7 +100,7 @@ func newMux(st *state.Store, logs func() []byte) *http.ServeMux {
 // pattern given twice or conflicting with another; that is turned into
 // an error, at New.
 func (s *Server) handler() (h http.Handler, err error) {
-	mux := newMux(s.st, s.Log)
+	mux := newMux(s.st, s.logs, s.vendors)
 	for _, e := range s.endpoints {
 		func() {
 			defer func() {

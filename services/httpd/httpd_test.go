@@ -146,7 +146,7 @@ func TestEndpoints(t *testing.T) {
 	text := func(body string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
 	}
-	s, err := New(st, log.New(io.Discard, "", 0), "",
+	s, err := New(st, log.New(io.Discard, "", 0), "", nil,
 		services.Endpoint{Pattern: "GET /log", Handler: text("platform: booted\n")},
 		services.Endpoint{Pattern: "POST /update", Handler: text("updating"), NeedsPassword: true},
 	)
@@ -179,7 +179,7 @@ func TestEndpoints(t *testing.T) {
 		{{Pattern: "GET /health.json", Handler: text("mine")}},
 		{{Pattern: "GET /x"}},
 	} {
-		if _, err := New(st, log.New(io.Discard, "", 0), "", bad...); err == nil || !strings.Contains(err.Error(), "httpd: endpoint") {
+		if _, err := New(st, log.New(io.Discard, "", 0), "", nil, bad...); err == nil || !strings.Contains(err.Error(), "httpd: endpoint") {
 			t.Errorf("New with %d endpoints %q...: %v, want an endpoint error", len(bad), bad[len(bad)-1].Pattern, err)
 		}
 	}

@@ -37,11 +37,11 @@ var (
 	descServiceRestarts = prometheus.NewDesc("homerouter_service_restarts_total",
 		"Restarts of the supervised service after a failure.", []string{"service"}, nil)
 	descLeases = prometheus.NewDesc("homerouter_dhcp4d_leases",
-		"The LAN DHCPv4 server's leases by state: bound, offered, declined, expired.", []string{"state"}, nil)
+		"The LAN DHCPv4 server's leases by state: bound, offered, declined, expired, or idle (a static lease never asked for).", []string{"state"}, nil)
 	descDNSQueries = prometheus.NewDesc("homerouter_dns_queries_total",
 		"DNS queries answered, by where the answer came from (local, cache, stale, upstream, failed).", []string{"source"}, nil)
-	descDNSQueriesByType = prometheus.NewDesc("homerouter_dns_queries_by_type_total",
-		"DNS queries answered, by query type.", []string{"type"}, nil)
+	descDNSQueryTypes = prometheus.NewDesc("homerouter_dns_query_types_total",
+		"DNS queries answered, by query type: the same queries as homerouter_dns_queries_total.", []string{"type"}, nil)
 	descDNSRebind = prometheus.NewDesc("homerouter_dns_rebind_blocked_total",
 		"Upstream answers replaced by an empty one (rebinding protection).", nil, nil)
 	descDNSCache = prometheus.NewDesc("homerouter_dns_cache_entries",
@@ -51,9 +51,9 @@ var (
 	descFirewallForwarding = prometheus.NewDesc("homerouter_firewall_forwarding",
 		"1 while the kernel forwards packets (the ruleset is in force), else 0.", nil, nil)
 	descFirewallPackets = prometheus.NewDesc("homerouter_firewall_packets_total",
-		"Packets counted by the firewall, by counter (forwarded_out_ipv4, dropped_input_ipv6, ...).", []string{"counter"}, nil)
+		"Packets counted by the firewall: forwarded out (lan0 to uplink0) or in, dropped when forwarded or sent to the router (input).", []string{"verdict", "path", "family"}, nil)
 	descFirewallBytes = prometheus.NewDesc("homerouter_firewall_bytes_total",
-		"Bytes counted by the firewall, by counter.", []string{"counter"}, nil)
+		"Bytes counted by the firewall, as homerouter_firewall_packets_total.", []string{"verdict", "path", "family"}, nil)
 	descRASent = prometheus.NewDesc("homerouter_ra_advertisements_total",
 		"IPv6 router advertisements sent on lan0.", nil, nil)
 	descRASolicitations = prometheus.NewDesc("homerouter_ra_solicitations_total",
@@ -75,20 +75,28 @@ type storeCollector struct {
 // Describe implements prometheus.Collector.
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHealthy, descCheck, descServiceRunning, descServiceRestarts, descLeases,
-		descDNSQueries, descDNSQueriesByType, descDNSRebind, descDNSCache, descDNSRTT,
+		descDNSQueries, descDNSQueryTypes, descDNSRebind, descDNSCache, descDNSRTT,
 		descFirewallForwarding, descFirewallPackets, descFirewallBytes,
 		descRASent, descRASolicitations, descRAMalformed, descRAFailed, descRALifetime} {
 		ch <- d
 	}
 }
 
-// Collect implements prometheus.Collector.
+// Collect implements prometheus.Collector. It runs in the registry's
+// own goroutines, where a panic would take the router down: a metric
+// that cannot be made (a label that is not UTF-8) becomes an invalid
+// metric, which the handler reports, serving the rest.
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	metric := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		m, err := prometheus.NewConstMetric(d, t, v, labels...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(d, err)
+		}
+		ch <- m
 	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) { metric(d, prometheus.GaugeValue, v, labels...) }
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+		metric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 
 	h := health(c.st)
@@ -116,17 +124,19 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	now := c.now()
-	byState := map[string]float64{"bound": 0, "offered": 0, "declined": 0, "expired": 0}
+	byState := map[string]float64{"bound": 0, "offered": 0, "declined": 0, "expired": 0, "idle": 0}
 	for _, l := range c.st.DHCPv4ServerLeases.Value().Leases {
 		switch {
-		case l.Bound(now):
-			byState["bound"]++
+		case l.Expiry.IsZero():
+			byState["idle"]++
+		case !l.Expiry.After(now):
+			byState["expired"]++
 		case l.Declined:
 			byState["declined"]++
-		case l.Offered && l.Expiry.After(now):
+		case l.Offered:
 			byState["offered"]++
-		case !l.Expiry.IsZero():
-			byState["expired"]++
+		default:
+			byState["bound"]++
 		}
 	}
 	for s, n := range byState {
@@ -138,7 +148,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDNSQueries, n, src)
 	}
 	for typ, n := range dns.QueriesByType {
-		counter(descDNSQueriesByType, n, typ)
+		counter(descDNSQueryTypes, n, typ)
 	}
 	counter(descDNSRebind, dns.RebindBlocked)
 	gauge(descDNSCache, float64(dns.CacheSize))
@@ -148,14 +158,18 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 
 	fw := c.st.Firewall.Value()
 	gauge(descFirewallForwarding, bool01(fw.Forwarding))
-	for name, ctr := range map[string]state.Counter{
-		"forwarded_out_ipv4": fw.Counters.ForwardedOut4, "forwarded_in_ipv4": fw.Counters.ForwardedIn4,
-		"forwarded_out_ipv6": fw.Counters.ForwardedOut6, "forwarded_in_ipv6": fw.Counters.ForwardedIn6,
-		"dropped_forward_ipv4": fw.Counters.DroppedForward4, "dropped_forward_ipv6": fw.Counters.DroppedForward6,
-		"dropped_input_ipv4": fw.Counters.DroppedInput4, "dropped_input_ipv6": fw.Counters.DroppedInput6,
+	fc := fw.Counters
+	for _, f := range []struct {
+		verdict, path, family string
+		c                     state.Counter
+	}{
+		{"forwarded", "out", "ipv4", fc.ForwardedOut4}, {"forwarded", "in", "ipv4", fc.ForwardedIn4},
+		{"forwarded", "out", "ipv6", fc.ForwardedOut6}, {"forwarded", "in", "ipv6", fc.ForwardedIn6},
+		{"dropped", "forward", "ipv4", fc.DroppedForward4}, {"dropped", "forward", "ipv6", fc.DroppedForward6},
+		{"dropped", "input", "ipv4", fc.DroppedInput4}, {"dropped", "input", "ipv6", fc.DroppedInput6},
 	} {
-		counter(descFirewallPackets, ctr.Packets, name)
-		counter(descFirewallBytes, ctr.Bytes, name)
+		counter(descFirewallPackets, f.c.Packets, f.verdict, f.path, f.family)
+		counter(descFirewallBytes, f.c.Bytes, f.verdict, f.path, f.family)
 	}
 
 	ra := c.st.RAStatus.Value()

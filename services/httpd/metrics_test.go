@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/homerouter/homerouter/internal/oui"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -22,10 +23,12 @@ func TestMetrics(t *testing.T) {
 		UpstreamRTT: map[string]state.Duration{"10.77.0.1:53": state.Duration(2 * time.Millisecond)}, CacheSize: 3})
 	st.Firewall.Publish(state.FirewallStatus{Forwarding: true, Counters: state.FirewallCounters{ForwardedOut4: state.Counter{Packets: 4, Bytes: 400}}})
 	st.RAStatus.Publish(state.RAStatus{Sent: 9, RouterLifetime: state.Duration(30 * time.Minute)})
+	st.ReportNotice("config", "a notice whose subject is a node's name: collected once")
 	st.DHCPv4ServerLeases.Publish(state.DHCPv4ServerLeases{Leases: []state.DHCPv4ServerLease{
 		{HardwareAddr: "02:77:00:00:00:21", Expiry: now.Add(time.Hour)},
 		{HardwareAddr: "02:77:00:00:00:22", Expiry: now.Add(time.Minute), Offered: true},
 		{HardwareAddr: "02:77:00:00:00:23", Expiry: now.Add(-time.Hour)},
+		{HardwareAddr: "02:77:00:00:00:24", Static: true},
 	}})
 
 	c := storeCollector{st: st, now: func() time.Time { return now }}
@@ -37,8 +40,11 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 
+	// A label that cannot be (not UTF-8) costs its metric, not the
+	// scrape, nor the router (Collect runs outside net/http's recover).
+	st.Services.Publish(append(st.Services.Value(), state.ServiceStatus{Name: "bad\xff", State: "running"}))
 	rec := httptest.NewRecorder()
-	newMux(st, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	newMux(st, nil, &oui.Table{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
 	for _, want := range []string{
 		`homerouter_healthy 0`, // ra is restarting
@@ -47,9 +53,10 @@ func TestMetrics(t *testing.T) {
 		`homerouter_dhcp4d_leases{state="bound"} 1`,
 		`homerouter_dhcp4d_leases{state="offered"} 1`,
 		`homerouter_dhcp4d_leases{state="expired"} 1`,
+		`homerouter_dhcp4d_leases{state="idle"} 1`,
 		`homerouter_dns_queries_total{source="cache"} 7`,
 		`homerouter_dns_upstream_rtt_seconds{upstream="10.77.0.1:53"} 0.002`,
-		`homerouter_firewall_bytes_total{counter="forwarded_out_ipv4"} 400`,
+		`homerouter_firewall_bytes_total{family="ipv4",path="out",verdict="forwarded"} 400`,
 		`homerouter_ra_router_lifetime_seconds 1800`,
 		`go_goroutines `,
 	} {

@@ -15,6 +15,8 @@ import (
 	"github.com/homerouter/homerouter/state"
 )
 
+// statusFS holds the page's template.
+//
 //go:embed status.html
 var statusFS embed.FS
 
@@ -53,6 +55,7 @@ type statusPage struct {
 	Log []string
 }
 
+// flatCheck is a node of the check tree with its depth, for a table.
 type flatCheck struct {
 	Check
 	Depth int
@@ -60,9 +63,10 @@ type flatCheck struct {
 
 // device is a row of the LAN's table: one DHCP lease.
 type device struct {
-	Hostname, Addr, MAC, Vendor string
-	Expiry, LastSeen            time.Time
-	Static, Bound               bool
+	Hostname, MAC, Vendor string
+	Addr                  netip.Addr
+	Expiry, LastSeen      time.Time
+	Static, Bound         bool
 }
 
 // logLines is how many of the log's last lines the page shows.
@@ -106,17 +110,17 @@ func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now t
 		}
 	}
 	for _, l := range st.DHCPv4ServerLeases.Value().Leases {
-		if l.Offered || (l.Expiry.IsZero() && !l.Static) {
+		// Offered: not a device's yet; declined: the address is
+		// someone else's, not a device that asked for it.
+		if l.Offered || l.Declined || (l.Expiry.IsZero() && !l.Static) {
 			continue
 		}
 		p.Devices = append(p.Devices, device{
-			Hostname: l.Hostname, Addr: l.Addr.String(), MAC: l.HardwareAddr, Vendor: vendors.Vendor(l.HardwareAddr),
+			Hostname: l.Hostname, Addr: l.Addr, MAC: l.HardwareAddr, Vendor: vendors.Vendor(l.HardwareAddr),
 			Expiry: l.Expiry, LastSeen: l.LastSeen, Static: l.Static, Bound: l.Bound(now),
 		})
 	}
-	slices.SortFunc(p.Devices, func(a, b device) int {
-		return netip.MustParseAddr(a.Addr).Compare(netip.MustParseAddr(b.Addr))
-	})
+	slices.SortFunc(p.Devices, func(a, b device) int { return a.Addr.Compare(b.Addr) })
 	p.DNS, p.Firewall, p.RA = st.DNSStatus.Value(), st.Firewall.Value(), st.RAStatus.Value()
 	p.Services = st.Services.Value()
 	if logs != nil {
@@ -165,4 +169,5 @@ func until(now, t time.Time) string {
 	return "in " + roundDuration(t.Sub(now))
 }
 
+// roundDuration rounds d to the second, for people.
 func roundDuration(d time.Duration) string { return d.Round(time.Second).String() }

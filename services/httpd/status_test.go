@@ -50,6 +50,10 @@ func statusStore(t *testing.T, now time.Time) *state.Store {
 		{Addr: addr("192.168.42.100"), HardwareAddr: "00:1b:63:00:00:21", Hostname: "alpha", Expiry: now.Add(50 * time.Minute), LastSeen: now.Add(-10 * time.Minute)},
 		{Addr: addr("192.168.42.5"), HardwareAddr: "02:77:00:00:00:22", Hostname: "nas", Static: true, Expiry: now.Add(-time.Minute), LastSeen: now.Add(-61 * time.Minute)},
 		{Addr: addr("192.168.42.101"), HardwareAddr: "02:77:00:00:00:23", Offered: true, Expiry: now.Add(time.Minute)},
+		{Addr: addr("192.168.42.102"), HardwareAddr: "02:77:00:00:00:24", Declined: true, Expiry: now.Add(5 * time.Minute)},
+		// What a hand edit or a hostile client may leave: no address, a
+		// name that is markup.
+		{HardwareAddr: "02:77:00:00:00:25", Hostname: "<script>alert(1)</script>", Expiry: now.Add(time.Hour)},
 	}})
 	st.DNSStatus.Publish(state.DNSStatus{QueriesBySource: map[string]uint64{"upstream": 3, "cache": 7, "local": 2}, CacheSize: 3, RebindBlocked: 1})
 	st.Firewall.Publish(state.FirewallStatus{Forwarding: true, Forwards: 1, Counters: state.FirewallCounters{ForwardedOut4: state.Counter{Packets: 4, Bytes: 400}}})
@@ -89,15 +93,20 @@ func TestStatusGolden(t *testing.T) {
 			t.Errorf("the page lacks %q", s)
 		}
 	}
-	if strings.Contains(b.String(), "192.168.42.101") {
-		t.Error("the page lists an offered lease as a device")
+	for _, s := range []string{"192.168.42.101", "192.168.42.102", "<script>"} {
+		if strings.Contains(b.String(), s) {
+			t.Errorf("the page has %q: an offered or declined lease, or markup from a client", s)
+		}
+	}
+	if !strings.Contains(b.String(), "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Error("the page lacks the hostile name, escaped")
 	}
 }
 
 // TestStatusServed: GET / is the page, as HTML that does not go stale in
 // a cache; other paths are not.
 func TestStatusServed(t *testing.T) {
-	mux := newMux(statusStore(t, time.Now()), func() []byte { return []byte("dns: answering\nra: advertising on lan0\n") })
+	mux := newMux(statusStore(t, time.Now()), func() []byte { return []byte("dns: answering\nra: advertising on lan0\n") }, &oui.Table{})
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") || rec.Header().Get("Cache-Control") != "no-store" {

@@ -1,11 +1,13 @@
 // Command gen writes the OUI table that package oui embeds, from the
 // IEEE's MA-L registry as Debian's ieee-data package ships it
 // (/usr/share/ieee-data/oui.csv): one "XXXXXX<TAB>Organization" line per
-// assignment, sorted, gzipped. `make oui` runs it; the table is committed,
-// so that `go build` needs no ieee-data.
+// assignment, sorted by OUI, each OUI once (the first name the registry
+// gives it), gzipped. `make oui` runs it; the table is committed, so
+// that `go build` needs no ieee-data.
 package main
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/csv"
 	"flag"
@@ -34,7 +36,7 @@ func run(in, out string) error {
 	defer f.Close()
 	r := csv.NewReader(f)
 	r.FieldsPerRecord = -1
-	var lines []string
+	names := map[string]string{}
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -50,33 +52,33 @@ func run(in, out string) error {
 		if name == "" {
 			continue
 		}
-		lines = append(lines, strings.ToUpper(rec[1])+"\t"+name+"\n")
-	}
-	if len(lines) < 1000 {
-		return fmt.Errorf("%s: only %d assignments: not the IEEE's registry?", in, len(lines))
-	}
-	slices.Sort(lines)
-	lines = slices.Compact(lines)
-	tmp := out + ".tmp"
-	w, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	zw, err := gzip.NewWriterLevel(w, gzip.BestCompression)
-	if err != nil {
-		return err
-	}
-	for _, l := range lines {
-		if _, err := io.WriteString(zw, l); err != nil {
-			return err
+		oui := strings.ToUpper(rec[1])
+		if _, ok := names[oui]; !ok {
+			names[oui] = name
 		}
+	}
+	if len(names) < 1000 {
+		return fmt.Errorf("%s: only %d assignments: not the IEEE's registry?", in, len(names))
+	}
+	ouis := make([]string, 0, len(names))
+	for oui := range names {
+		ouis = append(ouis, oui)
+	}
+	slices.Sort(ouis)
+	var b bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	if err != nil {
+		return err
+	}
+	for _, oui := range ouis {
+		io.WriteString(zw, oui+"\t"+names[oui]+"\n") // a bytes.Buffer takes all
 	}
 	if err := zw.Close(); err != nil {
 		return err
 	}
-	if err := w.Close(); err != nil {
+	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
 		return err
 	}
-	log.Printf("%s: %d assignments", out, len(lines))
-	return os.Rename(tmp, out)
+	log.Printf("%s: %d assignments", out, len(ouis))
+	return nil
 }
