@@ -166,10 +166,7 @@ func (n *Netconfig) Run(ctx context.Context) error {
 		}
 		n.makeULA()
 		if cfg, version := n.st.Interfaces.Get(); version > 0 {
-			changes, _, err := n.Apply(ctx, cfg, n.Inputs())
-			for _, c := range changes {
-				n.log.Print(c)
-			}
+			_, _, err := n.Apply(ctx, cfg, n.Inputs()) // logs each change
 			switch {
 			case err != nil:
 				retry = min(max(2*retry, retryMin), retryMax)
@@ -247,7 +244,7 @@ func waitOrRetry(ctx context.Context, w state.Watch, retry time.Duration) error 
 	return ctx.Err()
 }
 
-// Apply makes the kernel match cfg and in once and returns a
+// Apply makes the kernel match cfg and in once, logs each change, and returns a
 // human-readable line per change it made (empty when nothing changed) and
 // the resulting links, which it also publishes on st.Links. Errors of one
 // link do not stop the others: they are joined and returned after
@@ -289,8 +286,13 @@ type found struct {
 	index uint32
 }
 
+// changef records a change and logs it at once: before st.Links shows
+// it, so that the log's order is the order of what happened (a DHCP
+// client that follows st.Links logs after the address it uses).
 func (a *apply) changef(format string, args ...any) {
-	a.changes = append(a.changes, fmt.Sprintf(format, args...))
+	c := fmt.Sprintf(format, args...)
+	a.changes = append(a.changes, c)
+	a.n.log.Print(c)
 }
 
 func (a *apply) fail(err error) { a.errs = append(a.errs, err) }
