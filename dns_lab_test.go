@@ -166,10 +166,17 @@ func expect(t *testing.T, what string, r *lab.DigResult, err error, status, rrTy
 // router must learn (a lease, an address, a reload).
 func (d *dnsHome) settleDNS(ctx context.Context, t *testing.T, server, name, qtype, status string, want ...string) {
 	t.Helper()
+	settleDig(ctx, t, d.LAN, server, name, qtype, status, want...)
+}
+
+// settleDig waits (up to fwSettle) until server answers name from n with
+// status and exactly want.
+func settleDig(ctx context.Context, t *testing.T, n *lab.Netns, server, name, qtype, status string, want ...string) {
+	t.Helper()
 	want = slices.Clone(want)
 	slices.Sort(want)
-	if err := settle(ctx, fmt.Sprintf("%s %s @%s from the LAN to give %s %v", name, qtype, server, status, want), func(ctx context.Context) error {
-		r, err := d.LAN.Dig(ctx, server, name, qtype, dnsAnswer, dnsOneTry)
+	if err := settle(ctx, fmt.Sprintf("%s %s @%s from %s to give %s %v", name, qtype, server, n.Role(), status, want), func(ctx context.Context) error {
+		r, err := n.Dig(ctx, server, name, qtype, dnsAnswer, dnsOneTry)
 		if err != nil {
 			return err
 		}

@@ -678,13 +678,9 @@ func imageIPv6(ctx context.Context, t *testing.T, r *imageHome) {
 	t.Helper()
 	var delegated netip.Prefix
 	ra := advertised(ctx, t, r.LAN, "an advertisement of a delegated /64 and the ULA, with a router lifetime", func(ra lab.RouterAdvert) error {
-		delegated = netip.Prefix{}
-		for _, p := range ra.Prefixes {
-			if netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Prefix.Addr()) && p.Preferred > 0 {
-				delegated = p.Prefix
-			}
-		}
-		if _, ok := ulaOf(ra); !ok || !delegated.IsValid() || ra.RouterLifetime == 0 || len(ra.RDNSS) != 1 {
+		var ok bool
+		delegated, ok = ra.Delegated()
+		if _, hasULA := ulaOf(ra); !hasULA || !ok || ra.RouterLifetime == 0 || len(ra.RDNSS) != 1 {
 			return fmt.Errorf("got %+v", ra)
 		}
 		return nil

@@ -185,8 +185,7 @@ func TestRALab(t *testing.T) {
 		if len(ra.RDNSS) == 0 {
 			t.Skip("no RDNSS: reported above")
 		}
-		dnsHost := &dnsHome{Home: h, l: l}
-		dnsHost.settleDNS(ctx, t, ra.RDNSS[0].String(), "www.isp.test", "AAAA", "NOERROR", lab.ISPWWWAAAA)
+		settleDig(ctx, t, h.LAN, ra.RDNSS[0].String(), "www.isp.test", "AAAA", "NOERROR", lab.ISPWWWAAAA)
 	})
 
 	t.Run("the LAN host reaches the ISP's IPv6 host through the firewall", func(t *testing.T) {

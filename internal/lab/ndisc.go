@@ -40,6 +40,18 @@ func (ra RouterAdvert) Prefix(p netip.Prefix) (AdvertPrefix, bool) {
 	return AdvertPrefix{}, false
 }
 
+// Delegated returns the advertised prefix, still preferred, that lies in
+// the ISP's pool of delegated prefixes (ISPPDPool).
+func (ra RouterAdvert) Delegated() (netip.Prefix, bool) {
+	pool := netip.MustParsePrefix(ISPPDPool)
+	for _, p := range ra.Prefixes {
+		if pool.Contains(p.Prefix.Addr()) && p.Preferred > 0 {
+			return p.Prefix, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 // Rdisc6 solicits a router advertisement on iface in n and returns the
 // first one that comes (rdisc6 -1: one solicitation after another, a
 // second apart, three in all).

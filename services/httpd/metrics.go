@@ -72,14 +72,10 @@ type storeCollector struct {
 	now func() time.Time
 }
 
-// Describe implements prometheus.Collector.
+// Describe implements prometheus.Collector: the descriptions are those
+// of what Collect sends, so that there is no second list to keep.
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHealthy, descCheck, descServiceRunning, descServiceRestarts, descLeases,
-		descDNSQueries, descDNSQueryTypes, descDNSRebind, descDNSCache, descDNSRTT,
-		descFirewallForwarding, descFirewallPackets, descFirewallBytes,
-		descRASent, descRASolicitations, descRAMalformed, descRAFailed, descRALifetime} {
-		ch <- d
-	}
+	prometheus.DescribeByCollect(c, ch)
 }
 
 // Collect implements prometheus.Collector. It runs in the registry's

@@ -43,8 +43,6 @@ type inputs struct {
 	Interval time.Duration
 	Domain   string
 	MTU      int
-	// Stopping makes the router's goodbye: router lifetime 0.
-	Stopping bool
 }
 
 // advert is what one router advertisement says. Its lifetimes are
@@ -94,7 +92,7 @@ func plan(in inputs) (advert, state.AdvertisedPrefixes) {
 	// address to go there from: uplink0's IPv6 default route, and a
 	// preferred prefix that is not unique local (RFC 7084, G-4 and
 	// ULA-5). Hosts with ULA addresses only would send into a dead end.
-	if in.DefaultRoute && global && !in.Stopping {
+	if in.DefaultRoute && global {
 		a.RouterLifetime = min(3*in.Interval, maxRouterLifetime)
 	}
 	a.DNS = dnsServer(in.LAN)

@@ -99,12 +99,6 @@ func TestGolden(t *testing.T) {
 			wantDNS:      "fd4e:3a21:9c07::1",
 		},
 		{
-			name:         "stopping",
-			in:           func(in *inputs) { in.Stopping = true },
-			wantPrefixes: map[string][2]int{"2a02:168:4a00::/64": {2700, 5400}, "fd4e:3a21:9c07::/64": {2700, 5400}},
-			wantDNS:      "fd4e:3a21:9c07::1",
-		},
-		{
 			name: "renumbered",
 			in: func(in *inputs) {
 				in.Tracked = state.AdvertisedPrefixes{Prefixes: []state.AdvertisedPrefix{

@@ -275,12 +275,8 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 func ipv6(ctx context.Context, h *lab.Home) error {
 	var delegated netip.Prefix
 	ra, err := h.LAN.WaitAdvert(ctx, "eth0", "a router advertisement with the delegated prefix and a router lifetime", func(ra lab.RouterAdvert) error {
-		for _, p := range ra.Prefixes {
-			if netip.MustParsePrefix(lab.ISPPDPool).Contains(p.Prefix.Addr()) && p.Preferred > 0 {
-				delegated = p.Prefix
-			}
-		}
-		if !delegated.IsValid() || ra.RouterLifetime == 0 {
+		var ok bool
+		if delegated, ok = ra.Delegated(); !ok || ra.RouterLifetime == 0 {
 			return fmt.Errorf("got %+v", ra)
 		}
 		return nil
