@@ -60,6 +60,8 @@ type Store struct {
 
 	// Firewall is what the firewall has in force, with its counters.
 	Firewall *Topic[FirewallStatus]
+	// Traffic is each LAN device's bytes, counted by the firewall.
+	Traffic *Topic[Traffic]
 
 	// DNSStatus is the DNS resolver's counters.
 	DNSStatus *Topic[DNSStatus]
@@ -322,6 +324,7 @@ func NewStore(dir string) *Store {
 		DHCPv4Status:    NewTopic[DHCPv4Status]("dhcp4"),
 		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
 		Firewall:        NewTopic[FirewallStatus]("firewall"),
+		Traffic:         NewTopic[Traffic]("traffic"),
 	}
 	// The persistent topics: persist declares each one for LoadState
 	// and SaveState.
