@@ -22,6 +22,7 @@ import (
 	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/dhcp4d"
 	"github.com/homerouter/homerouter/services/dhcp6"
+	"github.com/homerouter/homerouter/services/diagnostics"
 	"github.com/homerouter/homerouter/services/dns"
 	"github.com/homerouter/homerouter/services/firewall"
 	"github.com/homerouter/homerouter/services/httpd"
@@ -210,6 +211,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	mainLog := logger("homerouter")
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
 	st := state.NewStore(dir)
+	st.Router.Publish(state.RouterInfo{Version: versionString(), Hostname: hostname(), Started: time.Now()})
 
 	var endpoints []services.Endpoint
 	if sys != nil {
@@ -256,6 +258,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dhcp4d.ServiceName, Run: dhcp4d.New(st, logger("dhcp4d")).Run},
 		{Name: dns.ServiceName, Run: dns.New(st, logger("dns"), hostname()).Run},
 		{Name: ra.ServiceName, Run: ra.New(st, logger("ra")).Run},
+		{Name: diagnostics.ServiceName, Run: diagnostics.New(st, logger("diagnostics")).Run},
 	}
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})

@@ -62,6 +62,11 @@ type Store struct {
 	Firewall *Topic[FirewallStatus]
 	// Traffic is each LAN device's bytes, counted by the firewall.
 	Traffic *Topic[Traffic]
+	// Diagnosis is the diagnostics service's checks of the links and
+	// the uplink.
+	Diagnosis *Topic[Diagnosis]
+	// Router is the running version, hostname and start time.
+	Router *Topic[RouterInfo]
 
 	// DNSStatus is the DNS resolver's counters.
 	DNSStatus *Topic[DNSStatus]
@@ -137,6 +142,9 @@ type Link struct {
 	Index        int    `json:"index"`
 	HardwareAddr string `json:"hardware_addr"`
 	Up           bool   `json:"up"`
+	// Carrier is whether the link has a carrier (IFF_LOWER_UP): its
+	// cable is in and the other end is up.
+	Carrier bool `json:"carrier"`
 	// Addrs are all the link's addresses as the kernel has them, also
 	// those netconfig does not own (IPv6 link-local, SLAAC).
 	Addrs []netip.Prefix `json:"addrs"`
@@ -325,6 +333,8 @@ func NewStore(dir string) *Store {
 		DHCPv6Status:    NewTopic[DHCPv6Status]("dhcp6"),
 		Firewall:        NewTopic[FirewallStatus]("firewall"),
 		Traffic:         NewTopic[Traffic]("traffic"),
+		Diagnosis:       NewTopic[Diagnosis]("diagnosis"),
+		Router:          NewTopic[RouterInfo]("router"),
 	}
 	// The persistent topics: persist declares each one for LoadState
 	// and SaveState.

@@ -368,3 +368,61 @@ func (h *Home) RouterHealth(ctx context.Context, url string) (int, string, error
 	}
 	return code, out[:max(i, 0)], nil
 }
+
+// WaitRouterServing waits until the router's /health.json on url (as
+// RouterHealth) shows every check passing but, perhaps, those of the
+// uplink: all a home without an ISP (NoPeers) can reach, where the
+// router serves the LAN but, rightly, does not call itself healthy.
+func (h *Home) WaitRouterServing(ctx context.Context, url string) error {
+	return WaitFor(ctx, "the router serving (healthy but for the uplink)", func() error {
+		if h.RouterProc != nil {
+			select {
+			case <-h.RouterProc.Exited():
+				return Abort(fmt.Errorf("router exited (%v): %s", h.RouterProc.Err(), h.RouterProc.Output()))
+			default:
+			}
+		}
+		_, body, err := h.RouterHealth(ctx, url)
+		if err != nil {
+			return err
+		}
+		return UplinkOnly(body)
+	})
+}
+
+// UplinkOnly returns nil when the /health.json body health fails only,
+// if at all, under homerouter/link/uplink0 (the ISP side): no config
+// file, service, /perm or lan0 check fails.
+func UplinkOnly(health string) error {
+	type check struct {
+		Name     string  `json:"name"`
+		OK       bool    `json:"ok"`
+		Error    string  `json:"error"`
+		Children []check `json:"children"`
+	}
+	var h struct {
+		FirstError *string `json:"first_error"`
+		Checks     check   `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(health), &h); err != nil || h.FirstError == nil {
+		return fmt.Errorf("not a /health.json (%v): %s", err, health)
+	}
+	var failing []string
+	var walk func(c check, path string)
+	walk = func(c check, path string) {
+		if path == "homerouter/link/uplink0" {
+			return
+		}
+		if c.Error != "" {
+			failing = append(failing, path+": "+c.Error)
+		}
+		for _, ch := range c.Children {
+			walk(ch, path+"/"+ch.Name)
+		}
+	}
+	walk(h.Checks, h.Checks.Name)
+	if len(failing) > 0 {
+		return fmt.Errorf("failing beyond the uplink: %s", strings.Join(failing, "; "))
+	}
+	return nil
+}

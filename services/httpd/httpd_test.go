@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -19,60 +20,109 @@ import (
 	"github.com/homerouter/homerouter/state"
 )
 
+// TestHealth: /health.json's status, first_error and tree from the
+// topics, in the order that puts causes first: config, /perm, services,
+// then the diagnostics service's checks, then notices.
 func TestHealth(t *testing.T) {
+	internet := []state.HealthCheck{{Name: "link/uplink0", OK: true, Summary: "02:77:00:00:00:01 up, carrier",
+		Children: []state.HealthCheck{{Name: "dhcp4", OK: true}}}, {Name: "link/lan0", OK: true}}
+	noCarrier := []state.HealthCheck{{Name: "link/uplink0", Error: "no carrier on uplink0",
+		Children: []state.HealthCheck{{Name: "dhcp4", Error: "dependency link/uplink0 failed"}}}, {Name: "link/lan0", OK: true}}
 	for _, tc := range []struct {
 		name      string
 		files     map[string]string
 		services  []state.ServiceStatus
 		problem   error // reported by netconfig, or by problemAs
 		problemAs string
-		notice    string // reported as the "perm" notice
+		notice    string              // reported as the "perm" notice
+		diagnosis []state.HealthCheck // nil: the diagnostics service has not run
 		wantCode  int
 		wantFirst string
+		wantTop   string // the names of the tree's top nodes
 	}{
 		{
-			name:     "healthy",
-			files:    map[string]string{"interfaces.json": `{"interfaces": []}`},
-			services: []state.ServiceStatus{{Name: "netconfig", State: "running", Restarts: 2}},
-			wantCode: http.StatusOK,
+			name:      "healthy",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running", Restarts: 2}},
+			diagnosis: internet,
+			wantCode:  http.StatusOK,
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 		{
-			name:      "broken config file",
-			files:     map[string]string{"interfaces.json": `{"interfaces": [{"name": "lan0", "addr": "x"}]}`},
+			name:      "not checked yet",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
 			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
 			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/internet: not checked yet (the diagnostics service has not run)",
+			wantTop:   "config perm services internet",
+		},
+		{
+			name:      "the cable pulled",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			diagnosis: noCarrier,
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/link/uplink0: no carrier on uplink0",
+			wantTop:   "config perm services link/uplink0 link/lan0",
+		},
+		{
+			name:      "broken config file: named before the internet it breaks",
+			files:     map[string]string{"interfaces.json": `{"interfaces": [{"name": "lan0", "addr": "x"}]}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			diagnosis: noCarrier,
+			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: `homerouter/config/interfaces.json: interfaces.json:1:42: interfaces[0].addr: "x" is not an address/prefix`,
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 		{
 			name:      "restarting service",
 			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
 			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}, {Name: "httpd", State: "restarting", LastError: "httpd: address in use"}},
+			diagnosis: internet,
 			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: "homerouter/services/httpd: restarting after: httpd: address in use",
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 		{
 			name:      "service reporting a problem",
 			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
 			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
 			problem:   errors.New("netconfig: rename eth1 to lan0: link 3 already has that name"),
+			diagnosis: internet,
 			wantCode:  http.StatusServiceUnavailable,
 			wantFirst: "homerouter/services/netconfig: netconfig: rename eth1 to lan0: link 3 already has that name",
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 		{
 			name:      "problem under another name",
 			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
 			services:  []state.ServiceStatus{{Name: "dhcp4d", State: "running"}},
 			problemAs: "dhcp4d dhcp4d-leases.json",
-			problem:   errors.New("write dhcp4d-leases.json: no space left on device"),
+			problem:   errors.New("cannot read the lease table"),
+			diagnosis: internet,
 			wantCode:  http.StatusServiceUnavailable,
-			wantFirst: "homerouter/services/dhcp4d dhcp4d-leases.json: write dhcp4d-leases.json: no space left on device",
+			wantFirst: "homerouter/services/dhcp4d dhcp4d-leases.json: cannot read the lease table",
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 		{
-			name:     "a notice is not a failure",
-			files:    map[string]string{"interfaces.json": `{"interfaces": []}`},
-			services: []state.ServiceStatus{{Name: "netconfig", State: "running"}},
-			notice:   "/perm is a tmpfs, nothing will survive a reboot",
-			wantCode: http.StatusOK,
+			name:      "a state file that cannot be written is /perm's failure",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "dhcp4d", State: "running"}},
+			problemAs: state.SaveProblem,
+			problem:   errors.New("write dhcp4d-leases.json: no space left on device"),
+			diagnosis: noCarrier,
+			wantCode:  http.StatusServiceUnavailable,
+			wantFirst: "homerouter/perm: write dhcp4d-leases.json: no space left on device",
+			wantTop:   "config perm services link/uplink0 link/lan0",
+		},
+		{
+			name:      "a notice is not a failure",
+			files:     map[string]string{"interfaces.json": `{"interfaces": []}`},
+			services:  []state.ServiceStatus{{Name: "netconfig", State: "running"}},
+			notice:    "/perm is a tmpfs, nothing will survive a reboot",
+			diagnosis: internet,
+			wantCode:  http.StatusOK,
+			wantTop:   "config perm services link/uplink0 link/lan0",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,6 +132,7 @@ func TestHealth(t *testing.T) {
 			}
 			st := state.NewStore(dir)
 			st.Reload()
+			st.Router.Publish(state.RouterInfo{Version: "v1.2.3"})
 			st.Services.Publish(tc.services)
 			name := "netconfig"
 			if tc.problemAs != "" {
@@ -91,27 +142,46 @@ func TestHealth(t *testing.T) {
 			if tc.notice != "" {
 				st.ReportNotice("perm", tc.notice)
 			}
+			if tc.diagnosis != nil {
+				st.Diagnosis.Publish(state.Diagnosis{Checked: time.Now(), Checks: tc.diagnosis})
+			}
 
 			rec := httptest.NewRecorder()
 			Handler(st).ServeHTTP(rec, httptest.NewRequest("GET", "/health.json", nil))
 			if rec.Code != tc.wantCode {
 				t.Errorf("status = %d, want %d", rec.Code, tc.wantCode)
 			}
+			// The shape that monitoring and the update read.
+			var raw map[string]json.RawMessage
+			if err := json.Unmarshal(rec.Body.Bytes(), &raw); err != nil {
+				t.Fatalf("body is not JSON: %v\n%s", err, rec.Body)
+			}
+			for _, k := range []string{"first_error", "version", "checks"} {
+				if _, ok := raw[k]; !ok {
+					t.Errorf("no %q in %s", k, rec.Body)
+				}
+			}
 			var h Health
 			if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil {
-				t.Fatalf("body is not JSON: %v\n%s", err, rec.Body)
+				t.Fatalf("body is not a Health: %v\n%s", err, rec.Body)
 			}
 			if h.FirstError != tc.wantFirst {
 				t.Errorf("first_error = %q, want %q", h.FirstError, tc.wantFirst)
 			}
-			wantChildren := 2
-			if tc.notice != "" {
-				wantChildren = 3
-				if n := h.Checks.Children[len(h.Checks.Children)-1]; n.Name != "perm" || !n.OK || n.Notice != tc.notice {
-					t.Errorf("notice node = %+v", n)
-				}
+			if h.Version != "v1.2.3" {
+				t.Errorf("version = %q", h.Version)
 			}
-			if h.Checks.OK != (tc.wantFirst == "") || len(h.Checks.Children) != wantChildren {
+			var top []string
+			for _, c := range h.Checks.Children {
+				top = append(top, c.Name)
+			}
+			if got := strings.Join(top, " "); got != tc.wantTop {
+				t.Errorf("top of the tree: %s, want %s", got, tc.wantTop)
+			}
+			if perm := h.Checks.Children[1]; perm.Notice != tc.notice {
+				t.Errorf("perm = %+v, want notice %q", perm, tc.notice)
+			}
+			if h.Checks.OK != (tc.wantFirst == "") {
 				t.Errorf("check tree = %+v", h.Checks)
 			}
 		})
@@ -163,7 +233,7 @@ func TestEndpoints(t *testing.T) {
 		want         string
 	}{
 		{"GET", "/log", http.StatusOK, "platform: booted\n"},
-		{"GET", "/health.json", http.StatusOK, `"first_error"`},
+		{"GET", "/health.json", http.StatusServiceUnavailable, `"first_error": "homerouter/internet: not checked yet`},
 		{"POST", "/update", http.StatusForbidden, "needs the router's password"},
 		{"GET", "/nothing", http.StatusNotFound, ""},
 	} {

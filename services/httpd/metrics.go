@@ -62,6 +62,12 @@ var (
 		"ICMPv6 messages on lan0 dropped as not a valid router solicitation.", nil, nil)
 	descRAFailed = prometheus.NewDesc("homerouter_ra_send_failures_total",
 		"Router advertisements the kernel refused to send.", nil, nil)
+	descDeviceBytes = prometheus.NewDesc("homerouter_device_bytes_total",
+		"Bytes a LAN device sent into lan0 (up) or received from it (down), counted by the firewall per MAC; hostname is its DHCP lease's, if any.", []string{"direction", "mac", "hostname"}, nil)
+	descBuildInfo = prometheus.NewDesc("homerouter_build_info",
+		"1, labelled with the running homerouter's version.", []string{"version"}, nil)
+	descStartTime = prometheus.NewDesc("homerouter_start_time_seconds",
+		"When the running homerouter started, in seconds since the Unix epoch.", nil, nil)
 	descRALifetime = prometheus.NewDesc("homerouter_ra_router_lifetime_seconds",
 		"The router lifetime last advertised: 0 when the router does not offer itself as default router.", nil, nil)
 )
@@ -98,8 +104,8 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	h := health(c.st)
 	gauge(descHealthy, bool01(h.FirstError == ""))
 	seen := map[string]bool{} // a label set may be collected once only
-	var walk func(ck Check, parent string)
-	walk = func(ck Check, parent string) {
+	var walk func(ck state.HealthCheck, parent string)
+	walk = func(ck state.HealthCheck, parent string) {
 		path := ck.Name
 		if parent != "" {
 			path = parent + "/" + ck.Name
@@ -119,9 +125,16 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descServiceRestarts, uint64(s.Restarts), s.Name)
 	}
 
+	info := c.st.Router.Value()
+	gauge(descBuildInfo, 1, info.Version)
+	if !info.Started.IsZero() {
+		gauge(descStartTime, float64(info.Started.UnixNano())/1e9)
+	}
+
 	now := c.now()
+	leases := c.st.DHCPv4ServerLeases.Value().Leases
 	byState := map[string]float64{"bound": 0, "offered": 0, "declined": 0, "expired": 0, "idle": 0}
-	for _, l := range c.st.DHCPv4ServerLeases.Value().Leases {
+	for _, l := range leases {
 		switch {
 		case l.Expiry.IsZero():
 			byState["idle"]++
@@ -166,6 +179,19 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(descFirewallPackets, f.c.Packets, f.verdict, f.path, f.family)
 		counter(descFirewallBytes, f.c.Bytes, f.verdict, f.path, f.family)
+	}
+
+	// A device's name is that of its newest lease that has one.
+	names := map[string]string{}
+	newest := map[string]time.Time{}
+	for _, l := range leases {
+		if l.Hostname != "" && !l.Expiry.Before(newest[l.HardwareAddr]) {
+			names[l.HardwareAddr], newest[l.HardwareAddr] = l.Hostname, l.Expiry
+		}
+	}
+	for _, d := range c.st.Traffic.Value().Devices {
+		counter(descDeviceBytes, d.Up, "up", d.MAC, names[d.MAC])
+		counter(descDeviceBytes, d.Down, "down", d.MAC, names[d.MAC])
 	}
 
 	ra := c.st.RAStatus.Value()

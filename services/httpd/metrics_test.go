@@ -25,11 +25,16 @@ func TestMetrics(t *testing.T) {
 	st.RAStatus.Publish(state.RAStatus{Sent: 9, RouterLifetime: state.Duration(30 * time.Minute)})
 	st.ReportNotice("config", "a notice whose subject is a node's name: collected once")
 	st.DHCPv4ServerLeases.Publish(state.DHCPv4ServerLeases{Leases: []state.DHCPv4ServerLease{
-		{HardwareAddr: "02:77:00:00:00:21", Expiry: now.Add(time.Hour)},
+		{HardwareAddr: "02:77:00:00:00:21", Hostname: "alpha", Expiry: now.Add(time.Hour)},
 		{HardwareAddr: "02:77:00:00:00:22", Expiry: now.Add(time.Minute), Offered: true},
 		{HardwareAddr: "02:77:00:00:00:23", Expiry: now.Add(-time.Hour)},
 		{HardwareAddr: "02:77:00:00:00:24", Static: true},
 	}})
+
+	st.Traffic.Publish(state.Traffic{Sampled: now, Devices: []state.DeviceTraffic{
+		{MAC: "02:77:00:00:00:21", Up: 1000, Down: 10_485_760}, {MAC: "02:77:00:00:00:30", Up: 5}}})
+	st.Router.Publish(state.RouterInfo{Version: "v0.3.0", Started: time.Unix(1_800_000_000, 0)})
+	st.Diagnosis.Publish(state.Diagnosis{Checked: now, Checks: []state.HealthCheck{{Name: "link/uplink0", Error: "no carrier"}}})
 
 	c := storeCollector{st: st, now: func() time.Time { return now }}
 	problems, err := testutil.CollectAndLint(c)
@@ -58,6 +63,11 @@ func TestMetrics(t *testing.T) {
 		`homerouter_dns_upstream_rtt_seconds{upstream="10.77.0.1:53"} 0.002`,
 		`homerouter_firewall_bytes_total{family="ipv4",path="out",verdict="forwarded"} 400`,
 		`homerouter_ra_router_lifetime_seconds 1800`,
+		`homerouter_check_ok{check="homerouter/link/uplink0"} 0`,
+		`homerouter_device_bytes_total{direction="down",hostname="alpha",mac="02:77:00:00:00:21"} 1.048576e+07`,
+		`homerouter_device_bytes_total{direction="up",hostname="",mac="02:77:00:00:00:30"} 5`,
+		`homerouter_build_info{version="v0.3.0"} 1`,
+		`homerouter_start_time_seconds 1.8e+09`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(string(body), want) {

@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
 	"html/template"
@@ -27,12 +28,14 @@ var statusTemplate = template.Must(template.New("status.html").Funcs(template.Fu
 	"until": until,
 	"plus":  func(t time.Time, d state.Duration) time.Time { return t.Add(time.Duration(d)) },
 	"dur":   func(d state.Duration) string { return time.Duration(d).String() },
+	"bytes": bytesIEC,
 }).ParseFS(statusFS, "status.html"))
 
 // statusPage is what the page shows, gathered from the Store at one
 // instant.
 type statusPage struct {
 	Now    time.Time
+	Router state.RouterInfo
 	Health Health
 	// Checks is the health tree flattened, each with its depth.
 	Checks []flatCheck
@@ -57,16 +60,19 @@ type statusPage struct {
 
 // flatCheck is a node of the check tree with its depth, for a table.
 type flatCheck struct {
-	Check
+	state.HealthCheck
 	Depth int
 }
 
-// device is a row of the LAN's table: one DHCP lease.
+// device is a row of the LAN's table: a DHCP lease, with the traffic
+// of its MAC; or a MAC the firewall counted that has no lease (an
+// address set by hand, IPv6 only).
 type device struct {
 	Hostname, MAC, Vendor string
-	Addr                  netip.Addr
+	Addr                  netip.Addr // invalid without a lease
 	Expiry, LastSeen      time.Time
 	Static, Bound         bool
+	Traffic               state.DeviceTraffic
 }
 
 // logLines is how many of the log's last lines the page shows.
@@ -75,10 +81,10 @@ const logLines = 30
 // gatherStatus reads the page's content from st and logs (nil: no log)
 // at now.
 func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now time.Time) statusPage {
-	p := statusPage{Now: now, Health: health(st)}
-	var flatten func(c Check, depth int)
-	flatten = func(c Check, depth int) {
-		p.Checks = append(p.Checks, flatCheck{Check: c, Depth: depth})
+	p := statusPage{Now: now, Router: st.Router.Value(), Health: health(st)}
+	var flatten func(c state.HealthCheck, depth int)
+	flatten = func(c state.HealthCheck, depth int) {
+		p.Checks = append(p.Checks, flatCheck{HealthCheck: c, Depth: depth})
 		for _, child := range c.Children {
 			flatten(child, depth+1)
 		}
@@ -109,18 +115,37 @@ func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now t
 			p.Upstreams = append(p.Upstreams, a.String())
 		}
 	}
+	traffic := st.Traffic.Value()
+	leased := map[string]bool{}
 	for _, l := range st.DHCPv4ServerLeases.Value().Leases {
 		// Offered: not a device's yet; declined: the address is
 		// someone else's, not a device that asked for it.
 		if l.Offered || l.Declined || (l.Expiry.IsZero() && !l.Static) {
 			continue
 		}
-		p.Devices = append(p.Devices, device{
+		d := device{
 			Hostname: l.Hostname, Addr: l.Addr, MAC: l.HardwareAddr, Vendor: vendors.Vendor(l.HardwareAddr),
 			Expiry: l.Expiry, LastSeen: l.LastSeen, Static: l.Static, Bound: l.Bound(now),
-		})
+		}
+		d.Traffic, _ = traffic.Find(l.HardwareAddr)
+		leased[l.HardwareAddr] = true
+		p.Devices = append(p.Devices, d)
 	}
-	slices.SortFunc(p.Devices, func(a, b device) int { return a.Addr.Compare(b.Addr) })
+	for _, t := range traffic.Devices {
+		if !leased[t.MAC] {
+			p.Devices = append(p.Devices, device{MAC: t.MAC, Vendor: vendors.Vendor(t.MAC), Traffic: t})
+		}
+	}
+	// By address, those without one (no lease) last, by MAC.
+	slices.SortFunc(p.Devices, func(a, b device) int {
+		switch {
+		case a.Addr.IsValid() != b.Addr.IsValid():
+			return cmp.Compare(boolInt(!a.Addr.IsValid()), boolInt(!b.Addr.IsValid()))
+		case a.Addr != b.Addr:
+			return a.Addr.Compare(b.Addr)
+		}
+		return strings.Compare(a.MAC, b.MAC)
+	})
 	p.DNS, p.Firewall, p.RA = st.DNSStatus.Value(), st.Firewall.Value(), st.RAStatus.Value()
 	p.Services = st.Services.Value()
 	if logs != nil {
@@ -167,6 +192,27 @@ func until(now, t time.Time) string {
 		return roundDuration(now.Sub(t)) + " ago"
 	}
 	return "in " + roundDuration(t.Sub(now))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// bytesIEC writes n bytes for people: "0 B", "812 B", "10.5 MiB".
+func bytesIEC(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // roundDuration rounds d to the second, for people.

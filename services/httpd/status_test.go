@@ -60,6 +60,21 @@ func statusStore(t *testing.T, now time.Time) *state.Store {
 	st.RAStatus.Publish(state.RAStatus{Sent: 9, Last: now.Add(-5 * time.Second), RouterLifetime: state.Duration(30 * time.Minute),
 		Prefixes: []string{"fd00:78:0:ff00::/64 preferred 45m0s valid 1h30m0s"}})
 	st.ReportNotice("perm", "/perm is a tmpfs: state is lost at reboot")
+	st.Router.Publish(state.RouterInfo{Version: "v0.3.0-12-gdeba4ce", Hostname: "gw", Started: now.Add(-26 * time.Hour)})
+	st.Traffic.Publish(state.Traffic{Sampled: now, Devices: []state.DeviceTraffic{
+		{MAC: "00:1b:63:00:00:21", Up: 1_234_567, Down: 12_582_912, UpMinute: 2048, DownMinute: 10_485_760},
+		// A device with an address set by hand: traffic, no lease.
+		{MAC: "02:77:00:00:00:30", Up: 812, Down: 90},
+	}})
+	st.Diagnosis.Publish(state.Diagnosis{Checked: now, Checks: []state.HealthCheck{
+		{Name: "link/uplink0", OK: true, Summary: "02:77:00:00:00:01 up, carrier", Children: []state.HealthCheck{
+			{Name: "dhcp4", OK: true, Summary: "10.77.0.150/24 from 10.77.0.1, ends in 1h30m0s", Children: []state.HealthCheck{
+				{Name: "gateway", OK: true, Summary: "10.77.0.1 answered in 0.4ms", Notice: "no answer to a ping of 10.77.0.1 (failed 1 time(s) in a row; it fails after 2)"},
+				{Name: "dns", Error: "no upstream DNS server answers: [10.77.0.1:53: i/o timeout]"},
+			}},
+		}},
+		{Name: "link/lan0", OK: true, Summary: "02:77:00:00:00:02 up, carrier"},
+	}})
 	return st
 }
 
@@ -88,7 +103,9 @@ func TestStatusGolden(t *testing.T) {
 	}
 	// What a person looks for is on it.
 	for _, s := range []string{"✘ homerouter/config/dns.json", "<code>10.77.0.150/24</code>", "alpha", "Apple, Inc.", "nas", "static",
-		"fd4e:3a21:9c07::1/64 (ula)", "/perm is a tmpfs", "<td>dns</td>", "ra: advertising &lt;on&gt; lan0"} {
+		"fd4e:3a21:9c07::1/64 (ula)", "/perm is a tmpfs", "<td>dns</td>", "ra: advertising &lt;on&gt; lan0",
+		"version <code>v0.3.0-12-gdeba4ce</code>, started 26h0m0s ago", "link/uplink0", "10.77.0.1 answered in 0.4ms",
+		"no upstream DNS server answers", "12.0 MiB", "10.0 MiB / 2.0 KiB", "02:77:00:00:00:30"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("the page lacks %q", s)
 		}

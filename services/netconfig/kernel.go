@@ -73,7 +73,7 @@ func (k *kernel) links() ([]kernelLink, error) {
 		if err := lm.UnmarshalBinary(m.Data); err != nil {
 			return nil, fmt.Errorf("list links: %w", err)
 		}
-		l := kernelLink{Index: lm.Index, Up: lm.Flags&unix.IFF_UP != 0, PermMAC: permAddr(m.Data)}
+		l := kernelLink{Index: lm.Index, Up: lm.Flags&unix.IFF_UP != 0, Carrier: lm.Flags&unix.IFF_LOWER_UP != 0, PermMAC: permAddr(m.Data)}
 		if a := lm.Attributes; a != nil {
 			l.Name, l.MTU = a.Name, a.MTU
 			l.MAC = a.Address.String()

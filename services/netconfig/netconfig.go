@@ -696,7 +696,7 @@ func (a *apply) result() ([]state.Link, error) {
 				// force is still what the config and leases want.
 				want, _ = wantedAddrs(f.ifc, a.in)
 			}
-			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Addrs: ps,
+			out = append(out, state.Link{Name: l.Name, Index: int(l.Index), HardwareAddr: l.MAC, Up: l.Up, Carrier: l.Carrier, Addrs: ps,
 				InForce: inForce(want, addrs[l.Index]), DefaultRoutes: defaults[l.Index]})
 		}
 	}

@@ -27,6 +27,8 @@ type kernelLink struct {
 	MAC, PermMAC string
 	MTU          uint32
 	Up           bool
+	// Carrier is IFF_LOWER_UP: a cable is in and the other end is up.
+	Carrier bool
 }
 
 // kernelAddr is an address as found on a link.
