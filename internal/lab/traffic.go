@@ -50,6 +50,8 @@ type WebServer struct {
 	Addr netip.AddrPort
 	// Body is index.html's content without its trailing newline.
 	Body string
+	// Dir is its document root, where a test may put more files.
+	Dir string
 }
 
 // URL is the server's URL for path.
@@ -94,7 +96,7 @@ func (l *Lab) StartWebServer(ctx context.Context, n *Netns, addr netip.AddrPort,
 	if err := WaitListening(ctx, n, p, "tcp", addr); err != nil {
 		return nil, err
 	}
-	return &WebServer{Process: p, Addr: addr, Body: body}, nil
+	return &WebServer{Process: p, Addr: addr, Body: body, Dir: dir}, nil
 }
 
 // WaitListening waits until something in n listens on addr (proto "tcp"
