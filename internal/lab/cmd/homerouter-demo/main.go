@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,8 @@ import (
 	"time"
 
 	"github.com/homerouter/homerouter/internal/lab"
+	"github.com/homerouter/homerouter/services/httpd"
+	"github.com/homerouter/homerouter/state"
 )
 
 func main() {
@@ -259,13 +262,54 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 	if err := ipv6(ctx, h); err != nil {
 		say("LAN client: IPv6: %v", err)
 	}
-	out, err := h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
+	// Health as the status page shows it: the check tree, once every
+	// check has had its first look (the image checks every 10 s).
+	var health httpd.Health
+	err = lab.WaitFor(ctx, "a healthy router", func() error {
+		out, err := h.LAN.Run(ctx, "curl", "-sS", "--max-time", "10", "http://"+routerLAN+"/health.json")
+		if err != nil {
+			return err
+		}
+		health = httpd.Health{}
+		if err := json.Unmarshal([]byte(out), &health); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if health.FirstError != "" {
+			return errors.New(health.FirstError)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("health: %v", err)
+		say("LAN client: /health.json: %v", err)
 	}
-	say("LAN client: GET http://%s/health.json:\n%s", routerLAN, indent(out))
-	say("the router is up: try `ip netns exec %s curl -s http://%s/health.json`; Ctrl-C stops it", h.LAN.Name(), routerLAN)
+	say("LAN client: GET http://%s/health.json: version %s, first_error %q; the checks:\n%s", routerLAN, health.Version, health.FirstError, indent(checkTree(health.Checks, 0)))
+	say("the router is up: its status page is http://%s/ (try `ip netns exec %s curl -s http://%s/health.json`); Ctrl-C stops it", routerLAN, h.LAN.Name(), routerLAN)
 	return nil
+}
+
+// checkTree writes the check tree as the status page shows it: one line
+// per check, indented by depth, with ✔ or ✘ and what it saw or why it
+// failed.
+func checkTree(c state.HealthCheck, depth int) string {
+	mark, why := "✔", c.Summary
+	if !c.OK {
+		mark = "✘"
+	}
+	if c.Error != "" {
+		why = c.Error
+	}
+	if c.Notice != "" {
+		why = strings.TrimPrefix(why+"; ", "; ") + c.Notice
+	}
+	line := strings.Repeat("  ", depth) + mark + " " + c.Name
+	if why != "" {
+		line += ": " + why
+	}
+	lines := []string{line}
+	for _, ch := range c.Children {
+		lines = append(lines, checkTree(ch, depth+1))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // ipv6 shows the LAN client's IPv6 as the router's advertisements give
