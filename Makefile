@@ -7,10 +7,13 @@ VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-# Debian packages of the lab's real peers and clients.
+# Debian packages of the lab's real peers and clients; chromium is the
+# browser that loads the status page (headless), with a font that has the
+# page's ✔ and ✘.
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
-	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus
+	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus \
+	chromium fonts-dejavu-core
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
