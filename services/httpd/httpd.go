@@ -81,7 +81,7 @@ func Handler(st *state.Store) http.Handler { return newMux(st, nil, &oui.Table{}
 func newMux(st *state.Store, logs func() []byte, vendors *oui.Table) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health.json", func(w http.ResponseWriter, r *http.Request) {
-		h := health(st)
+		h := services.CurrentHealth(st)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		if h.FirstError != "" {
@@ -271,3 +271,6 @@ func listenAddrs(links []state.Link, port uint16) []netip.AddrPort {
 	}
 	return addrs
 }
+
+// Health is the body of /health.json (see services.Health).
+type Health = services.Health

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -101,7 +102,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		metric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 
-	h := health(c.st)
+	h := services.CurrentHealth(c.st)
 	gauge(descHealthy, bool01(h.FirstError == ""))
 	seen := map[string]bool{} // a label set may be collected once only
 	var walk func(ck state.HealthCheck, parent string)

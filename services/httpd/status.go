@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/homerouter/homerouter/internal/oui"
+	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -81,7 +82,7 @@ const logLines = 30
 // gatherStatus reads the page's content from st and logs (nil: no log)
 // at now.
 func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now time.Time) statusPage {
-	p := statusPage{Now: now, Router: st.Router.Value(), Health: health(st)}
+	p := statusPage{Now: now, Router: st.Router.Value(), Health: services.CurrentHealth(st)}
 	var flatten func(c state.HealthCheck, depth int)
 	flatten = func(c state.HealthCheck, depth int) {
 		p.Checks = append(p.Checks, flatCheck{HealthCheck: c, Depth: depth})

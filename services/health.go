@@ -1,4 +1,4 @@
-package httpd
+package services
 
 import (
 	"fmt"
@@ -8,9 +8,10 @@ import (
 	"github.com/homerouter/homerouter/state"
 )
 
-// Health is the body of /health.json. Monitoring, and the update's
-// rollback, read the HTTP status (200 or 503) and FirstError; a person
-// reads Checks.
+// Health is the router's verdict on itself: the body of /health.json,
+// which monitoring and the update tool read (the HTTP status, 200 or
+// 503, and FirstError), and what a trial boot of a new image waits for
+// before it commits. A person reads Checks.
 type Health struct {
 	// FirstError is the first failing check, as "path: error"; empty
 	// when healthy.
@@ -22,13 +23,13 @@ type Health struct {
 	Checks  state.HealthCheck `json:"checks"`
 }
 
-// health gathers the check tree from the store, in the order that makes
+// CurrentHealth gathers the check tree from the store, in the order that makes
 // the first failure the likeliest cause of the others: the config files,
 // /perm, the services, then the diagnostics service's checks of the
 // links and the way to the internet (a service that crashed or a config
 // file that does not parse is why the internet does not work, rarely the
 // other way round); notices last.
-func health(st *state.Store) Health {
+func CurrentHealth(st *state.Store) Health {
 	config := state.HealthCheck{Name: "config", OK: true}
 	for _, f := range st.ConfigStatus.Value() {
 		c := state.HealthCheck{Name: f.File, OK: f.Error == "", Error: f.Error}
