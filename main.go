@@ -265,7 +265,18 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	for _, svc := range svcs {
 		endpoints = append(endpoints, svc.Endpoints...)
 	}
-	web, err := httpd.New(st, logger("httpd"), httpAddr, func() []byte { return ring.Tail(statusLogBytes) }, endpoints...)
+	// The password of the endpoints that change the router (an update, a
+	// backup), made at the first start and shown once, on the console.
+	if pw, created, err := state.EnsurePassword(dir); err != nil {
+		mainLog.Printf("password: %v (the endpoints that need it refuse everyone)", err)
+	} else if created {
+		mainLog.Printf("the router's password, for updates and backups, is %s (it is in %s)", pw, filepath.Join(dir, state.PasswordFile))
+	}
+	web, err := httpd.New(st, logger("httpd"), httpd.Options{
+		Addr:     httpAddr,
+		Logs:     func() []byte { return ring.Tail(statusLogBytes) },
+		Password: func() (string, error) { return state.ReadPassword(dir) },
+	}, endpoints...)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ package httpd
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,20 +39,35 @@ type Server struct {
 	port      uint16
 	endpoints []services.Endpoint
 	logs      func() []byte // the log's last lines; nil: none
-	vendors   *oui.Table    // parsed at the first look at the page, once
+	password  func() (string, error)
+	vendors   *oui.Table // parsed at the first look at the page, once
 }
 
-// New returns the HTTP service. addr is "HOST:PORT" to listen on exactly
-// that address, or ":PORT" to listen on PORT on lan0's addresses and on
-// loopback; "" means DefaultAddr. logs returns the log's last lines, for
-// the status page (nil: none). endpoints are what the other services
+// Options are what main tells the HTTP service beyond the Store.
+type Options struct {
+	// Addr is "HOST:PORT" to listen on exactly that address, or ":PORT"
+	// to listen on PORT on lan0's addresses and on loopback; "" means
+	// DefaultAddr.
+	Addr string
+	// Logs returns the log's last lines, for the status page (nil:
+	// none).
+	Logs func() []byte
+	// Password returns the router's password (state.ReadPassword), for
+	// the endpoints that need it. It is asked at each request, so that
+	// a password a person wrote into /perm applies at once. nil, or an
+	// error, refuses those endpoints to everyone.
+	Password func() (string, error)
+}
+
+// New returns the HTTP service. endpoints are what the other services
 // serve (see services.Endpoint); httpd adds /, /health.json and
 // /metrics. Two endpoints with the same pattern are an error.
-func New(st *state.Store, logger *log.Logger, addr string, logs func() []byte, endpoints ...services.Endpoint) (*Server, error) {
+func New(st *state.Store, logger *log.Logger, opt Options, endpoints ...services.Endpoint) (*Server, error) {
+	addr := opt.Addr
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	s := &Server{st: st, logger: logger, endpoints: endpoints, logs: logs, vendors: &oui.Table{}}
+	s := &Server{st: st, logger: logger, endpoints: endpoints, logs: opt.Logs, password: opt.Password, vendors: &oui.Table{}}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("httpd: listen address %q: %w", addr, err)
@@ -113,7 +129,7 @@ func (s *Server) handler() (h http.Handler, err error) {
 			}
 			h := e.Handler
 			if e.NeedsPassword {
-				h = needsPassword(e.Pattern)
+				h = needsPassword(e.Pattern, s.password, h)
 			}
 			mux.Handle(e.Pattern, h)
 		}()
@@ -121,13 +137,28 @@ func (s *Server) handler() (h http.Handler, err error) {
 	return mux, err
 }
 
-// needsPassword answers for an endpoint that needs the router's
-// password. There is no password yet (it comes with the first endpoint
-// that needs one), so such an endpoint is refused to everyone: failing
-// closed is the only safe answer for an update or a packet capture.
-func needsPassword(pattern string) http.Handler {
+// needsPassword lets a request through to h only with the router's
+// password, in HTTP basic auth (any user name: there is one password).
+// Without a password (none given, or the file unreadable) the endpoint
+// is refused to everyone: failing closed is the only safe answer for an
+// update or a packet capture.
+func needsPassword(pattern string, password func() (string, error), h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, fmt.Sprintf("%s needs the router's password, and this version has no password set up: refused", pattern), http.StatusForbidden)
+		want, err := "", errors.New("this router has no password set up")
+		if password != nil {
+			want, err = password()
+		}
+		if err != nil {
+			http.Error(w, fmt.Sprintf("%s needs the router's password, and there is none (%v): refused", pattern, err), http.StatusForbidden)
+			return
+		}
+		_, got, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="homerouter", charset="UTF-8"`)
+			http.Error(w, fmt.Sprintf("%s needs the router's password (HTTP basic auth, any user name; it is in /perm/%s): wrong or missing", pattern, state.PasswordFile), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

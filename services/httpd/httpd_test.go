@@ -208,39 +208,57 @@ func TestListenAddrs(t *testing.T) {
 	}
 }
 
-// TestEndpoints: what main contributes is served beside /health.json, an
-// endpoint that needs the password is refused while there is none, and
-// a pattern given twice is an error at New, not a panic.
+// TestEndpoints: what main contributes is served beside /health.json; an
+// endpoint that needs the password takes it in basic auth (any user
+// name) and is refused without it, or to everyone while the router has
+// none; a pattern given twice is an error at New, not a panic.
 func TestEndpoints(t *testing.T) {
 	st := state.NewStore(t.TempDir())
 	text := func(body string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) })
 	}
-	s, err := New(st, log.New(io.Discard, "", 0), "", nil,
-		services.Endpoint{Pattern: "GET /log", Handler: text("platform: booted\n")},
-		services.Endpoint{Pattern: "POST /update", Handler: text("updating"), NeedsPassword: true},
-	)
-	if err != nil {
-		t.Fatal(err)
+	endpoints := []services.Endpoint{
+		{Pattern: "GET /log", Handler: text("platform: booted\n")},
+		{Pattern: "POST /update", Handler: text("updating"), NeedsPassword: true},
 	}
-	h, err := s.handler()
-	if err != nil {
-		t.Fatal(err)
-	}
+	password := func() (string, error) { return "s3cret", nil }
+	noPassword := func() (string, error) { return "", errors.New("http-password.txt: permission denied") }
 	for _, tc := range []struct {
+		password     func() (string, error)
 		method, path string
+		user, pw     string // basic auth; "" none
 		wantCode     int
 		want         string
 	}{
-		{"GET", "/log", http.StatusOK, "platform: booted\n"},
-		{"GET", "/health.json", http.StatusServiceUnavailable, `"first_error": "homerouter/internet: not checked yet`},
-		{"POST", "/update", http.StatusForbidden, "needs the router's password"},
-		{"GET", "/nothing", http.StatusNotFound, ""},
+		{password, "GET", "/log", "", "", http.StatusOK, "platform: booted\n"},
+		{password, "GET", "/health.json", "", "", http.StatusServiceUnavailable, `"first_error": "homerouter/internet: not checked yet`},
+		{password, "POST", "/update", "", "", http.StatusUnauthorized, "needs the router's password (HTTP basic auth, any user name; it is in /perm/http-password.txt): wrong or missing"},
+		{password, "POST", "/update", "admin", "wrong", http.StatusUnauthorized, "wrong or missing"},
+		{password, "POST", "/update", "admin", "s3cret", http.StatusOK, "updating"},
+		{password, "POST", "/update", "", "s3cret", http.StatusOK, "updating"},
+		{noPassword, "POST", "/update", "admin", "", http.StatusForbidden, "there is none (http-password.txt: permission denied): refused"},
+		{nil, "POST", "/update", "admin", "s3cret", http.StatusForbidden, "there is none (this router has no password set up): refused"},
+		{password, "GET", "/nothing", "", "", http.StatusNotFound, ""},
 	} {
+		s, err := New(st, log.New(io.Discard, "", 0), Options{Password: tc.password}, endpoints...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.handler()
+		if err != nil {
+			t.Fatal(err)
+		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.user != "" || tc.pw != "" {
+			req.SetBasicAuth(tc.user, tc.pw)
+		}
+		h.ServeHTTP(rec, req)
 		if rec.Code != tc.wantCode || !strings.Contains(rec.Body.String(), tc.want) {
-			t.Errorf("%s %s = %d %q, want %d with %q", tc.method, tc.path, rec.Code, rec.Body, tc.wantCode, tc.want)
+			t.Errorf("%s %s (%q:%q) = %d %q, want %d with %q", tc.method, tc.path, tc.user, tc.pw, rec.Code, rec.Body, tc.wantCode, tc.want)
+		}
+		if rec.Code == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("401 without a WWW-Authenticate: %v", rec.Header())
 		}
 	}
 
@@ -249,7 +267,7 @@ func TestEndpoints(t *testing.T) {
 		{{Pattern: "GET /health.json", Handler: text("mine")}},
 		{{Pattern: "GET /x"}},
 	} {
-		if _, err := New(st, log.New(io.Discard, "", 0), "", nil, bad...); err == nil || !strings.Contains(err.Error(), "httpd: endpoint") {
+		if _, err := New(st, log.New(io.Discard, "", 0), Options{}, bad...); err == nil || !strings.Contains(err.Error(), "httpd: endpoint") {
 			t.Errorf("New with %d endpoints %q...: %v, want an endpoint error", len(bad), bad[len(bad)-1].Pattern, err)
 		}
 	}
