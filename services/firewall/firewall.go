@@ -6,8 +6,12 @@
 // replaces whole, in one atomic netlink transaction, whenever what it is
 // built from changes: portforwardings.json, the links and their
 // addresses in force (st.Links: lan0's subnet and prefixes, the uplink's
-// address). Applying the same inputs again changes nothing. It never
-// touches another table.
+// address). Applying the same inputs again changes nothing.
+//
+// It also counts each LAN device's bytes up and down, by MAC, for
+// st.Traffic, in a second table, netdev homerouter_traffic (see
+// traffic.go): that one it makes once and never replaces, so that the
+// counts run from boot. It never touches another table.
 //
 // It fails closed. Forwarding (IPv4 and IPv6) is the firewall's to switch
 // on, and only once its ruleset is in force: at start, before anything
@@ -48,8 +52,13 @@ const (
 	retryMax = 30 * time.Second
 )
 
-// countersEvery is how often the counters are read for st.Firewall.
+// countersEvery is how often the counters are read for st.Firewall and
+// st.Traffic.
 const countersEvery = 5 * time.Second
+
+// trafficKey is the key of the per-device counting's problems and
+// notices: its own, so that they neither hide nor clear the ruleset's.
+const trafficKey = ServiceName + " traffic"
 
 // forwarding are the settings that make the kernel forward.
 var forwarding = [][]string{
@@ -62,13 +71,18 @@ type Service struct {
 	st     *state.Store
 	logger *log.Logger
 	// Fault, when not empty, makes every apply fail with it: how the lab
-	// shows that a ruleset the kernel refuses leaves forwarding off.
+	// shows that a ruleset the kernel refuses leaves forwarding off. The
+	// per-device counting is then left out too, so that a unit test with
+	// a Fault puts nothing into the kernel it runs on.
 	Fault string
 	// Bench serves POST /firewall/mode (see Endpoints), which can take
 	// the ruleset away: for benchmarks only, never on a router in use.
 	Bench bool
 	// procSys is where sysctls are written (tests use a directory).
 	procSys string
+	// every is how often the counters are read: countersEvery, shorter
+	// in tests.
+	every time.Duration
 	// mode is the bench mode: "full" (the default), "noflowtable" or
 	// "off".
 	mode *state.Topic[string]
@@ -78,11 +92,15 @@ type Service struct {
 	appliedAt time.Time // when it was put in force
 	flowtable bool      // whether to try a flowtable
 	base      state.FirewallCounters
+	traffic   *trafficCounter
+	// trafficErr and trafficNotice are what was last logged about the
+	// counting, so that a failure that lasts is logged once.
+	trafficErr, trafficNotice string
 }
 
 // New returns the firewall service.
 func New(st *state.Store, logger *log.Logger) *Service {
-	return &Service{st: st, logger: logger, procSys: sysctl.Root, mode: state.NewTopic[string]("firewall mode")}
+	return &Service{st: st, logger: logger, procSys: sysctl.Root, every: countersEvery, mode: state.NewTopic[string]("firewall mode")}
 }
 
 // Bench modes (see Endpoints).
@@ -129,6 +147,8 @@ func (s *Service) setMode(w http.ResponseWriter, r *http.Request) {
 func (s *Service) Run(ctx context.Context) error {
 	s.applied = ""
 	s.flowtable = true // tried again at every start: a module may have loaded since
+	s.traffic = newTrafficCounter(func() (*nftables.Conn, error) { return nftables.New() })
+	s.trafficErr, s.trafficNotice = "", ""
 	present, err := tablePresent()
 	if err != nil || !present {
 		// No ruleset of ours: nothing may be forwarded until there is.
@@ -138,7 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	var retry time.Duration
 	lastErr := ""
-	tick := time.NewTicker(countersEvery)
+	tick := time.NewTicker(s.every)
 	defer tick.Stop()
 	for {
 		w := state.WatchAll(s.st.Links, s.st.PortForwardings, s.st.Interfaces, s.mode)
@@ -175,6 +195,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.st.ReportProblem(ServiceName, nil)
 		}
 		s.publish(in)
+		s.countTraffic()
 
 		wctx, cancel := context.WithCancel(ctx)
 		if retry > 0 {
@@ -189,6 +210,7 @@ func (s *Service) Run(ctx context.Context) error {
 			case <-done:
 				break wait
 			case <-tick.C:
+				s.countTraffic()
 				if !s.publish(in) {
 					// Someone took the table away (nft flush ruleset):
 					// put it back now, or forwarding is open.
@@ -213,8 +235,9 @@ const BenchFile = "firewall-bench"
 // BenchHeader must be "1" on POST /firewall/mode.
 const BenchHeader = "X-Homerouter-Bench"
 
-// off takes the table away and leaves forwarding on: the bench's "no
-// ruleset at all".
+// off takes the tables away, the counting one too, and leaves
+// forwarding on: the bench's "no ruleset at all". Back in another mode,
+// the counts start from zero.
 func (s *Service) off() error {
 	if s.applied == modeOff {
 		return s.setForwarding(true)
@@ -224,11 +247,17 @@ func (s *Service) off() error {
 		return fmt.Errorf("firewall: netlink: %w", err)
 	}
 	defer c.CloseLasting()
-	t := &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
-	c.AddTable(t)
-	c.DelTable(t)
+	tables := []*nftables.Table{{Name: TableName, Family: nftables.TableFamilyINet}}
+	if s.traffic == nil || s.traffic.unable == "" {
+		// (A kernel without the netdev family would refuse the batch.)
+		tables = append(tables, &nftables.Table{Name: TrafficTableName, Family: nftables.TableFamilyNetdev})
+	}
+	for _, t := range tables {
+		c.AddTable(t)
+		c.DelTable(t)
+	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("firewall: remove the table: %w", err)
+		return fmt.Errorf("firewall: remove the tables: %w", err)
 	}
 	s.logger.Printf("bench mode off: no ruleset, forwarding on")
 	s.applied, s.appliedAt = modeOff, time.Time{}
@@ -503,4 +532,41 @@ func (rs *Ruleset) rules() int {
 		n += len(c.rules)
 	}
 	return n
+}
+
+// countTraffic keeps the per-device counting in force and publishes
+// st.Traffic from it, at every turn of Run's loop and every
+// countersEvery (5 s): a new sample each time, even when no count moved,
+// because the last minute's figures shrink as time passes and Sampled
+// says how fresh they are. While the counters cannot be read, st.Traffic
+// keeps its last value.
+func (s *Service) countTraffic() {
+	if s.applied == modeOff || s.Fault != "" {
+		return // off took the table away; a Fault leaves the kernel alone
+	}
+	_, lanUp := state.FindLink(s.st.Links.Value(), state.LAN)
+	tr, err := s.traffic.step(state.LAN, lanUp, time.Now())
+	if notice := s.traffic.notice(); notice != s.trafficNotice {
+		if notice != "" {
+			s.logger.Print(notice)
+		}
+		s.trafficNotice = notice
+	}
+	s.st.ReportNotice(trafficKey, s.trafficNotice)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != s.trafficErr {
+		if err != nil {
+			s.logger.Printf("%v (per-device traffic not counted; retrying)", err)
+		} else {
+			s.logger.Printf("per-device traffic counted again")
+		}
+		s.trafficErr = msg
+	}
+	s.st.ReportProblem(trafficKey, err)
+	if err == nil && !tr.Sampled.IsZero() {
+		s.st.Traffic.Publish(tr)
+	}
 }
