@@ -28,6 +28,7 @@ import (
 	"github.com/homerouter/homerouter/services/httpd"
 	"github.com/homerouter/homerouter/services/netconfig"
 	"github.com/homerouter/homerouter/services/ra"
+	"github.com/homerouter/homerouter/services/update"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -260,6 +261,15 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: ra.ServiceName, Run: ra.New(st, logger("ra")).Run},
 		{Name: diagnostics.ServiceName, Run: diagnostics.New(st, logger("diagnostics")).Run},
 	}
+	// The update: under PID 1 it knows this boot's command line (a
+	// trial?) and the boot partition, if the router booted from disk.
+	var boot update.Boot
+	if sys != nil {
+		cmdline, _ := os.ReadFile("/proc/cmdline")
+		boot = update.Boot{Cmdline: strings.TrimSpace(string(cmdline)), BootDir: sys.MountBoot()}
+	}
+	up := update.New(st, logger("update"), dir, boot)
+	svcs = append(svcs, services.Service{Name: update.ServiceName, Run: up.Run, Endpoints: up.Endpoints()})
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})
 	for _, svc := range svcs {

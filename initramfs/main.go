@@ -54,6 +54,13 @@ var moduleSet = []string{
 	"kernel/drivers/usb/storage/usb-storage.ko",
 	"kernel/drivers/usb/host/*hci*.ko",
 	"kernel/fs/ext4/ext4.ko",
+	// The boot partition (FAT), where a committed update goes, with the
+	// code page and character sets its mount asks for.
+	"kernel/fs/fat/fat.ko",
+	"kernel/fs/fat/vfat.ko",
+	"kernel/fs/nls/nls_cp437.ko",
+	"kernel/fs/nls/nls_ascii.ko",
+	"kernel/fs/nls/nls_utf8.ko",
 	// ext4's metadata checksums and nf_tables (through libcrc32c) need
 	// a crc32c: the generic one, and the SSE4.2 one where the CPU has it.
 	"kernel/crypto/crc32c_generic.ko",

@@ -41,6 +41,12 @@ func ext4Label(sb []byte) string {
 // ext4 label is label, in name order, so the choice is the same at every
 // boot.
 func findLabelled(sysBlock, devDir, label string) (string, error) {
+	return findLabelledBy(sysBlock, devDir, label, ext4Label)
+}
+
+// findLabelledBy is findLabelled for the filesystem whose label labelOf
+// reads from a device's first 2 KiB.
+func findLabelledBy(sysBlock, devDir, label string, labelOf func([]byte) string) (string, error) {
 	entries, err := os.ReadDir(sysBlock)
 	if err != nil {
 		return "", err
@@ -63,7 +69,7 @@ func findLabelled(sysBlock, devDir, label string) (string, error) {
 		}
 		_, err = f.ReadAt(buf, 0)
 		f.Close()
-		if err == nil && ext4Label(buf) == label {
+		if err == nil && labelOf(buf) == label {
 			return dev, nil
 		}
 	}

@@ -461,3 +461,32 @@ func TestConsolesStalled(t *testing.T) {
 		t.Errorf("after draining, the console got %q, want %q", got, "back\n")
 	}
 }
+
+// TestFATLabel reads the label of the boot partition's FAT16 boot sector
+// as mkfs.vfat writes it, and finds none in an MBR or a FAT32 one without.
+func TestFATLabel(t *testing.T) {
+	sector := func(labelAt, typeAt int, label, fstype string) []byte {
+		b := make([]byte, 512)
+		b[510], b[511] = 0x55, 0xAA
+		copy(b[labelAt:], fmt.Sprintf("%-11s", label))
+		copy(b[typeAt:], fstype)
+		return b
+	}
+	mbr := make([]byte, 512)
+	mbr[510], mbr[511] = 0x55, 0xAA
+	for _, tc := range []struct {
+		name   string
+		sector []byte
+		want   string
+	}{
+		{"FAT16", sector(43, 54, "HRBOOT", "FAT16   "), "HRBOOT"},
+		{"FAT32", sector(71, 82, "HRBOOT", "FAT32   "), "HRBOOT"},
+		{"an MBR", mbr, ""},
+		{"no signature", make([]byte, 512), ""},
+		{"short", []byte("FAT16"), ""},
+	} {
+		if got := fatLabel(tc.sector); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -16,8 +16,10 @@ type Health struct {
 	// FirstError is the first failing check, as "path: error"; empty
 	// when healthy.
 	FirstError string `json:"first_error"`
-	// Version is the running homerouter's.
+	// Version is the running homerouter's, and Slot the update slot it
+	// runs from ("" when none: booted over the network, or run).
 	Version string `json:"version"`
+	Slot    string `json:"slot,omitempty"`
 	// Started is when it started.
 	Started time.Time         `json:"started,omitzero"`
 	Checks  state.HealthCheck `json:"checks"`
@@ -87,7 +89,7 @@ func CurrentHealth(st *state.Store) Health {
 		root.Children = append(root.Children, state.HealthCheck{Name: s, OK: true, Notice: notices[s]})
 	}
 	info := st.Router.Value()
-	h := Health{Version: info.Version, Started: info.Started}
+	h := Health{Version: info.Version, Slot: st.Update.Value().Slot, Started: info.Started}
 	finish(&root, "", &h.FirstError)
 	h.Checks = root
 	return h

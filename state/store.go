@@ -67,6 +67,8 @@ type Store struct {
 	Diagnosis *Topic[Diagnosis]
 	// Router is the running version, hostname and start time.
 	Router *Topic[RouterInfo]
+	// Update is the running image's slot and the update's state.
+	Update *Topic[UpdateStatus]
 
 	// DNSStatus is the DNS resolver's counters.
 	DNSStatus *Topic[DNSStatus]
@@ -335,6 +337,7 @@ func NewStore(dir string) *Store {
 		Traffic:         NewTopic[Traffic]("traffic"),
 		Diagnosis:       NewTopic[Diagnosis]("diagnosis"),
 		Router:          NewTopic[RouterInfo]("router"),
+		Update:          NewTopic[UpdateStatus]("update"),
 	}
 	// The persistent topics: persist declares each one for LoadState
 	// and SaveState.

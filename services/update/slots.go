@@ -1,0 +1,272 @@
+package update
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// The files of a slot, and of the boot partition (initramfs/disk.sh
+// names them so; syslinux.cfg boots them).
+const (
+	kernelFile    = "vmlinuz"
+	initramfsFile = "initramfs.cpio.gz"
+	cmdlineFile   = "cmdline"
+	sumsFile      = "sha256"
+	stateFile     = "state.json"
+)
+
+// imageFiles are a slot's image files, in the order of its sha256 file.
+var imageFiles = []string{kernelFile, initramfsFile}
+
+// slots is the update directory, /perm/update: the slots a and b and
+// state.json.
+type slots struct {
+	dir string
+}
+
+func (s slots) path(slot string, file ...string) string {
+	return filepath.Join(append([]string{s.dir, slot}, file...)...)
+}
+
+// other is the slot an update goes into: the one that is not active.
+func other(active string) string {
+	if active == "a" {
+		return "b"
+	}
+	return "a"
+}
+
+func validSlot(slot string) bool { return slot == "a" || slot == "b" }
+
+// load reads state.json; a missing file is the zero state.
+func (s slots) load() (state.UpdateState, error) {
+	var us state.UpdateState
+	b, err := os.ReadFile(filepath.Join(s.dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return us, nil
+	}
+	if err != nil {
+		return us, err
+	}
+	if err := json.Unmarshal(b, &us); err != nil {
+		return state.UpdateState{}, fmt.Errorf("%s: %w", filepath.Join(s.dir, stateFile), err)
+	}
+	if (us.Active != "" && !validSlot(us.Active)) || (us.Trial != "" && !validSlot(us.Trial)) {
+		return state.UpdateState{}, fmt.Errorf("%s: slots are a or b, not %q and %q", filepath.Join(s.dir, stateFile), us.Active, us.Trial)
+	}
+	return us, nil
+}
+
+// save writes state.json atomically, synced: the next step may be a
+// kexec.
+func (s slots) save(us state.UpdateState) error {
+	b, err := json.MarshalIndent(us, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	return state.WriteFileAtomic(filepath.Join(s.dir, stateFile), append(b, '\n'), 0o644)
+}
+
+// sums are the SHA-256 of the image files, by file name.
+type sums map[string]string
+
+// String is the sha256 file: sha256sum's format, so that `sha256sum -c
+// sha256` in the slot checks it too.
+func (m sums) String() string {
+	var b strings.Builder
+	for _, f := range imageFiles {
+		fmt.Fprintf(&b, "%s  %s\n", m[f], f)
+	}
+	return b.String()
+}
+
+func parseSums(b []byte) (sums, error) {
+	m := sums{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		sum, file, ok := strings.Cut(sc.Text(), "  ")
+		if !ok || len(sum) != sha256.Size*2 {
+			return nil, fmt.Errorf("%q is not a sha256sum line", sc.Text())
+		}
+		m[file] = sum
+	}
+	return m, sc.Err()
+}
+
+// verify checks the slot's image files against its sha256 file: what was
+// uploaded is what boots, and a slot damaged since (a bad sector, a hand
+// edit) is refused rather than booted.
+func (s slots) verify(slot string) error {
+	b, err := os.ReadFile(s.path(slot, sumsFile))
+	if err != nil {
+		return fmt.Errorf("slot %s: %w", slot, err)
+	}
+	want, err := parseSums(b)
+	if err != nil {
+		return fmt.Errorf("slot %s: %s: %w", slot, sumsFile, err)
+	}
+	for _, f := range imageFiles {
+		got, err := fileSum(s.path(slot, f))
+		if err != nil {
+			return fmt.Errorf("slot %s: %w", slot, err)
+		}
+		if got != want[f] {
+			return fmt.Errorf("slot %s: %s has SHA-256 %s, its %s file says %s", slot, f, got, sumsFile, want[f])
+		}
+	}
+	return nil
+}
+
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// cmdline is the slot's kernel command line.
+func (s slots) cmdline(slot string) (string, error) {
+	b, err := os.ReadFile(s.path(slot, cmdlineFile))
+	return strings.TrimSpace(string(b)), err
+}
+
+// replace makes the directory tmp, holding a complete slot, the slot
+// slot: the old one goes first, so that a power cut leaves either the
+// old slot, no slot, or the new one, never a mix.
+func (s slots) replace(tmp, slot string) error {
+	if err := os.RemoveAll(s.path(slot)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.path(slot)); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// fromBoot copies the image that booted (the boot partition's kernel and
+// initramfs) into slot, with cmdline, so that a failed trial has an image
+// to return to.
+func (s slots) fromBoot(bootDir, slot, cmdline string) error {
+	tmp := s.path(slot + ".new")
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return err
+	}
+	m := sums{}
+	for _, f := range imageFiles {
+		sum, err := copyFile(filepath.Join(bootDir, f), filepath.Join(tmp, f))
+		if err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+		m[f] = sum
+	}
+	if err := writeSynced(filepath.Join(tmp, cmdlineFile), []byte(cmdline+"\n")); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := writeSynced(filepath.Join(tmp, sumsFile), []byte(m.String())); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	return s.replace(tmp, slot)
+}
+
+// toBoot installs slot's image on the boot partition, so that a cold
+// boot runs it: each file is written beside the old one and renamed over
+// it, and checked against the slot's sums first.
+func (s slots) toBoot(slot, bootDir string) error {
+	if err := s.verify(slot); err != nil {
+		return err
+	}
+	for _, f := range imageFiles {
+		tmp := filepath.Join(bootDir, f+".new")
+		if _, err := copyFile(s.path(slot, f), tmp); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(bootDir, f)); err != nil {
+			return err
+		}
+	}
+	return syncDir(bootDir)
+}
+
+// copyFile copies src to dst, synced, and returns its SHA-256.
+func copyFile(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeSynced(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a rename in dir durable. Some filesystems (FAT, the boot
+// partition's) cannot sync a directory; their renames are as durable as
+// they get.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
+	return nil
+}

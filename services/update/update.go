@@ -1,0 +1,246 @@
+// Package update installs a new image of the router and switches to it
+// without losing the home's internet to a bad one.
+//
+// An image (kernel, initramfs, command line and their SHA-256) goes into
+// one of two slots in /perm/update, a and b: always the one that is not
+// active, so the running image and the one a failure returns to are
+// never touched. The switch records a trial in /perm/update/state.json
+// and asks PID 1 to kexec the slot with homerouter.trial=SLOT on its
+// command line. The trial boot waits for the router to be healthy (the
+// verdict of /health.json) within a deadline, 120 s by default:
+//
+//   - healthy: it commits. The slot becomes active and, on a router
+//     booted from disk, its image is written to the boot partition, so
+//     that cold boots run it from now on.
+//   - not healthy in time: it rolls back, by a kexec into the active
+//     slot without the trial flag (a reboot when there is none: a router
+//     booted over the network then boots from the network again).
+//
+// An image that hangs before the router runs cannot roll itself back:
+// the hardware watchdog, which PID 1 keeps armed across the kexec,
+// resets the box, and the cold boot runs the boot partition's image,
+// which only a commit changes. That boot finds the trial in state.json
+// and records that it failed.
+//
+// At the first boot from disk the running image (the boot partition's)
+// is copied into slot a, the active one.
+package update
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/state"
+)
+
+// ServiceName is the update service's name in the supervisor.
+const ServiceName = "update"
+
+// DefaultDeadline is how long a trial boot has to become healthy: enough
+// for a DHCP lease, a delegated prefix and a round of the diagnostics
+// under QEMU's emulation, and not so long that a home waits long on a
+// bad image.
+const DefaultDeadline = 120 * time.Second
+
+// TrialParam is the kernel command line parameter of a trial boot:
+// homerouter.trial=SLOT.
+const TrialParam = "homerouter.trial"
+
+// Boot is what PID 1 knows of this boot. Under `homerouter run` it is
+// the zero value: no trial, no boot partition.
+type Boot struct {
+	// Cmdline is this boot's kernel command line.
+	Cmdline string
+	// BootDir is where the boot partition, holding the image a cold
+	// boot runs, is mounted; "" when there is none (a boot over the
+	// network).
+	BootDir string
+}
+
+// trial returns the slot of TrialParam on the command line, or "".
+func (b Boot) trial() string {
+	for _, f := range strings.Fields(b.Cmdline) {
+		if v, ok := strings.CutPrefix(f, TrialParam+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// withoutTrial is cmdline without TrialParam: what a slot keeps, and what
+// a rollback boots with.
+func withoutTrial(cmdline string) string {
+	var out []string
+	for _, f := range strings.Fields(cmdline) {
+		if !strings.HasPrefix(f, TrialParam+"=") {
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// Service is the update service.
+type Service struct {
+	st     *state.Store
+	logger *log.Logger
+	slots  slots
+	boot   Boot
+	// request asks PID 1 for a kexec or a reboot: st.RequestPlatform,
+	// a fake in tests.
+	request func(ctx context.Context, r state.PlatformRequest) error
+	// mu orders the uploads and switches, which both write the slots
+	// and state.json.
+	mu sync.Mutex
+}
+
+// New returns the update service, with its slots in dir/update.
+func New(st *state.Store, logger *log.Logger, dir string, boot Boot) *Service {
+	return &Service{st: st, logger: logger, slots: slots{dir: filepath.Join(dir, "update")}, boot: boot,
+		request: st.RequestPlatform}
+}
+
+// Run records what this boot is, commits or rolls back a trial, and
+// then waits for ctx.
+func (s *Service) Run(ctx context.Context) error {
+	us, err := s.slots.load()
+	if err != nil {
+		// Its own file, which nobody edits: start over rather than
+		// refuse updates for good; the next save replaces it.
+		s.logger.Printf("%v (starting from an empty state)", err)
+		us = state.UpdateState{}
+	}
+	slot := ""
+	if s.boot.BootDir != "" && us.Active == "" {
+		// The first boot from disk: the running image becomes slot a.
+		if err := s.slots.fromBoot(s.boot.BootDir, "a", withoutTrial(s.boot.Cmdline)); err != nil {
+			s.st.ReportProblem(ServiceName, fmt.Errorf("copy the running image into slot a: %w", err))
+		} else {
+			us.Active = "a"
+			if err := s.slots.save(us); err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+			s.logger.Printf("the running image is slot a now (copied from the boot partition)")
+		}
+	}
+	if s.boot.BootDir != "" {
+		slot = us.Active
+	}
+	trial := s.boot.trial()
+	switch {
+	case trial != "":
+		slot = trial
+	case us.Trial != "":
+		// A trial boot that never decided: the image hung or crashed,
+		// the watchdog or a person reset the box, and the cold boot ran
+		// the active image.
+		us.Last = fmt.Sprintf("the trial of slot %s failed: the router restarted before it was healthy; running slot %s", us.Trial, us.Active)
+		us.Trial = ""
+		s.logger.Print(us.Last)
+		if err := s.slots.save(us); err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+	}
+	s.st.Update.Publish(state.UpdateStatus{Slot: slot, State: us})
+	if trial != "" {
+		return s.runTrial(ctx, us, trial)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// runTrial waits for the router to be healthy, then commits; at the
+// deadline it rolls back.
+func (s *Service) runTrial(ctx context.Context, us state.UpdateState, trial string) error {
+	if us.Trial != trial {
+		// Booted with the flag by hand, or state.json lost: the trial
+		// is still the way back to a known good image.
+		s.logger.Printf("a trial boot of slot %s that state.json does not know of (it says %q)", trial, us.Trial)
+		us.Trial = trial
+	}
+	deadline := time.Duration(us.Deadline)
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	start := time.Now()
+	s.logger.Printf("trial of slot %s: committing once healthy, rolling back to slot %q if not within %v", trial, us.Active, deadline)
+	st := s.st
+	for {
+		w := state.WatchAll(st.ConfigStatus, st.Services, st.Problems, st.Notices, st.Diagnosis, st.Router)
+		h := services.CurrentHealth(st)
+		if h.FirstError == "" {
+			return s.commit(ctx, us, trial, time.Since(start))
+		}
+		left := deadline - time.Since(start)
+		if left <= 0 {
+			return s.rollback(ctx, us, trial, fmt.Sprintf("not healthy within %v: %s", deadline, h.FirstError))
+		}
+		wctx, cancel := context.WithTimeout(ctx, left)
+		w.Wait(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// commit makes trial the active slot and, from disk, the image of cold
+// boots.
+func (s *Service) commit(ctx context.Context, us state.UpdateState, trial string, took time.Duration) error {
+	if s.boot.BootDir != "" {
+		if err := s.slots.toBoot(trial, s.boot.BootDir); err != nil {
+			// The boot partition keeps the old image: a cold boot runs
+			// that, and the next update tries again.
+			return s.rollback(ctx, us, trial, fmt.Sprintf("install on the boot partition: %v", err))
+		}
+	}
+	us.Active, us.Trial, us.Attempts = trial, "", 0
+	us.Last = fmt.Sprintf("committed slot %s, version %s: healthy %v after it started", trial, s.st.Router.Value().Version, took.Round(time.Second))
+	if err := s.slots.save(us); err != nil {
+		return fmt.Errorf("update: commit: %w", err)
+	}
+	s.logger.Print(us.Last)
+	s.st.Update.Publish(state.UpdateStatus{Slot: trial, State: us})
+	<-ctx.Done()
+	return nil
+}
+
+// rollback returns to the active slot: a kexec into it, or a reboot when
+// there is none or it does not load.
+func (s *Service) rollback(ctx context.Context, us state.UpdateState, trial, why string) error {
+	us.Trial = ""
+	us.Last = fmt.Sprintf("rolled back from slot %s to slot %q: %s", trial, us.Active, why)
+	if err := s.slots.save(us); err != nil {
+		s.logger.Printf("rollback: %v", err)
+	}
+	s.logger.Print(us.Last)
+	s.st.Update.Publish(state.UpdateStatus{Slot: trial, State: us})
+	r := state.PlatformRequest{Action: state.Reboot}
+	if us.Active != "" {
+		if err := s.slots.verify(us.Active); err != nil {
+			s.logger.Printf("rollback: %v; rebooting instead", err)
+		} else if cmdline, err := s.slots.cmdline(us.Active); err != nil {
+			s.logger.Printf("rollback: %v; rebooting instead", err)
+		} else {
+			r = state.PlatformRequest{Action: state.Kexec, Kernel: s.slots.path(us.Active, kernelFile),
+				Initramfs: s.slots.path(us.Active, initramfsFile), Cmdline: withoutTrial(cmdline)}
+		}
+	}
+	err := s.request(ctx, r)
+	if err != nil && r.Action == state.Kexec {
+		s.logger.Printf("rollback: %v; rebooting instead", err)
+		err = s.request(ctx, state.PlatformRequest{Action: state.Reboot})
+	}
+	if err != nil {
+		// Under run, or while something else stops the router: the
+		// state says what happened; nothing more to do here.
+		s.st.ReportProblem(ServiceName, fmt.Errorf("roll back from slot %s: %w", trial, err))
+	}
+	<-ctx.Done()
+	return nil
+}
