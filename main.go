@@ -11,6 +11,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -40,6 +41,8 @@ const usage = `homerouter: a home internet router
 Usage:
   homerouter run -perm DIR [-http ADDR]   run every router service in this network namespace
   homerouter check -perm DIR              validate the config files in DIR, one line per problem
+  homerouter update -router ADDR -kernel FILE -initramfs FILE
+                                          install a new image on the router, from a workstation
   homerouter version                      print the version
   homerouter help                         print this
 
@@ -84,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runRouter(args, stderr)
 	case "check":
 		return check(args, stdout, stderr)
+	case "update":
+		return updateRouter(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "homerouter", versionString())
 		return nil
@@ -117,6 +122,54 @@ func permFlags(name string, args []string, stderr io.Writer, extra func(*flag.Fl
 		return "", fmt.Errorf("%s: -perm %s is not a directory", name, *perm)
 	}
 	return *perm, nil
+}
+
+// updateRouter is `homerouter update`: it uploads an image to a router,
+// switches to it and says how that ended.
+func updateRouter(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("homerouter update", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := update.Client{Log: stderr}
+	fs.StringVar(&c.Router, "router", "192.168.42.1", "the router's `address` (host or host:port)")
+	kernel := fs.String("kernel", "build/vmlinuz", "the new kernel")
+	initramfs := fs.String("initramfs", "build/initramfs.cpio.gz", "the new initramfs")
+	password := fs.String("password", "", "the router's password (default $HOMEROUTER_PASSWORD, or -password-file)")
+	passwordFile := fs.String("password-file", "", "a `file` holding the router's password (its http-password.txt)")
+	fs.BoolVar(&c.Force, "force", false, "update a router that is not healthy")
+	fs.DurationVar(&c.Deadline, "deadline", 0, "how long the new image has to become healthy (default the router's, 2m)")
+	fs.StringVar(&c.BackupDir, "backup", ".", "the `directory` to save the router's backup in first, if it has one (\"\": none)")
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("update: unexpected arguments %q", fs.Args())
+	}
+	c.Password = *password
+	if c.Password == "" {
+		c.Password = os.Getenv("HOMEROUTER_PASSWORD")
+	}
+	if c.Password == "" && *passwordFile != "" {
+		b, err := os.ReadFile(*passwordFile)
+		if err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		c.Password = strings.TrimSpace(string(b))
+	}
+	if c.Password == "" {
+		return errors.New("update: the router's password is needed: -password, $HOMEROUTER_PASSWORD or -password-file (it is in the router's /perm/http-password.txt, and on its console at its first boot)")
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer cancel()
+	res, err := c.Update(ctx, *kernel, *initramfs)
+	if err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	if !res.Committed {
+		fmt.Fprintf(stdout, "rolled back: the router runs version %s (slot %s) again, %v without service; it says: %s\n", res.Version, res.Slot, res.Downtime.Round(100*time.Millisecond), res.Last)
+		return errReported
+	}
+	fmt.Fprintf(stdout, "updated: the router runs version %s (slot %s), committed; %v without service\n", res.Version, res.Slot, res.Downtime.Round(100*time.Millisecond))
+	return nil
 }
 
 func check(args []string, stdout, stderr io.Writer) error {
