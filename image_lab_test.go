@@ -108,17 +108,25 @@ func (v *vmLAN) lease(ctx context.Context, t *testing.T, vm *lab.VM, start time.
 			t.Fatal(err)
 		}
 	}
-	out, err := v.ns.Run(ctx, "curl", "-sS", "--max-time", "20", "-w", "\nHTTP %{http_code}", "http://"+routerIP+"/health.json")
-	if err != nil {
-		t.Fatalf("health from %s: %v: %s", routerIP, err, out)
-	}
-	t.Logf("GET http://%s/health.json:\n%s", routerIP, out)
 	// Healthy but for the uplink, which has no ISP here: every service
 	// runs and no boot step failed (a tmpfs /perm is a notice, not a
-	// failure).
-	body, _, _ := strings.Cut(out, "\nHTTP ")
-	if err := lab.UplinkOnly(body); err != nil {
-		t.Errorf("/health.json from %s: %v\n%s", routerIP, err, out)
+	// failure). The diagnostics may not have seen lan0's carrier yet
+	// when the lease comes: wait a little.
+	var out string
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := lab.WaitFor(wctx, "/health.json failing at most on the uplink", func() error {
+		var err error
+		out, err = v.ns.Run(wctx, "curl", "-sS", "--max-time", "20", "-w", "\nHTTP %{http_code}", "http://"+routerIP+"/health.json")
+		if err != nil {
+			return err
+		}
+		body, _, _ := strings.Cut(out, "\nHTTP ")
+		return lab.UplinkOnly(body)
+	})
+	t.Logf("GET http://%s/health.json:\n%s", routerIP, out)
+	if err != nil {
+		t.Errorf("/health.json from %s: %v", routerIP, err)
 	}
 	return addr, out
 }
@@ -440,8 +448,17 @@ func bootImageHome(ctx context.Context, t *testing.T, l *lab.Lab, perm map[strin
 	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
 		t.Fatalf("mke2fs: %v: %s", err, out)
 	}
+	return startImageHome(ctx, t, l, h, lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img})
+}
+
+// startImageHome boots the VM of opt in h, and waits for the LAN
+// client's lease, which it configures on the client's eth0 with a
+// default route through the router, and for the uplink's.
+func startImageHome(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.ImageHome, opt lab.VMOptions) *imageHome {
+	t.Helper()
+	var err error
 	r := &imageHome{ImageHome: h, start: time.Now()}
-	r.vm, err = h.StartVM(lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img})
+	r.vm, err = h.StartVM(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

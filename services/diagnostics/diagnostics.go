@@ -7,11 +7,14 @@
 //
 // A check runs only while its parent passes; otherwise it says
 // "dependency X failed", so that the first failure in the tree is the
-// cause. Checks run every ten seconds, and at once when a link, a lease
-// or dns.json changes. A probe across the network (a ping, a DNS query)
-// turns a passing check failed only when it fails twice in a row: one
-// lost packet is not an outage. A check that is failing passes again at
-// its first success.
+// cause. The tree is computed again at once when a link, a lease or
+// dns.json changes, and every ten seconds. A probe across the network (a
+// ping, a DNS query) runs on the ten-second rounds, and at once the
+// first time it can (its dependency just passed); in between it repeats
+// its verdict, so that a carrier lost shows within milliseconds and no
+// burst of changes floods the ISP with pings. A probe turns a passing
+// check failed only when it fails twice in a row: one lost packet is not
+// an outage. A check that is failing passes again at its first success.
 //
 // The IPv6 branch counts like the IPv4 one: a router whose ISP offers no
 // IPv6 is unhealthy, which the check's error says plainly.
@@ -29,13 +32,8 @@ import (
 // ServiceName is the diagnostics service's name in the supervisor.
 const ServiceName = "diagnostics"
 
-const (
-	// interval is how often the checks run when nothing changes.
-	interval = 10 * time.Second
-	// minGap keeps a burst of changes (a lease renewed and the link's
-	// addresses changing with it) from running the probes once for each.
-	minGap = time.Second
-)
+// interval is how often the probes ask the network again.
+const interval = 10 * time.Second
 
 // Service runs the checks.
 type Service struct {
@@ -54,6 +52,7 @@ func (s *Service) Run(ctx context.Context) error {
 	st := s.st
 	var e evaluator
 	was := map[string]string{} // each check's last error, "" passing, to log changes
+	var nextFresh time.Time    // the next round that probes the network
 	for {
 		w := state.WatchAll(st.Links, st.DHCPv4Lease, st.DHCPv4Status, st.DHCPv6Lease, st.DHCPv6Status, st.DNS)
 		in := inputs{
@@ -65,21 +64,23 @@ func (s *Service) Run(ctx context.Context) error {
 			status6: st.DHCPv6Status.Value(),
 			dns:     st.DNS.Value(),
 		}
-		checks := e.run(ctx, tree(in, s.probe))
+		fresh := !time.Now().Before(nextFresh)
+		checks := e.run(ctx, tree(in, s.probe), fresh)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if fresh {
+			nextFresh = time.Now().Add(interval)
 		}
 		st.Diagnosis.Publish(state.Diagnosis{Checked: time.Now(), Checks: checks})
 		s.logChanges(checks, was)
 
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(minGap):
-		}
-		wctx, cancel := context.WithTimeout(ctx, interval-minGap)
+		wctx, cancel := context.WithDeadline(ctx, nextFresh)
 		w.Wait(wctx)
 		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
 }
 

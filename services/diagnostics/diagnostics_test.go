@@ -200,7 +200,7 @@ link/lan0: ✘ lan0 is down
 				tc.change(&in, p)
 			}
 			var e evaluator
-			if got := flat(e.run(context.Background(), tree(in, p))); got != tc.want {
+			if got := flat(e.run(context.Background(), tree(in, p), true)); got != tc.want {
 				t.Errorf("got:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
@@ -212,7 +212,7 @@ func TestDependencyNotRun(t *testing.T) {
 	in, p := working(), answering()
 	in.links[0].Carrier = false
 	var e evaluator
-	e.run(context.Background(), tree(in, p))
+	e.run(context.Background(), tree(in, p), true)
 	if len(p.asked) != 0 {
 		t.Errorf("with no carrier, the probes still asked %v", p.asked)
 	}
@@ -226,7 +226,7 @@ func TestHysteresis(t *testing.T) {
 	var e evaluator
 	gateway := func() state.HealthCheck {
 		t.Helper()
-		return e.run(context.Background(), tree(in, p))[0].Children[0].Children[0]
+		return e.run(context.Background(), tree(in, p), true)[0].Children[0].Children[0]
 	}
 	for i, step := range []struct {
 		answers    bool
@@ -268,7 +268,7 @@ func TestLogChanges(t *testing.T) {
 	was := map[string]string{}
 	for _, carrier := range []bool{true, false, false, true} {
 		in.links[0].Carrier = carrier
-		s.logChanges(e.run(context.Background(), tree(in, p)), was)
+		s.logChanges(e.run(context.Background(), tree(in, p), true), was)
 	}
 	want := "link/uplink0: no carrier on uplink0: is the cable in, and the other end on?\nlink/uplink0: ok again (02:77:00:00:00:01 up, carrier)\n"
 	if buf.String() != want {
@@ -315,5 +315,34 @@ func TestNetwork(t *testing.T) {
 	closed.Close()
 	if _, err := (network{}).query(ctx, netip.MustParseAddrPort(closed.LocalAddr().String())); err == nil {
 		t.Errorf("nobody listening: no error")
+	}
+}
+
+// TestQuickRounds: between fresh rounds a change shows at once and the
+// probes repeat their verdicts without asking the network, except one
+// that has not run since its dependency came back.
+func TestQuickRounds(t *testing.T) {
+	in, p := working(), answering()
+	var e evaluator
+	ctx := context.Background()
+	e.run(ctx, tree(in, p), true)
+	if len(p.asked) != 3 {
+		t.Fatalf("a fresh round asked %v, want the 3 probes", p.asked)
+	}
+	p.pings[gw4] = false // a failure only a fresh round sees
+	if got := e.run(ctx, tree(in, p), false); !got[0].OK || len(p.asked) != 3 {
+		t.Errorf("a quick round asked %v or failed: %s", p.asked, flat(got))
+	}
+	in.links[0].Carrier = false
+	if got := e.run(ctx, tree(in, p), false); got[0].Error == "" || len(p.asked) != 3 {
+		t.Errorf("carrier lost: asked %v, tree:\n%s", p.asked, flat(got))
+	}
+	in.links[0].Carrier = true
+	got := e.run(ctx, tree(in, p), false)
+	if len(p.asked) != 6 {
+		t.Errorf("back from a failed dependency the probes asked %v, want 3 more", p.asked)
+	}
+	if c := got[0].Children[0].Children[0]; c.Error == "" {
+		t.Errorf("the gateway, asked again: %+v, want its failure", c)
 	}
 }

@@ -18,8 +18,13 @@ type node struct {
 	// more for probes across the network, where one lost packet is no
 	// news and must not flap the router's health.
 	failAfter int
-	test      func(ctx context.Context) result
-	children  []node
+	// probe marks a check that asks the network (a ping, a DNS query):
+	// it runs on the evaluator's fresh rounds, and otherwise repeats
+	// its last verdict, so that a change of a link or a lease shows in
+	// the tree at once without waiting for the network.
+	probe    bool
+	test     func(ctx context.Context) result
+	children []node
 }
 
 // result is one run of a check: err nil when it passed, with what it saw
@@ -45,18 +50,22 @@ type memory struct {
 	ok    bool   // what was reported last time
 	fails int    // failures in a row
 	last  result // the last pass, reported while a failure is tolerated
+	// shown is what was reported last time, without children: what a
+	// probe repeats between fresh rounds.
+	shown state.HealthCheck
 }
 
 // run runs nodes and their children, in order, and returns the tree as
-// /health.json shows it.
-func (e *evaluator) run(ctx context.Context, nodes []node) []state.HealthCheck {
+// /health.json shows it. fresh runs the probes too; otherwise a probe
+// that has run since its dependency last failed repeats its verdict.
+func (e *evaluator) run(ctx context.Context, nodes []node, fresh bool) []state.HealthCheck {
 	if e.memory == nil {
 		e.memory = map[string]*memory{}
 	}
 	ran := map[string]bool{}
 	out := make([]state.HealthCheck, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, e.eval(ctx, n, "", "", ran))
+		out = append(out, e.eval(ctx, n, "", "", fresh, ran))
 	}
 	// A check that did not run (its dependency failed, or it is gone,
 	// as the IPv6 gateway is with the route) starts over next time: it
@@ -71,7 +80,7 @@ func (e *evaluator) run(ctx context.Context, nodes []node) []state.HealthCheck {
 
 // eval runs n, whose parent is at path parent, unless the check at path
 // failed (not empty) failed: then n and its children only say so.
-func (e *evaluator) eval(ctx context.Context, n node, parent, failed string, ran map[string]bool) state.HealthCheck {
+func (e *evaluator) eval(ctx context.Context, n node, parent, failed string, fresh bool, ran map[string]bool) state.HealthCheck {
 	path := n.name
 	if parent != "" {
 		path = parent + "/" + n.name
@@ -81,37 +90,46 @@ func (e *evaluator) eval(ctx context.Context, n node, parent, failed string, ran
 		c.Error = "dependency " + failed + " failed"
 	} else {
 		ran[path] = true
-		m := e.memory[path]
-		if m == nil {
-			m = &memory{}
-			e.memory[path] = m
-		}
-		r := n.test(ctx)
-		switch {
-		case r.err == nil:
-			*m = memory{ok: true, last: r}
-			c.OK, c.Summary, c.Notice = true, r.summary, r.notice
-		case m.ok && m.fails+1 < max(n.failAfter, 1):
-			// Tolerated: reported as passing, with the failure as a
-			// notice, until it happens failAfter times in a row.
-			m.fails++
-			c.OK, c.Summary = true, m.last.summary
-			c.Notice = fmt.Sprintf("%v (failed %d time(s) in a row; it fails after %d)", r.err, m.fails, n.failAfter)
-		default:
-			m.ok = false
-			m.fails++
-			c.Error = r.err.Error()
+		if m := e.memory[path]; m != nil && n.probe && !fresh {
+			c = m.shown
+		} else {
+			if m == nil {
+				m = &memory{}
+				e.memory[path] = m
+			}
+			e.test(ctx, n, m, &c)
+			m.shown = c
 		}
 		if !c.OK {
 			failed = path
 		}
 	}
 	for _, child := range n.children {
-		cc := e.eval(ctx, child, path, failed, ran)
+		cc := e.eval(ctx, child, path, failed, fresh, ran)
 		if !cc.OK {
 			c.OK = false
 		}
 		c.Children = append(c.Children, cc)
 	}
 	return c
+}
+
+// test runs n's test and reports it in c, with hysteresis from m.
+func (e *evaluator) test(ctx context.Context, n node, m *memory, c *state.HealthCheck) {
+	r := n.test(ctx)
+	switch {
+	case r.err == nil:
+		*m = memory{ok: true, last: r}
+		c.OK, c.Summary, c.Notice = true, r.summary, r.notice
+	case m.ok && m.fails+1 < max(n.failAfter, 1):
+		// Tolerated: reported as passing, with the failure as a
+		// notice, until it happens failAfter times in a row.
+		m.fails++
+		c.OK, c.Summary = true, m.last.summary
+		c.Notice = fmt.Sprintf("%v (failed %d time(s) in a row; it fails after %d)", r.err, m.fails, n.failAfter)
+	default:
+		m.ok = false
+		m.fails++
+		c.Error = r.err.Error()
+	}
 }
