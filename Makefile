@@ -26,7 +26,7 @@ PERM_DIR ?=
 
 export CGO_ENABLED := 0
 
-.PHONY: all homerouter deps test lint lab bench clean kernel image pxe disk demo oui
+.PHONY: all homerouter deps test lint lab bench clean kernel image test-images update pxe disk demo oui
 
 all: homerouter
 
@@ -55,7 +55,7 @@ deps:
 
 # test prints one line per test, so the log shows that the lab tests ran
 # rather than skipped; on failure it prints everything the tests said.
-test: deps image pxe
+test: deps image pxe test-images
 	$(GO) vet ./...
 	@mkdir -p build
 	@echo "go test -v -count=1 -timeout 20m ./... (the benchmarks only in make bench; full log: build/test.log)"
@@ -78,12 +78,43 @@ lint:
 kernel: deps
 	@sh initramfs/kernel.sh build
 
-# image writes build/vmlinuz and build/initramfs.cpio.gz: the router as
-# /init with the kernel modules it may need.
+# image writes build/vmlinuz and $(INITRAMFS): the router as /init with
+# the kernel modules it may need. VERSION=v stamps its version. FAULT
+# builds a test image for the update's rollback, never one for a router:
+# FAULT=unhealthy a router that runs but never reports healthy, FAULT=hang
+# an /init that hangs.
+INITRAMFS ?= build/initramfs.cpio.gz
+INIT_BIN  ?= build/homerouter
+FAULT     ?=
 image: kernel
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/homerouter .
-	$(GO) run ./initramfs -init build/homerouter -modules build/kernel/lib/modules/$$(cat build/kernel/VERSION) -o build/initramfs.cpio.gz
+	@case "$(FAULT)" in ""|unhealthy|hang) ;; *) echo "FAULT=$(FAULT): want unhealthy or hang"; exit 2;; esac
+	@mkdir -p $(dir $(INITRAMFS))
+ifeq ($(FAULT),hang)
+	$(GO) build -trimpath -o build/init-hang ./internal/lab/cmd/hang
+	$(GO) run ./initramfs -init build/init-hang -modules build/kernel/lib/modules/$$(cat build/kernel/VERSION) -o $(INITRAMFS)
+else ifeq ($(FAULT),unhealthy)
+	$(GO) build -trimpath -tags fault_unhealthy -ldflags '$(LDFLAGS)' -o build/init-unhealthy .
+	$(GO) run ./initramfs -init build/init-unhealthy -modules build/kernel/lib/modules/$$(cat build/kernel/VERSION) -o $(INITRAMFS)
+else
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(INIT_BIN) .
+	$(GO) run ./initramfs -init $(INIT_BIN) -modules build/kernel/lib/modules/$$(cat build/kernel/VERSION) -o $(INITRAMFS)
+endif
 	cp build/kernel/boot/vmlinuz-$$(cat build/kernel/VERSION) build/vmlinuz
+
+# test-images writes the images the update's image test switches to:
+# the same router with another version, and the two faults.
+test-images: image
+	$(MAKE) image VERSION=$(VERSION)-next INITRAMFS=build/test-images/next.cpio.gz INIT_BIN=build/init-next
+	$(MAKE) image FAULT=unhealthy VERSION=$(VERSION)-unhealthy INITRAMFS=build/test-images/unhealthy.cpio.gz
+	$(MAKE) image FAULT=hang INITRAMFS=build/test-images/hang.cpio.gz
+
+# update installs build/vmlinuz and build/initramfs.cpio.gz on the router
+# at ROUTER (default 192.168.42.1), with its password from
+# $$HOMEROUTER_PASSWORD or PASSWORD_FILE.
+ROUTER        ?= 192.168.42.1
+PASSWORD_FILE ?=
+update: image
+	$(GO) run . update -router $(ROUTER) -kernel build/vmlinuz -initramfs $(INITRAMFS) $(if $(PASSWORD_FILE),-password-file $(PASSWORD_FILE))
 
 # pxe writes build/pxe/: an iPXE script, the kernel and the initramfs, for
 # a TFTP or HTTP server.

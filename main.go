@@ -36,6 +36,11 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version string
 
+// buildFault is set only by the fault_*.go files of the test images
+// (make image FAULT=...): a problem the router reports for as long as it
+// runs. It is empty in every other build.
+var buildFault string
+
 const usage = `homerouter: a home internet router
 
 Usage:
@@ -266,6 +271,9 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	mainLog.Printf("%s starting, perm %s", versionString(), dir)
 	st := state.NewStore(dir)
 	st.Router.Publish(state.RouterInfo{Version: versionString(), Hostname: hostname(), Started: time.Now()})
+	if buildFault != "" {
+		st.ReportProblem("fault", errors.New(buildFault))
+	}
 
 	var endpoints []services.Endpoint
 	if sys != nil {

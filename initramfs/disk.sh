@@ -6,11 +6,13 @@
 # PERM_DIR's files when given (empty: the first boot writes the default
 # interfaces.json). Nothing is mounted: mtools and mke2fs -d write the
 # filesystems as files, so no loop device or root mount is needed.
-# Write the image to the router's SSD with dd; see README.md.
+# Write the image to the router's SSD with dd; see README.md. APPEND
+# replaces the kernel command line.
 set -eu
 out=$1 kernel=$2 initrd=$3 perm=${4:-}
 boot_mb=${BOOT_MB:-256}
 perm_mb=${PERM_MB:-256}
+append=${APPEND:-console=tty0 console=ttyS0,115200 panic=10}
 syslinux_dir=/usr/lib/syslinux
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp" "$out.tmp"' EXIT
@@ -22,7 +24,7 @@ SERIAL 0 115200
 LABEL homerouter
   LINUX /vmlinuz
   INITRD /initramfs.cpio.gz
-  APPEND console=tty0 console=ttyS0,115200 panic=10
+  APPEND $append
 CFG
 # FAT16 (type e below), with the partition's offset as hidden sectors,
 # which the boot sector needs to find itself.
