@@ -38,6 +38,19 @@ type System struct {
 	// (a module the firewall needs, the first-boot file); main reports
 	// them on /health.json.
 	Problems []string
+	// Watchdog describes the hardware watchdog PID 1 keeps armed
+	// ("i6300esb, timeout 1m0s"), "" when there is none (see
+	// armWatchdog).
+	Watchdog string
+	// WatchdogNotice, when not empty, says what a person should know
+	// about the watchdog: that there is none, so a hung image needs a
+	// power cycle, or that it reset the router before this boot. Like
+	// Notice, main shows it on /health.json without making the router
+	// unhealthy.
+	WatchdogNotice string
+	// WatchdogReset is true when the watchdog's driver says it reset
+	// the box before this boot: the boot before this one hung.
+	WatchdogReset bool
 	// Log writes to the consoles and to Ring.
 	Log io.Writer
 	// Ring holds the log since boot, for the status page.
@@ -51,6 +64,15 @@ type System struct {
 	// fake in tests, which must not load anything into the host.
 	kexecLoad func(kernel, initramfs, cmdline string) error
 	loadMu    sync.Mutex // one kexec load at a time
+
+	// openWatchdog opens the hardware watchdog at watchdogDev, which
+	// sysfs, mounted on watchdogSys, describes: openHardwareWatchdog, a
+	// fake in tests, which must not touch the host's watchdog. watchdog
+	// is the one armed, nil without one.
+	openWatchdog func(dev string) (watchdogDevice, error)
+	watchdogDev  string
+	watchdogSys  string
+	watchdog     *runningWatchdog
 
 	// requestMu guards the platform request (see Request): the action
 	// Shutdown takes, "" until one is accepted, why it stopped the
@@ -68,7 +90,10 @@ const ringSize = 1 << 20
 // /dev/console) and the ring, before Boot has done anything: whatever
 // happens next can be logged.
 func NewSystem() *System {
-	s := &System{Ring: NewRing(ringSize), consoles: &consoles{}, kexecLoad: kexecFileLoad}
+	s := &System{
+		Ring: NewRing(ringSize), consoles: &consoles{}, kexecLoad: kexecFileLoad,
+		openWatchdog: openHardwareWatchdog, watchdogDev: watchdogDev, watchdogSys: "/sys",
+	}
 	s.consoles.fallback = os.Stderr
 	s.Log = io.MultiWriter(s.consoles, s.Ring)
 	s.logger = log.New(s.Log, "platform: ", log.LstdFlags|log.Lmsgprefix)
@@ -86,9 +111,9 @@ func (s *System) problem(format string, args ...any) {
 // Boot does what PID 1 must before the router's services can run:
 // mount the kernel's filesystems, open the consoles, bring up loopback,
 // load the kernel modules for the hardware found (coldplug) and for the
-// firewall, mount /perm, write the first-boot interfaces.json, set the
-// hostname and start reaping orphans. An error means the router cannot
-// run; the caller logs it and reboots.
+// firewall, arm the hardware watchdog, mount /perm, write the first-boot
+// interfaces.json, set the hostname and start reaping orphans. An error
+// means the router cannot run; the caller logs it and reboots.
 //
 // The caller must already handle SIGINT, SIGTERM and SIGHUP (see
 // Signals): for PID 1, a signal Go does not expect ends the process, and
@@ -129,12 +154,16 @@ func (s *System) Boot() error {
 		s.problem("loopback: %v", err)
 	}
 
+	wdTimeout := s.watchdogTimeout(cmdlineParam(string(cmdline), WatchdogParam))
 	start := time.Now()
-	if loaded, err := s.loadModules(); err != nil {
+	if loaded, err := s.loadModules(wdTimeout); err != nil {
 		s.problem("modules: %v", err)
 	} else {
 		s.logger.Printf("modules: loaded %d in %v: %s", len(loaded), time.Since(start).Round(time.Millisecond), strings.Join(loaded, " "))
 	}
+	// As soon as coldplug has loaded its driver: the time from there
+	// to the open is the only part of a boot no watchdog covers.
+	s.armWatchdog(wdTimeout)
 
 	s.watchPowerButton("/sys/class/input")
 	s.mountPerm(cmdlineParam(string(cmdline), "homerouter.perm"))
@@ -172,15 +201,26 @@ func mountKernelFilesystems() error {
 // asks for it only by alias ("crypto-crc32c") and fails the mount or the
 // module's init when it is missing. A module of those that fails to load
 // is a boot problem; a coldplugged one is only logged (a driver that
-// finds no device it supports, say).
-func (s *System) loadModules() ([]string, error) {
+// finds no device it supports, say). Before coldplug, unless the
+// watchdog is off (wdTimeout 0), it loads the watchdog core with the
+// parameters of the hand-over across kexec (watchdogCoreParams): a
+// watchdog driver coldplug loads would otherwise load it without them.
+func (s *System) loadModules(wdTimeout time.Duration) ([]string, error) {
 	prober, aliases, err := modprobeTables(kmodule.ProbeOpts{})
 	if err != nil {
 		return nil, err
 	}
+	var loaded []string
+	if wdTimeout > 0 {
+		if err := prober.Probe(watchdogCore, watchdogCoreParams(wdTimeout)); err != nil {
+			s.logger.Printf("watchdog: %s: %v", watchdogCore, err)
+		} else {
+			loaded = append(loaded, watchdogCore)
+		}
+	}
 	load := func(m string) error { return prober.Probe(m, "") }
 	s.coldplug = &Coldplug{SysDevices: "/sys/devices", Aliases: aliases, Load: load, Logf: s.logger.Printf}
-	loaded := s.coldplug.Run(200 * time.Millisecond)
+	loaded = append(loaded, s.coldplug.Run(200*time.Millisecond)...)
 	for _, m := range NamedModules() {
 		if err := load(m); err != nil {
 			s.problem("modules: %s: %v", m, err)
@@ -385,7 +425,10 @@ func (s *System) setHostname() {
 // (Action says which): it flushes and unmounts /perm, then reboots,
 // powers off, or jumps into the kernel that Request loaded for a kexec.
 // A kexec that fails falls back to a reboot: a router that stays down
-// is worse than one that comes back on its old image. It never returns.
+// is worse than one that comes back on its old image. The hardware
+// watchdog stays armed across a kexec, for the next PID 1 to take over,
+// and is disarmed before a reboot or power-off (see handOver and
+// disarm). It never returns.
 func (s *System) Shutdown(action state.PlatformAction) {
 	unix.Sync()
 	if s.PermDevice != "" {
@@ -400,12 +443,14 @@ func (s *System) Shutdown(action state.PlatformAction) {
 	}
 	unix.Sync()
 	if action == state.Kexec {
+		s.watchdog.handOver()
 		s.logger.Printf("kexec: jumping into the loaded kernel")
 		s.consoles.drain(2 * time.Second)
 		// Returns only when the kernel refuses (no image loaded, say).
 		err := unix.Reboot(unix.LINUX_REBOOT_CMD_KEXEC)
 		s.logger.Printf("kexec: %v; rebooting instead", err)
 	}
+	s.watchdog.disarm()
 	cmd, what := unix.LINUX_REBOOT_CMD_RESTART, "rebooting"
 	if action == state.PowerOff {
 		cmd, what = unix.LINUX_REBOOT_CMD_POWER_OFF, "powering off"

@@ -41,6 +41,14 @@ type VMOptions struct {
 	LANTap string
 	// Memory in MiB; 0 means 512.
 	Memory int
+	// Reboot lets the guest reboot: a reboot, or a reset by a watchdog
+	// device, restarts the VM (firmware, then the kernel given or the
+	// disk) as it would a real box. Without it QEMU exits instead
+	// (-no-reboot), which is how the tests see a clean reboot end.
+	Reboot bool
+	// QEMUArgs are added to QEMU's command line as they are, after the
+	// rest: devices nothing above describes ("-device", "i6300esb").
+	QEMUArgs []string
 }
 
 // VM is a running QEMU guest.
@@ -77,9 +85,12 @@ func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
 	l.mu.Unlock()
 	args := []string{
 		"-m", fmt.Sprint(mem), "-nodefaults", "-no-user-config", "-display", "none",
-		"-serial", "stdio", "-no-reboot",
+		"-serial", "stdio",
 		"-monitor", "unix:" + monitor + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
+	}
+	if !opt.Reboot {
+		args = append(args, "-no-reboot")
 	}
 	if opt.Kernel != "" {
 		args = append(args, "-kernel", opt.Kernel, "-initrd", opt.Initrd, "-append", opt.Append)
@@ -114,11 +125,23 @@ func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
 			"-netdev", "tap,id=lan,ifname="+opt.LANTap+",script=no,downscript=no",
 			"-device", "e1000e,netdev=lan,mac="+VMLANMAC+",romfile=")
 	}
+	args = append(args, opt.QEMUArgs...)
 	p, err := l.Start(n, "qemu-system-x86_64", args...)
 	if err != nil {
 		return nil, err
 	}
 	return &VM{Process: p, monitor: monitor}, nil
+}
+
+// kernelBanner starts the first line a Linux kernel prints.
+const kernelBanner = "Linux version "
+
+// Boots counts the kernels that started on the console so far: 1 after
+// power-on, and one more for each kexec, and, with VMOptions.Reboot, each
+// reboot or watchdog reset. It needs the kernel's messages on the serial
+// console (console=ttyS0, without quiet).
+func (vm *VM) Boots() int {
+	return strings.Count(vm.Output(), kernelBanner)
 }
 
 // Monitor sends one command to QEMU's human monitor.
