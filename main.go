@@ -283,6 +283,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		if sys.Notice != "" {
 			st.ReportNotice("perm", sys.Notice)
 		}
+		st.ReportNotice("watchdog", sys.WatchdogNotice)
 		if len(sys.Problems) > 0 {
 			st.ReportProblem("platform", errors.New(strings.Join(sys.Problems, "; ")))
 		}

@@ -78,6 +78,10 @@ var moduleSet = []string{
 	"kernel/drivers/watchdog/i6300esb.ko",
 	"kernel/drivers/watchdog/sp5100_tco.ko",
 	"kernel/drivers/watchdog/iTCO_wdt.ko",
+	// ... whose Intel TCO device only appears once the LPC bridge's or
+	// the SMBus controller's driver has loaded.
+	"kernel/drivers/mfd/lpc_ich.ko",
+	"kernel/drivers/i2c/busses/i2c-i801.ko",
 	// The power button (ACPI) and input event devices, for a clean
 	// power-off when it is pressed.
 	"kernel/drivers/acpi/button.ko",
