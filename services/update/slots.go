@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -197,23 +199,38 @@ func (s slots) fromBoot(bootDir, slot, cmdline string) error {
 }
 
 // toBoot installs slot's image on the boot partition, so that a cold
-// boot runs it: each file is written beside the old one and renamed over
-// it, and checked against the slot's sums first.
+// boot runs it: both files are written beside the old ones and checked
+// against the slot's sums first, then renamed over them, and the
+// filesystem is synced before the commit is recorded: a reset right
+// after must find the new image whole (a FAT directory cannot be
+// fsynced, so only syncfs makes the renames durable). A power cut
+// between the two renames would leave a mixed pair; writing the pair
+// under new names and switching syslinux.cfg would close that window.
 func (s slots) toBoot(slot, bootDir string) error {
 	if err := s.verify(slot); err != nil {
 		return err
 	}
 	for _, f := range imageFiles {
-		tmp := filepath.Join(bootDir, f+".new")
-		if _, err := copyFile(s.path(slot, f), tmp); err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		if err := os.Rename(tmp, filepath.Join(bootDir, f)); err != nil {
+		if _, err := copyFile(s.path(slot, f), filepath.Join(bootDir, f+".new")); err != nil {
 			return err
 		}
 	}
-	return syncDir(bootDir)
+	for _, f := range imageFiles {
+		if err := os.Rename(filepath.Join(bootDir, f+".new"), filepath.Join(bootDir, f)); err != nil {
+			return err
+		}
+	}
+	return syncFS(bootDir)
+}
+
+// syncFS writes everything of the filesystem holding dir to its disk.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
 }
 
 // copyFile copies src to dst, synced, and returns its SHA-256.

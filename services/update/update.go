@@ -73,12 +73,13 @@ func (b Boot) trial() string {
 	return ""
 }
 
-// withoutTrial is cmdline without TrialParam: what a slot keeps, and what
-// a rollback boots with.
+// withoutTrial is cmdline without TrialParam and without the words a
+// boot loader adds for itself (syslinux's BOOT_IMAGE= and initrd=): what
+// a slot keeps, and what a rollback boots with.
 func withoutTrial(cmdline string) string {
 	var out []string
 	for _, f := range strings.Fields(cmdline) {
-		if !strings.HasPrefix(f, TrialParam+"=") {
+		if !strings.HasPrefix(f, TrialParam+"=") && !strings.HasPrefix(f, "BOOT_IMAGE=") && !strings.HasPrefix(f, "initrd=") {
 			out = append(out, f)
 		}
 	}

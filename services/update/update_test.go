@@ -122,7 +122,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // TestFirstBootFromDisk: the image on the boot partition becomes slot a.
 func TestFirstBootFromDisk(t *testing.T) {
 	boot := bootDir(t, "A")
-	s, _, dir := newTestService(t, Boot{Cmdline: "console=ttyS0 panic=10", BootDir: boot})
+	s, _, dir := newTestService(t, Boot{Cmdline: "BOOT_IMAGE=/vmlinuz console=ttyS0 panic=10 initrd=/initramfs.cpio.gz", BootDir: boot})
 	stop := run(t, s)
 	waitFor(t, "slot a", func() bool { return s.st.Update.Value().Slot == "a" })
 	stop()
