@@ -180,6 +180,9 @@ func TestImageUpdate(t *testing.T) {
 		if _, slot := healthy("the next version after a cold boot", next); slot != "b" {
 			t.Errorf("after a cold boot the router runs slot %q, want b", slot)
 		}
+		if out, err := r.LAN.Run(ctx, bin, "version", "-router", imageRouterLAN); err != nil || !strings.Contains(out, "router "+imageRouterLAN+": homerouter "+next+", slot b") {
+			t.Errorf("homerouter version -router: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("to an unhealthy image: back by itself", func(t *testing.T) {

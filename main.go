@@ -48,7 +48,7 @@ Usage:
   homerouter check -perm DIR              validate the config files in DIR, one line per problem
   homerouter update -router ADDR -kernel FILE -initramfs FILE
                                           install a new image on the router, from a workstation
-  homerouter version                      print the version
+  homerouter version [-router ADDR]       print the version (and the router's, and the slot it runs)
   homerouter help                         print this
 
 run logs to stderr and obeys SIGHUP (re-read the config files; a bad file is
@@ -95,8 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "update":
 		return updateRouter(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "homerouter", versionString())
-		return nil
+		return printVersion(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -127,6 +126,33 @@ func permFlags(name string, args []string, stderr io.Writer, extra func(*flag.Fl
 		return "", fmt.Errorf("%s: -perm %s is not a directory", name, *perm)
 	}
 	return *perm, nil
+}
+
+// printVersion is `homerouter version`: this binary's, and with -router
+// the version and update slot a router runs.
+func printVersion(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("homerouter version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	router := fs.String("router", "", "also ask the router at `address` (host or host:port)")
+	if err := fs.Parse(args); err != nil {
+		return errReported
+	}
+	fmt.Fprintln(stdout, "homerouter", versionString())
+	if *router == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := (&update.Client{Router: *router}).Status(ctx)
+	if err != nil {
+		return fmt.Errorf("version: %w", err)
+	}
+	slot := s.Slot
+	if slot == "" {
+		slot = "none (booted over the network, or run)"
+	}
+	fmt.Fprintf(stdout, "router %s: homerouter %s, slot %s\n", *router, s.Version, slot)
+	return nil
 }
 
 // updateRouter is `homerouter update`: it uploads an image to a router,

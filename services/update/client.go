@@ -109,7 +109,9 @@ func (c *Client) health(ctx context.Context, timeout time.Duration) (services.He
 	return h, code, nil
 }
 
-func (c *Client) status(ctx context.Context) (Status, error) {
+// Status asks the router for GET /update/status: the version and slot it
+// runs, and its update state.
+func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
 	code, b, err := c.get(ctx, "/update/status", false, pollTimeout)
 	if err != nil {
@@ -329,7 +331,7 @@ func (c *Client) wait(ctx context.Context, slot string) (Result, error) {
 		if !wentDown {
 			continue // not gone yet
 		}
-		s, err := c.status(ctx)
+		s, err := c.Status(ctx)
 		if err != nil {
 			continue
 		}
