@@ -107,12 +107,12 @@ func TestImageUpdate(t *testing.T) {
 		t.Logf("%s: after %v, version %s, slot %q", what, time.Since(start).Round(100*time.Millisecond), version, slot)
 		return version, slot
 	}
-	// updateTo runs `homerouter update` from the LAN; its output and
-	// whether it committed.
-	updateTo := func(initramfs string, extra ...string) (string, bool) {
+	// updateTo runs `homerouter update` from the LAN with the trial's
+	// deadline; its output and whether it committed.
+	updateTo := func(initramfs, deadline string) (string, bool) {
 		t.Helper()
-		args := append([]string{"update", "-router", imageRouterLAN, "-kernel", imageKernel, "-initramfs", initramfs,
-			"-password", updatePassword, "-backup", "", "-deadline", "40s"}, extra...)
+		args := []string{"update", "-router", imageRouterLAN, "-kernel", imageKernel, "-initramfs", initramfs,
+			"-password", updatePassword, "-backup", "", "-deadline", deadline}
 		out, err := r.LAN.Run(ctx, bin, args...)
 		t.Logf("homerouter update -initramfs %s: %v\n%s", initramfs, err, out)
 		return out, err == nil
@@ -151,7 +151,7 @@ func TestImageUpdate(t *testing.T) {
 		if err := ping.Start(); err != nil {
 			t.Fatal(err)
 		}
-		out, ok := updateTo(imageNext)
+		out, ok := updateTo(imageNext, "60s")
 		ping.Process.Kill()
 		ping.Wait()
 		if !ok || !strings.Contains(out, "updated: the router runs version "+next+" (slot b), committed") {
@@ -186,19 +186,19 @@ func TestImageUpdate(t *testing.T) {
 	})
 
 	t.Run("to an unhealthy image: back by itself", func(t *testing.T) {
-		out, ok := updateTo(imageUnhealthy)
-		if ok || !strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again") || !strings.Contains(out, "not healthy within 40s") {
-			t.Errorf("want a rollback to %s:\n%s", next, out)
+		out, ok := updateTo(imageUnhealthy, "15s")
+		if ok || !strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again") || !strings.Contains(out, "not healthy within 15s") {
+			t.Errorf("want a rollback to %s:\n%s\nconsole:\n%s", next, out, r.vm.Output())
 		}
 		healthy("back on the committed version", next)
 	})
 
 	t.Run("to an image that hangs: the watchdog resets the box", func(t *testing.T) {
 		boots := r.vm.Boots()
-		out, ok := updateTo(imageHang)
+		out, ok := updateTo(imageHang, "60s")
 		if ok || !strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again") ||
 			!strings.Contains(out, "the trial of slot a failed: the router restarted before it was healthy") {
-			t.Errorf("want the hung trial reset and recorded:\n%s", out)
+			t.Errorf("want the hung trial reset and recorded:\n%s\nconsole:\n%s", out, r.vm.Output())
 		}
 		consoleHas(t, r.vm, `hang: this test image hangs on purpose`)
 		// The kexec into the hanging image, then the watchdog's reset.
