@@ -284,8 +284,12 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	// The log since start, in memory, for /log and the status page: PID
 	// 1's ring, or one of its own under run.
 	var ring *platform.Ring
+	// console is the log without the ring: for the password, which /log
+	// would show to everyone on the LAN.
+	console := logw
 	if sys != nil {
 		ring = sys.Ring
+		console = sys.Console()
 	} else {
 		ring = platform.NewRing(logRingSize)
 		logw = io.MultiWriter(logw, ring)
@@ -368,7 +372,9 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	if pw, created, err := state.EnsurePassword(dir); err != nil {
 		mainLog.Printf("password: %v (the endpoints that need it refuse everyone)", err)
 	} else if created {
-		mainLog.Printf("the router's password, for updates and backups, is %s (it is in %s)", pw, filepath.Join(dir, state.PasswordFile))
+		// On the console only: never in the log that /log serves.
+		log.New(console, "homerouter: ", log.LstdFlags|log.Lmsgprefix).Printf("the router's password, for updates and backups, is %s (it is in %s; it is not in /log)", pw, filepath.Join(dir, state.PasswordFile))
+		mainLog.Printf("made the router's password, in %s (shown on the console, not here)", filepath.Join(dir, state.PasswordFile))
 	}
 	web, err := httpd.New(st, logger("httpd"), httpd.Options{
 		Addr:     httpAddr,

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/homerouter/homerouter/internal/lab"
+	"github.com/homerouter/homerouter/state"
 )
 
 func TestMain(m *testing.M) { lab.Main(m) }
@@ -233,6 +234,18 @@ func TestRouterLab(t *testing.T) {
 		log, err := h.LAN.HTTPGet(ctx, "http://192.168.42.1/log", 10*time.Second)
 		if err != nil || !strings.Contains(log, "netconfig: lan0: renamed from lan") {
 			t.Errorf("GET /log: %v\n%s", err, log)
+		}
+		// The password made at the first start is on the console
+		// (stderr under run) and nowhere a LAN client can read it.
+		pw, err := state.ReadPassword(perm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(h.RouterProc.Output(), "password, for updates and backups, is "+pw) {
+			t.Errorf("the password is not on the console")
+		}
+		if strings.Contains(log, pw) || strings.Contains(out, pw) {
+			t.Errorf("the password is in /log or on the status page")
 		}
 	})
 

@@ -101,6 +101,11 @@ func NewSystem() *System {
 	return s
 }
 
+// Console writes to the consoles only, not to Ring: for what must not
+// be served on the LAN by /log and the status page, such as the router's
+// password at its first boot.
+func (s *System) Console() io.Writer { return s.consoles }
+
 // problem logs a failed boot step and keeps it for /health.json.
 func (s *System) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)

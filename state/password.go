@@ -28,10 +28,15 @@ func EnsurePassword(dir string) (pw string, created bool, err error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return pw, false, err
 	}
-	b := make([]byte, 20)
-	rand.Read(b) // never fails (crypto/rand)
-	for i := range b {
-		b[i] = passwordAlphabet[int(b[i])%len(passwordAlphabet)]
+	// Random bytes below the largest multiple of the alphabet's size,
+	// so that every character is equally likely.
+	limit := byte(256 / len(passwordAlphabet) * len(passwordAlphabet))
+	b := make([]byte, 0, 20)
+	for one := make([]byte, 1); len(b) < cap(b); {
+		rand.Read(one) // never fails (crypto/rand)
+		if one[0] < limit {
+			b = append(b, passwordAlphabet[int(one[0])%len(passwordAlphabet)])
+		}
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, PasswordFile), append(b, '\n'), 0o600); err != nil {
 		return "", false, fmt.Errorf("make the password: %w", err)

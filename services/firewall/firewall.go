@@ -552,7 +552,6 @@ func (s *Service) countTraffic() {
 		}
 		s.trafficNotice = notice
 	}
-	s.st.ReportNotice(trafficKey, s.trafficNotice)
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -565,7 +564,14 @@ func (s *Service) countTraffic() {
 		}
 		s.trafficErr = msg
 	}
-	s.st.ReportProblem(trafficKey, err)
+	// A notice, not a problem, even when the counters cannot be read:
+	// the internet works without them, and an unhealthy router would
+	// roll back an update.
+	notice := s.trafficNotice
+	if err != nil {
+		notice = strings.TrimPrefix(notice+"; per-device traffic not counted: "+msg, "; ")
+	}
+	s.st.ReportNotice(trafficKey, notice)
 	if err == nil && !tr.Sampled.IsZero() {
 		s.st.Traffic.Publish(tr)
 	}
