@@ -289,9 +289,17 @@ func TestNetwork(t *testing.T) {
 			t.Errorf("ping %s: %v, %v", a, rtt, err)
 		}
 	}
-	// Out of lo, to an address nobody has: only the timeout ends it.
-	if _, err := (network{}).ping(ctx, "lo", netip.MustParseAddr("10.255.255.1")); err == nil {
-		t.Errorf("ping of an address nobody has: no error")
+	// Out of lo, to an address nobody has: only the timeout ends it,
+	// or the router stopping, at once.
+	start := time.Now()
+	if _, err := (network{}).ping(ctx, "lo", netip.MustParseAddr("10.255.255.1")); err == nil || !strings.Contains(err.Error(), "no reply within") || time.Since(start) < probeTimeout {
+		t.Errorf("ping of an address nobody has: %v after %v", err, time.Since(start))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	if _, err := (network{}).ping(cctx, "lo", netip.MustParseAddr("10.255.255.1")); !errors.Is(err, context.Canceled) || time.Since(start) > time.Second {
+		t.Errorf("ping cancelled after 100ms: %v after %v", err, time.Since(start))
 	}
 
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -45,6 +45,10 @@ func (network) ping(ctx context.Context, ifname string, dst netip.Addr) (time.Du
 	defer c.Close()
 	deadline, _ := ctx.Deadline()
 	c.SetDeadline(deadline)
+	// The router stopping ends the wait at once, not at the deadline: a
+	// kexec waits for the services.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 
 	id, seq := rand.N(0x10000), 1
 	// The kernel fills in an ICMPv6 checksum (a raw ICMPv6 socket has
@@ -65,7 +69,10 @@ func (network) ping(ctx context.Context, ifname string, dst netip.Addr) (time.Du
 	for {
 		n, from, err := c.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, net.ErrClosed) || isTimeout(err) {
+			switch {
+			case errors.Is(ctx.Err(), context.Canceled):
+				return 0, ctx.Err()
+			case ctx.Err() != nil || isTimeout(err):
 				return 0, fmt.Errorf("no reply within %v", probeTimeout)
 			}
 			return 0, err

@@ -31,8 +31,8 @@ type Client struct {
 	BackupDir string
 	// Log gets the progress, for a person.
 	Log io.Writer
-	// HTTP is the client to use; nil: one with a 10 s timeout for each
-	// request but the upload.
+	// HTTP is the client to use; nil: http.DefaultClient (each request
+	// but the upload has its own timeout).
 	HTTP *http.Client
 	// Poll is how often the router is asked while it switches; 0: 250 ms.
 	Poll time.Duration
@@ -73,7 +73,7 @@ func (c *Client) http() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
 	}
-	return &http.Client{}
+	return http.DefaultClient
 }
 
 // get fetches path within timeout; the error of a router that does
@@ -143,14 +143,20 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 			return Result{}, err
 		}
 	}
+	before, err := c.Status(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("the router's update status: %w", err)
+	}
 	up, err := c.upload(ctx, kernel, initramfs)
 	if err != nil {
 		return Result{}, err
 	}
 	c.logf("uploaded into slot %s; switching", up.Slot)
-	form := url.Values{"slot": {up.Slot}}
+	form := url.Values{"slot": {up.Slot}, "kernel_sha256": {up.KernelSHA256}, "initramfs_sha256": {up.InitramfsSHA256}}
+	deadline := DefaultDeadline
 	if c.Deadline > 0 {
 		form.Set("deadline", c.Deadline.String())
+		deadline = c.Deadline
 	}
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base()+"/update/switch", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -159,16 +165,24 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth("homerouter", c.Password)
 	resp, err := c.http().Do(req)
-	if err != nil {
-		return Result{}, fmt.Errorf("switch: %w", err)
+	switch {
+	case err != nil:
+		// The router may have gone into its kexec before the answer
+		// reached us: what it does next tells.
+		c.logf("the switch got no answer (%v): following the router", err)
+	default:
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return Result{}, fmt.Errorf("switch: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		c.logf("%s", strings.TrimSpace(string(b)))
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return Result{}, fmt.Errorf("switch: %d %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	c.logf("%s", strings.TrimSpace(string(b)))
-	return c.wait(ctx, up.Slot)
+	// The trial's deadline, and time for two boots (into the trial and
+	// back) and a watchdog's reset, even under emulation.
+	wctx, cancel := context.WithTimeout(ctx, deadline+5*time.Minute)
+	defer cancel()
+	return c.wait(wctx, up.Slot, before.State.TrialStarted)
 }
 
 // backup saves the router's /backup.tar.gz into BackupDir, if it has
@@ -292,56 +306,59 @@ func (p *progress) done() {
 	}
 }
 
-// wait follows the router through the switch: it goes away, comes back,
-// and its trial ends, committed or rolled back (which may take it away
-// once more). Downtime counts every poll it did not answer healthy.
-func (c *Client) wait(ctx context.Context, slot string) (Result, error) {
+// wait follows the router through the switch until its trial of slot
+// has ended: a trial newer than the one of before (the TrialStarted of
+// state.json before the switch) with no trial under way, and the router
+// running what was decided: the slot after a commit, another one (or
+// none, booted over the network) after a rollback. Health does not
+// decide it (a router whose ISP is down is unhealthy on either image);
+// it measures the downtime: every poll not answered healthy.
+func (c *Client) wait(ctx context.Context, slot string, before time.Time) (Result, error) {
 	poll := c.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
 	var res Result
 	var downSince time.Time
-	wentDown := false
+	var last string // what was last seen, for a timeout
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return res, fmt.Errorf("waiting for the router: %w", ctx.Err())
+			return res, fmt.Errorf("the router has not decided its trial of slot %s (%v); last seen: %s", slot, ctx.Err(), last)
 		case <-t.C:
 		}
 		h, code, err := c.health(ctx, pollTimeout)
 		now := time.Now()
-		if err != nil || code != http.StatusOK {
-			if downSince.IsZero() {
-				downSince = now
-				if !wentDown {
-					c.logf("the router is switching (%s)", describe(err, h))
-				}
-			}
-			wentDown = true
-			continue
-		}
-		if !downSince.IsZero() {
+		switch {
+		case (err != nil || code != http.StatusOK) && downSince.IsZero():
+			downSince = now
+			last = describe(err, h)
+			c.logf("the router is switching (%s)", last)
+		case err == nil && code == http.StatusOK && !downSince.IsZero():
 			res.Downtime += now.Sub(downSince)
 			downSince = time.Time{}
 			c.logf("the router answers again: version %s, slot %q", h.Version, h.Slot)
-		}
-		if !wentDown {
-			continue // not gone yet
 		}
 		s, err := c.Status(ctx)
 		if err != nil {
 			continue
 		}
-		// Decided, and running what was decided: the committed slot,
-		// or after a rollback the active one again.
-		if s.State.Trial == "" && s.Slot == s.State.Active {
-			res.Committed = s.State.Active == slot && strings.HasPrefix(s.State.Last, "committed")
-			res.Version, res.Slot, res.Last = s.Version, s.Slot, s.State.Last
-			return res, nil
+		last = fmt.Sprintf("version %s, slot %q, %+v", s.Version, s.Slot, s.State)
+		if s.State.Trial != "" || !s.State.TrialStarted.After(before) {
+			continue
 		}
+		committed := strings.HasPrefix(s.State.Last, "committed slot "+slot)
+		if committed != (s.Slot == slot) {
+			continue // the trial image, about to kexec back
+		}
+		if !downSince.IsZero() {
+			res.Downtime += now.Sub(downSince)
+		}
+		res.Committed = committed
+		res.Version, res.Slot, res.Last = s.Version, s.Slot, s.State.Last
+		return res, nil
 	}
 }
 

@@ -32,7 +32,7 @@ type router struct {
 func routerFor(t *testing.T, dir string, boot Boot, version string, healthyBoot bool, request func(context.Context, state.PlatformRequest) error) *router {
 	t.Helper()
 	st := state.NewStore(t.TempDir())
-	s := &Service{st: st, logger: testLogger(t), slots: slots{dir: dir}, boot: boot, request: request}
+	s := &Service{st: st, logger: testLogger(t), slots: slots{dir: dir}, boot: boot, request: request, hold: 50 * time.Millisecond}
 	st.Router.Publish(state.RouterInfo{Version: version})
 	if healthyBoot {
 		healthy(st)
@@ -58,17 +58,25 @@ func routerFor(t *testing.T, dir string, boot Boot, version string, healthyBoot 
 func TestClient(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
+		network       bool // booted over the network: no boot partition
 		healthyB      bool
+		unhealthyA    bool // the old image is unhealthy too (the ISP is down)
 		wantCommitted bool
 		wantVersion   string
 		wantLast      string
 	}{
-		{"a good image", true, true, "vB", "committed slot b, version vB"},
-		{"an unhealthy image", false, false, "vA", `rolled back from slot b to slot "a": not healthy within 200ms`},
+		{name: "a good image", healthyB: true, wantCommitted: true, wantVersion: "vB", wantLast: "committed slot b, version vB"},
+		{name: "an unhealthy image", wantVersion: "vA", wantLast: `rolled back from slot b to slot "a": not healthy within 200ms`},
+		{name: "an unhealthy image, and the ISP down", unhealthyA: true, wantVersion: "vA", wantLast: `rolled back from slot b to slot "a": not healthy within 200ms`},
+		{name: "booted over the network: a good image", network: true, healthyB: true, wantCommitted: true, wantVersion: "vB", wantLast: "committed slot a, version vB"},
+		{name: "booted over the network: an unhealthy image", network: true, wantVersion: "vA", wantLast: `rolled back from slot a to slot "": not healthy within 200ms`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "update")
 			bootPart := bootDir(t, "A")
+			if tc.network {
+				bootPart = ""
+			}
 			var current atomic.Pointer[router]
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if rt := current.Load(); rt != nil {
@@ -87,8 +95,10 @@ func TestClient(t *testing.T) {
 					old := current.Swap(nil)
 					old.stop()
 					time.Sleep(50 * time.Millisecond)
+					// A rollback's reboot (booted over the network):
+					// the network's image, vA, with its command line.
 					trial := strings.Contains(r.Cmdline, TrialParam)
-					version, ok := "vA", true
+					version, ok := "vA", !tc.unhealthyA
 					if trial {
 						version, ok = "vB", tc.healthyB
 						// A shorter deadline than the switch allows,
@@ -102,7 +112,7 @@ func TestClient(t *testing.T) {
 				return nil
 			}
 			current.Store(routerFor(t, dir, Boot{Cmdline: "console=ttyS0", BootDir: bootPart}, "vA", true, kexec))
-			waitFor(t, "slot a", func() bool { return current.Load().s.st.Update.Value().Slot == "a" })
+			waitFor(t, "the router up", func() bool { _, v := current.Load().s.st.Update.Get(); return v > 0 })
 
 			kernel, initramfs := filepath.Join(t.TempDir(), "vmlinuz"), filepath.Join(t.TempDir(), "initramfs")
 			os.WriteFile(kernel, fakeKernel("B"), 0o644)

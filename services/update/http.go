@@ -29,7 +29,9 @@ const (
 //
 //	POST /update         multipart form: kernel, initramfs (files),
 //	                     kernel_sha256, initramfs_sha256, cmdline (optional)
-//	POST /update/switch  form: slot, deadline (optional, e.g. 120s)
+//	POST /update/switch  form: slot, deadline (optional, e.g. 120s),
+//	                     kernel_sha256, initramfs_sha256 (optional: the
+//	                     slot must hold that image)
 //	GET  /update/status  JSON: the running slot and state.json
 func (s *Service) Endpoints() []services.Endpoint {
 	return []services.Endpoint{
@@ -54,9 +56,7 @@ type Uploaded struct {
 func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.st.Update.Value()
-	if st.State.Trial != "" {
-		http.Error(w, fmt.Sprintf("update: a trial of slot %s is under way: try again once it has committed or rolled back", st.State.Trial), http.StatusConflict)
+	if !s.ready(w) {
 		return
 	}
 	us, err := s.slots.load()
@@ -70,7 +70,11 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		os.RemoveAll(tmp)
 		s.logger.Printf("upload refused: %v", err)
-		http.Error(w, "update: "+err.Error(), http.StatusBadRequest)
+		code := http.StatusBadRequest
+		if errors.Is(err, errRouter) {
+			code = http.StatusInternalServerError
+		}
+		http.Error(w, "update: "+err.Error(), code)
 		return
 	}
 	if err := s.slots.replace(tmp, slot); err != nil {
@@ -82,6 +86,22 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request) {
 	s.logger.Printf("uploaded into slot %s: kernel %s, initramfs %s, command line %q", slot, u.KernelSHA256, u.InitramfsSHA256, u.Cmdline)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(u)
+}
+
+// ready says whether an upload or a switch may go ahead, and answers
+// the request when not: not before Run has recorded what this boot is,
+// and not during a trial. The caller holds mu.
+func (s *Service) ready(w http.ResponseWriter) bool {
+	st, published := s.st.Update.Get()
+	switch {
+	case published == 0:
+		http.Error(w, "update: the router is starting: try again in a moment", http.StatusServiceUnavailable)
+		return false
+	case st.State.Trial != "":
+		http.Error(w, fmt.Sprintf("update: a trial of slot %s is under way: try again once it has committed or rolled back", st.State.Trial), http.StatusConflict)
+		return false
+	}
+	return true
 }
 
 // receive writes the form's files into dir, checks them and writes the
@@ -130,6 +150,9 @@ func (s *Service) receive(r *http.Request, dir string) (Uploaded, error) {
 			case "initramfs_sha256":
 				want[initramfsFile] = strings.ToLower(v)
 			default:
+				if err := checkCmdline(v); err != nil {
+					return u, err
+				}
 				cmdline, hasCmdline = withoutTrial(v), true
 			}
 		default:
@@ -162,6 +185,23 @@ func (s *Service) receive(r *http.Request, dir string) (Uploaded, error) {
 	return Uploaded{KernelSHA256: got[kernelFile], InitramfsSHA256: got[initramfsFile], Cmdline: cmdline}, nil
 }
 
+// maxCmdline leaves room, in the kernel's 2048 bytes, for the trial flag.
+const maxCmdline = 2000
+
+// checkCmdline refuses a command line the kernel would refuse at the
+// switch, or that would swallow the trial flag (an open quote).
+func checkCmdline(c string) error {
+	if len(c) > maxCmdline {
+		return fmt.Errorf("cmdline: %d bytes, at most %d", len(c), maxCmdline)
+	}
+	for _, r := range c {
+		if r < ' ' || r > '~' || r == '"' {
+			return fmt.Errorf("cmdline: %q: printable ASCII without quotes only", r)
+		}
+	}
+	return nil
+}
+
 // truncated names what a body that ended early looks like to the
 // multipart reader.
 func truncated(err error) error {
@@ -171,28 +211,58 @@ func truncated(err error) error {
 	return fmt.Errorf("reading the form: %w", err)
 }
 
-// receiveFile writes part to path, synced, and returns its SHA-256.
+// receiveFile writes part to path, synced, and returns its SHA-256. A
+// body that ends early is the client's error; a write that fails (a full
+// /perm) is the router's, which errRouter marks.
 func receiveFile(part *multipart.Part, path string) (string, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return "", err
+		return "", routerErr(err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(part, maxImageFile+1))
+	in := &readErr{r: io.LimitReader(part, maxImageFile+1)}
+	n, err := io.Copy(io.MultiWriter(f, h), in)
 	switch {
+	case in.err != nil:
+		err = truncated(in.err)
 	case err != nil:
-		err = truncated(err)
+		err = routerErr(err)
 	case n > maxImageFile:
 		err = fmt.Errorf("larger than %d MiB", maxImageFile>>20)
 	case n == 0:
 		err = errors.New("empty")
 	default:
-		err = f.Sync()
+		err = routerErr(f.Sync())
 	}
 	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = routerErr(cerr)
 	}
 	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// readErr remembers the error of the reader, to tell it from a write's.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// errRouter marks a failure of the router's own (its disk), which is not
+// the client's: 500, not 400.
+var errRouter = errors.New("the router failed")
+
+func routerErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", errRouter, err)
 }
 
 func readField(p *multipart.Part) (string, error) {
@@ -227,6 +297,7 @@ func checkKernel(path string) error {
 func (s *Service) switchTo(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r.Body = http.MaxBytesReader(w, r.Body, maxField)
 	slot := r.FormValue("slot")
 	deadline := DefaultDeadline
 	if v := r.FormValue("deadline"); v != "" {
@@ -237,15 +308,15 @@ func (s *Service) switchTo(w http.ResponseWriter, r *http.Request) {
 		}
 		deadline = d
 	}
+	if !s.ready(w) {
+		return
+	}
 	us, err := s.slots.load()
 	if err != nil {
 		http.Error(w, "update: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	switch {
-	case s.st.Update.Value().State.Trial != "":
-		http.Error(w, "update: a trial is under way", http.StatusConflict)
-		return
 	case !validSlot(slot) || slot == us.Active:
 		http.Error(w, fmt.Sprintf("update: slot %q: switch to the slot the upload named (not the active one, %q)", slot, us.Active), http.StatusBadRequest)
 		return
@@ -253,6 +324,17 @@ func (s *Service) switchTo(w http.ResponseWriter, r *http.Request) {
 	if err := s.slots.verify(slot); err != nil {
 		http.Error(w, "update: "+err.Error(), http.StatusBadRequest)
 		return
+	}
+	// The image the client uploaded, not one another client put there
+	// since: the sums, when given, must be the slot's.
+	if b, err := os.ReadFile(s.slots.path(slot, sumsFile)); err == nil {
+		have, _ := parseSums(b)
+		for field, file := range map[string]string{"kernel_sha256": kernelFile, "initramfs_sha256": initramfsFile} {
+			if v := r.FormValue(field); v != "" && !strings.EqualFold(v, have[file]) {
+				http.Error(w, fmt.Sprintf("update: slot %s holds another image than %s=%s (another upload?)", slot, field, v), http.StatusConflict)
+				return
+			}
+		}
 	}
 	cmdline, err := s.slots.cmdline(slot)
 	if err != nil {
@@ -287,6 +369,10 @@ type Status struct {
 }
 
 func (s *Service) status(w http.ResponseWriter, r *http.Request) {
+	if _, published := s.st.Update.Get(); published == 0 {
+		http.Error(w, "update: the router is starting", http.StatusServiceUnavailable)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(Status{Version: s.st.Router.Value().Version, UpdateStatus: s.st.Update.Value()})

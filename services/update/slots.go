@@ -167,6 +167,29 @@ func (s slots) replace(tmp, slot string) error {
 	return syncDir(s.dir)
 }
 
+// holding returns the slot whose image is the boot partition's, by
+// their SHA-256, or "" when no slot holds it.
+func (s slots) holding(bootDir string) string {
+	boot := sums{}
+	for _, f := range imageFiles {
+		sum, err := fileSum(filepath.Join(bootDir, f))
+		if err != nil {
+			return ""
+		}
+		boot[f] = sum
+	}
+	for _, slot := range []string{"a", "b"} {
+		b, err := os.ReadFile(s.path(slot, sumsFile))
+		if err != nil {
+			continue
+		}
+		if m, err := parseSums(b); err == nil && m[kernelFile] == boot[kernelFile] && m[initramfsFile] == boot[initramfsFile] {
+			return slot
+		}
+	}
+	return ""
+}
+
 // fromBoot copies the image that booted (the boot partition's kernel and
 // initramfs) into slot, with cmdline, so that a failed trial has an image
 // to return to.

@@ -30,6 +30,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -63,10 +64,11 @@ type Boot struct {
 	BootDir string
 }
 
-// trial returns the slot of TrialParam on the command line, or "".
+// trial returns the slot of TrialParam on the command line, or "" (also
+// for a value that is no slot: a trial needs one to commit).
 func (b Boot) trial() string {
 	for _, f := range strings.Fields(b.Cmdline) {
-		if v, ok := strings.CutPrefix(f, TrialParam+"="); ok {
+		if v, ok := strings.CutPrefix(f, TrialParam+"="); ok && validSlot(v) {
 			return v
 		}
 	}
@@ -95,20 +97,51 @@ type Service struct {
 	// request asks PID 1 for a kexec or a reboot: st.RequestPlatform,
 	// a fake in tests.
 	request func(ctx context.Context, r state.PlatformRequest) error
-	// mu orders the uploads and switches, which both write the slots
-	// and state.json.
+	// hold is how long a trial must stay healthy before it commits.
+	hold time.Duration
+	// mu orders the uploads, switches and Run's records, which all
+	// write the slots and state.json.
 	mu sync.Mutex
 }
+
+// DefaultHold is how long a trial boot must stay healthy before it
+// commits: longer than a diagnostics round, so that a service that
+// crashes soon after the start, or a probe that passed once, does not
+// commit a bad image.
+const DefaultHold = 15 * time.Second
 
 // New returns the update service, with its slots in dir/update.
 func New(st *state.Store, logger *log.Logger, dir string, boot Boot) *Service {
 	return &Service{st: st, logger: logger, slots: slots{dir: filepath.Join(dir, "update")}, boot: boot,
-		request: st.RequestPlatform}
+		request: st.RequestPlatform, hold: DefaultHold}
 }
 
 // Run records what this boot is, commits or rolls back a trial, and
 // then waits for ctx.
 func (s *Service) Run(ctx context.Context) error {
+	s.mu.Lock()
+	us, err := s.start()
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	if trial := s.boot.trial(); trial != "" {
+		return s.runTrial(ctx, us, trial)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// start finds out what this boot runs, records it in state.json and
+// publishes it. The caller holds mu.
+//
+// On a boot from disk the running image is the boot partition's, and
+// which slot holds it is found by its SHA-256, not taken from
+// state.json: after a power cut between a commit's write to the boot
+// partition and its record, or a disk written anew by disk.sh, the file
+// would be wrong. An image in no slot (the first boot from disk) is
+// copied into the slot that is not active, and becomes the active one.
+func (s *Service) start() (state.UpdateState, error) {
 	us, err := s.slots.load()
 	if err != nil {
 		// Its own file, which nobody edits: start over rather than
@@ -116,43 +149,64 @@ func (s *Service) Run(ctx context.Context) error {
 		s.logger.Printf("%v (starting from an empty state)", err)
 		us = state.UpdateState{}
 	}
-	slot := ""
-	if s.boot.BootDir != "" && us.Active == "" {
-		// The first boot from disk: the running image becomes slot a.
-		if err := s.slots.fromBoot(s.boot.BootDir, "a", withoutTrial(s.boot.Cmdline)); err != nil {
-			s.st.ReportProblem(ServiceName, fmt.Errorf("copy the running image into slot a: %w", err))
-		} else {
-			us.Active = "a"
-			if err := s.slots.save(us); err != nil {
-				return fmt.Errorf("update: %w", err)
-			}
-			s.logger.Printf("the running image is slot a now (copied from the boot partition)")
-		}
-	}
-	if s.boot.BootDir != "" {
-		slot = us.Active
+	// An upload or a copy that a reset cut short.
+	for _, slot := range []string{"a", "b"} {
+		os.RemoveAll(s.slots.path(slot + ".new"))
 	}
 	trial := s.boot.trial()
+	slot := trial
 	switch {
 	case trial != "":
-		slot = trial
-	case us.Trial != "":
-		// A trial boot that never decided: the image hung or crashed,
-		// the watchdog or a person reset the box, and the cold boot ran
-		// the active image.
-		us.Last = fmt.Sprintf("the trial of slot %s failed: the router restarted before it was healthy; running slot %s", us.Trial, us.Active)
-		us.Trial = ""
-		s.logger.Print(us.Last)
-		if err := s.slots.save(us); err != nil {
-			return fmt.Errorf("update: %w", err)
+		if us.Trial != trial {
+			// Booted with the flag by hand, or state.json lost: the
+			// trial still has to pass to commit.
+			s.logger.Printf("a trial boot of slot %s that state.json does not know of (it says %q)", trial, us.Trial)
+			us.Trial = trial
 		}
+	case s.boot.BootDir != "":
+		slot = s.slots.holding(s.boot.BootDir)
+		if slot == "" {
+			slot = other(us.Active)
+			if us.Active == "" {
+				slot = "a"
+			}
+			if err := s.slots.fromBoot(s.boot.BootDir, slot, withoutTrial(s.boot.Cmdline)); err != nil {
+				s.st.ReportProblem(ServiceName, fmt.Errorf("copy the running image into slot %s: %w", slot, err))
+				slot = ""
+				break
+			}
+			s.logger.Printf("the running image is slot %s now (copied from the boot partition)", slot)
+			us.Active = slot
+		}
+		switch {
+		case us.Trial != "" && us.Trial == slot:
+			us.Last = fmt.Sprintf("committed slot %s: found on the boot partition after a restart", slot)
+		case us.Trial != "":
+			// A trial boot that never decided: the image hung or
+			// crashed, the watchdog or a person reset the box, and the
+			// cold boot ran the boot partition's image.
+			us.Last = fmt.Sprintf("the trial of slot %s failed: the router restarted before it was healthy; running slot %s", us.Trial, slot)
+		case us.Active != slot && slot != "":
+			s.logger.Printf("the boot partition holds slot %s, state.json said %q", slot, us.Active)
+		}
+		if us.Trial != "" {
+			s.logger.Print(us.Last)
+			us.Trial = ""
+		}
+		if slot != "" {
+			us.Active = slot
+		}
+	case us.Trial != "":
+		// Booted over the network after a trial that never decided.
+		us.Last = fmt.Sprintf("the trial of slot %s failed: the router restarted before it was healthy", us.Trial)
+		s.logger.Print(us.Last)
+		us.Trial = ""
+	}
+	if err := s.slots.save(us); err != nil {
+		return us, err
 	}
 	s.st.Update.Publish(state.UpdateStatus{Slot: slot, State: us})
-	if trial != "" {
-		return s.runTrial(ctx, us, trial)
-	}
-	<-ctx.Done()
-	return nil
+	return us, nil
 }
 
 // runTrial waits for the router to be healthy, then commits; at the
@@ -169,19 +223,32 @@ func (s *Service) runTrial(ctx context.Context, us state.UpdateState, trial stri
 		deadline = DefaultDeadline
 	}
 	start := time.Now()
-	s.logger.Printf("trial of slot %s: committing once healthy, rolling back to slot %q if not within %v", trial, us.Active, deadline)
+	s.logger.Printf("trial of slot %s: committing once healthy for %v, rolling back to slot %q if not within %v", trial, s.hold, us.Active, deadline)
 	st := s.st
+	var healthySince time.Time
 	for {
 		w := state.WatchAll(st.ConfigStatus, st.Services, st.Problems, st.Notices, st.Diagnosis, st.Router)
 		h := services.CurrentHealth(st)
-		if h.FirstError == "" {
-			return s.commit(ctx, us, trial, time.Since(start))
+		wait := deadline - time.Since(start)
+		switch {
+		case h.FirstError != "":
+			healthySince = time.Time{}
+		case healthySince.IsZero():
+			healthySince = time.Now()
+			fallthrough
+		default:
+			// Healthy for a while, not for an instant: a service
+			// that fails soon after the start must not be committed.
+			held := time.Since(healthySince)
+			if held >= s.hold {
+				return s.commit(ctx, us, trial, time.Since(start))
+			}
+			wait = min(wait, s.hold-held)
 		}
-		left := deadline - time.Since(start)
-		if left <= 0 {
+		if time.Since(start) >= deadline {
 			return s.rollback(ctx, us, trial, fmt.Sprintf("not healthy within %v: %s", deadline, h.FirstError))
 		}
-		wctx, cancel := context.WithTimeout(ctx, left)
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		w.Wait(wctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -202,11 +269,18 @@ func (s *Service) commit(ctx context.Context, us state.UpdateState, trial string
 	}
 	us.Active, us.Trial, us.Attempts = trial, "", 0
 	us.Last = fmt.Sprintf("committed slot %s, version %s: healthy %v after it started", trial, s.st.Router.Value().Version, took.Round(time.Second))
-	if err := s.slots.save(us); err != nil {
+	s.mu.Lock()
+	err := s.slots.save(us)
+	if err == nil {
+		s.st.Update.Publish(state.UpdateStatus{Slot: trial, State: us})
+	}
+	s.mu.Unlock()
+	if err != nil {
+		// The boot partition has the image: the next boot from disk
+		// finds it there and records the commit.
 		return fmt.Errorf("update: commit: %w", err)
 	}
 	s.logger.Print(us.Last)
-	s.st.Update.Publish(state.UpdateStatus{Slot: trial, State: us})
 	<-ctx.Done()
 	return nil
 }
@@ -216,11 +290,13 @@ func (s *Service) commit(ctx context.Context, us state.UpdateState, trial string
 func (s *Service) rollback(ctx context.Context, us state.UpdateState, trial, why string) error {
 	us.Trial = ""
 	us.Last = fmt.Sprintf("rolled back from slot %s to slot %q: %s", trial, us.Active, why)
+	s.mu.Lock()
 	if err := s.slots.save(us); err != nil {
 		s.logger.Printf("rollback: %v", err)
 	}
-	s.logger.Print(us.Last)
 	s.st.Update.Publish(state.UpdateStatus{Slot: trial, State: us})
+	s.mu.Unlock()
+	s.logger.Print(us.Last)
 	r := state.PlatformRequest{Action: state.Reboot}
 	if us.Active != "" {
 		if err := s.slots.verify(us.Active); err != nil {

@@ -63,6 +63,7 @@ func newTestService(t *testing.T, boot Boot) (*Service, *requests, string) {
 	dir := t.TempDir()
 	st := state.NewStore(dir)
 	s := New(st, log.New(io.Discard, "", 0), dir, boot)
+	s.hold = 200 * time.Millisecond
 	r := &requests{}
 	s.request = r.request
 	return s, r, dir
@@ -362,7 +363,14 @@ func TestTrialCommits(t *testing.T) {
 	if got := s.st.Update.Value(); got.State.Trial != "b" || got.State.Active != "a" {
 		t.Errorf("while on trial: %+v", got)
 	}
+	// Healthy for less than the hold, then not: no commit.
 	healthy(s.st)
+	s.st.ReportProblem("dns", errors.New("crashed soon after the start"))
+	time.Sleep(2 * s.hold) // nothing to wait for: the test is that nothing happens
+	if got := s.st.Update.Value().State; got.Active != "a" || got.Trial != "b" {
+		t.Fatalf("committed while healthy for less than the hold: %+v", got)
+	}
+	s.st.ReportProblem("dns", nil)
 	waitFor(t, "the commit", func() bool { return s.st.Update.Value().State.Active == "b" })
 	us, _ := s.slots.load()
 	if us.Active != "b" || us.Trial != "" || !strings.HasPrefix(us.Last, "committed slot b, version vB") {
@@ -412,5 +420,40 @@ func TestTrialNeverDecided(t *testing.T) {
 	}
 	if got := cold.st.Update.Value().Slot; got != "a" {
 		t.Errorf("running slot %q, want a", got)
+	}
+}
+
+// TestPowerCutAfterBootWrite: power lost after a commit wrote the boot
+// partition but before it recorded the commit: the cold boot finds the
+// trial's image on the boot partition and records the commit.
+func TestPowerCutAfterBootWrite(t *testing.T) {
+	s, _, boot := trialSetup(t, time.Minute)
+	if err := s.slots.toBoot("b", boot); err != nil {
+		t.Fatal(err)
+	}
+	cold, _, _ := newTestService(t, Boot{Cmdline: "console=ttyS0", BootDir: boot})
+	cold.slots = s.slots
+	stop := run(t, cold)
+	defer stop()
+	waitFor(t, "the boot recorded", func() bool { return cold.st.Update.Value().Slot != "" })
+	us, _ := cold.slots.load()
+	if got := cold.st.Update.Value().Slot; got != "b" || us.Active != "b" || us.Trial != "" || us.Last != "committed slot b: found on the boot partition after a restart" {
+		t.Errorf("slot %q, state %+v", got, us)
+	}
+}
+
+// TestTrialWithoutState: a trial boot whose state.json is gone does not
+// take the boot partition's image for a first boot (which would put the
+// old image into the slot on trial and commit it).
+func TestTrialWithoutState(t *testing.T) {
+	s, _, boot := trialSetup(t, time.Minute)
+	os.Remove(filepath.Join(s.slots.dir, stateFile))
+	stop := run(t, s)
+	defer stop()
+	waitFor(t, "the trial under way", func() bool { return s.st.Update.Value().Slot == "b" })
+	healthy(s.st)
+	waitFor(t, "the commit", func() bool { return s.st.Update.Value().State.Active == "b" })
+	if k, _ := os.ReadFile(filepath.Join(boot, kernelFile)); !bytes.Equal(k, fakeKernel("B")) {
+		t.Errorf("the boot partition's kernel is not the trial's")
 	}
 }
