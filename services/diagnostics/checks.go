@@ -52,12 +52,12 @@ func tree(in inputs, p prober) []node {
 		linkNode("uplink0", in.links,
 			node{name: "dhcp4", failAfter: 1, test: func(context.Context) result { return dhcp4(in) },
 				children: []node{
-					{name: "gateway", failAfter: probeFailAfter, probe: true, test: func(ctx context.Context) result { return gateway4(ctx, in, p) }},
-					{name: "dns", failAfter: probeFailAfter, probe: true, test: func(ctx context.Context) result { return upstreamDNS(ctx, in, p) }},
+					{name: "gateway", failAfter: probeFailAfter, probe: true, target: gateway4Addr(in).String(), test: func(ctx context.Context) result { return gateway4(ctx, in, p) }},
+					{name: "dns", failAfter: probeFailAfter, probe: true, target: fmt.Sprint(upstreams(in)), test: func(ctx context.Context) result { return upstreamDNS(ctx, in, p) }},
 				}},
 			node{name: "dhcp6", failAfter: 1, test: func(context.Context) result { return dhcp6(in) },
 				children: []node{{name: "route6", failAfter: 1, test: func(context.Context) result { return route6(in) },
-					children: []node{{name: "gateway", failAfter: probeFailAfter, probe: true, test: func(ctx context.Context) result { return gateway6(ctx, in, p) }}},
+					children: []node{{name: "gateway", failAfter: probeFailAfter, probe: true, target: fmt.Sprint(gateway6Addr(in)), test: func(ctx context.Context) result { return gateway6(ctx, in, p) }}},
 				}}},
 		),
 		linkNode("lan0", in.links),
@@ -100,15 +100,7 @@ func dhcp4(in inputs) result {
 // gateway4 pings the IPv4 default gateway that is in force on uplink0,
 // which is the lease's router unless classless routes say otherwise.
 func gateway4(ctx context.Context, in inputs, p prober) result {
-	gw := netip.Addr{}
-	if l, ok := state.FindLink(in.links, "uplink0"); ok {
-		for _, a := range l.DefaultRoutes {
-			if a.Is4() {
-				gw = a
-				break
-			}
-		}
-	}
+	gw := gateway4Addr(in)
 	switch {
 	case !gw.IsValid():
 		return fail("uplink0 has no IPv4 default route")
@@ -122,9 +114,22 @@ func gateway4(ctx context.Context, in inputs, p prober) result {
 	return pass("%s answered in %s", gw, round(rtt))
 }
 
-// upstreamDNS asks the DNS servers the resolver forwards to (dns.json's
-// upstreams, else the lease's) until one answers.
-func upstreamDNS(ctx context.Context, in inputs, p prober) result {
+// gateway4Addr is the gateway of uplink0's IPv4 default route; invalid
+// when it has none.
+func gateway4Addr(in inputs) netip.Addr {
+	if l, ok := state.FindLink(in.links, "uplink0"); ok {
+		for _, a := range l.DefaultRoutes {
+			if a.Is4() {
+				return a
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+// upstreams are the DNS servers the resolver forwards to: dns.json's
+// upstreams, else the lease's.
+func upstreams(in inputs) []netip.AddrPort {
 	var servers []netip.AddrPort
 	for _, u := range in.dns.Upstreams {
 		if ap, err := state.ParseUpstream(u); err == nil {
@@ -136,8 +141,15 @@ func upstreamDNS(ctx context.Context, in inputs, p prober) result {
 			servers = append(servers, netip.AddrPortFrom(a, 53))
 		}
 	}
+	return servers
+}
+
+// upstreamDNS asks the DNS servers the resolver forwards to (dns.json's
+// upstreams, else the lease's) until one answers.
+func upstreamDNS(ctx context.Context, in inputs, p prober) result {
+	servers := upstreams(in)
 	if len(servers) == 0 {
-		return fail("no upstream DNS server: the lease names none, and dns.json sets no upstreams")
+		return fail("no upstream DNS server: the lease names none, and dns.json sets none that parses")
 	}
 	var errs []string
 	for _, s := range servers {

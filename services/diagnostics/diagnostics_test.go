@@ -353,4 +353,13 @@ func TestQuickRounds(t *testing.T) {
 	if c := got[0].Children[0].Children[0]; c.Error == "" {
 		t.Errorf("the gateway, asked again: %+v, want its failure", c)
 	}
+	// Another gateway (a new lease): asked at once, not judged by the
+	// old one's verdict.
+	other := netip.MustParseAddr("10.77.0.2")
+	p.pings[other] = true
+	in.links[0].DefaultRoutes = []netip.Addr{other, gw6}
+	got = e.run(ctx, tree(in, p), false)
+	if c := got[0].Children[0].Children[0]; !c.OK || p.asked[len(p.asked)-1] != "ping uplink0 10.77.0.2" {
+		t.Errorf("a new gateway: %+v, asked %v", c, p.asked)
+	}
 }

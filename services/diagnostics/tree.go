@@ -22,7 +22,11 @@ type node struct {
 	// it runs on the evaluator's fresh rounds, and otherwise repeats
 	// its last verdict, so that a change of a link or a lease shows in
 	// the tree at once without waiting for the network.
-	probe    bool
+	probe bool
+	// target is what a probe asks (a gateway's address, the DNS
+	// servers): when it changes, the probe runs again at once rather
+	// than repeat a verdict about another target.
+	target   string
 	test     func(ctx context.Context) result
 	children []node
 }
@@ -50,9 +54,11 @@ type memory struct {
 	ok    bool   // what was reported last time
 	fails int    // failures in a row
 	last  result // the last pass, reported while a failure is tolerated
-	// shown is what was reported last time, without children: what a
-	// probe repeats between fresh rounds.
-	shown state.HealthCheck
+	// shown is what was reported last time, without children, and
+	// target what it was about: what a probe repeats between fresh
+	// rounds.
+	shown  state.HealthCheck
+	target string
 }
 
 // run runs nodes and their children, in order, and returns the tree as
@@ -90,15 +96,21 @@ func (e *evaluator) eval(ctx context.Context, n node, parent, failed string, fre
 		c.Error = "dependency " + failed + " failed"
 	} else {
 		ran[path] = true
-		if m := e.memory[path]; m != nil && n.probe && !fresh {
-			c = m.shown
-		} else {
-			if m == nil {
-				m = &memory{}
-				e.memory[path] = m
-			}
+		m := e.memory[path]
+		switch {
+		case m != nil && m.target != n.target:
+			// Another gateway or server: its history is not this one's.
+			m = nil
+			fallthrough
+		case m == nil:
+			m = &memory{target: n.target}
+			e.memory[path] = m
+			fallthrough
+		case !n.probe || fresh:
 			e.test(ctx, n, m, &c)
 			m.shown = c
+		default:
+			c = m.shown
 		}
 		if !c.OK {
 			failed = path
@@ -119,7 +131,7 @@ func (e *evaluator) test(ctx context.Context, n node, m *memory, c *state.Health
 	r := n.test(ctx)
 	switch {
 	case r.err == nil:
-		*m = memory{ok: true, last: r}
+		*m = memory{ok: true, last: r, target: m.target}
 		c.OK, c.Summary, c.Notice = true, r.summary, r.notice
 	case m.ok && m.fails+1 < max(n.failAfter, 1):
 		// Tolerated: reported as passing, with the failure as a
