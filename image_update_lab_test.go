@@ -186,9 +186,24 @@ func TestImageUpdate(t *testing.T) {
 	})
 
 	t.Run("to an unhealthy image: back by itself", func(t *testing.T) {
-		out, ok := updateTo(imageUnhealthy, "15s")
-		if ok || !strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again") || !strings.Contains(out, "not healthy within 15s") {
-			t.Errorf("want a rollback to %s:\n%s\nconsole:\n%s", next, out, r.vm.Output())
+		// Under QEMU's emulation a kexec'd kernel has, once in a few
+		// runs, frozen right after its PID 1 started (no more console
+		// output, not even a panic): the watchdog then resets the box,
+		// which comes back on the committed image, as it should. That
+		// is the hang case below, not this one, so it is tried again,
+		// once.
+		for try := 1; ; try++ {
+			out, ok := updateTo(imageUnhealthy, "15s")
+			back := strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again")
+			if back && strings.Contains(out, "the router restarted before it was healthy") && try == 1 {
+				t.Logf("the trial boot froze and the watchdog reset the box; trying again")
+				healthy("back on the committed version after the reset", next)
+				continue
+			}
+			if ok || !back || !strings.Contains(out, "not healthy within 15s") {
+				t.Errorf("want a rollback to %s:\n%s\nconsole:\n%s", next, out, r.vm.Output())
+			}
+			break
 		}
 		healthy("back on the committed version", next)
 	})
