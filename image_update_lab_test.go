@@ -109,13 +109,27 @@ func TestImageUpdate(t *testing.T) {
 	}
 	// updateTo runs `homerouter update` from the LAN with the trial's
 	// deadline; its output and whether it committed.
+	//
+	// Under QEMU's emulation a kexec'd kernel has, once in a few runs,
+	// frozen right after its PID 1 started (no more console output, not
+	// even a panic): the watchdog then resets the box, which comes back
+	// on the committed image, as it should. That is what the hang test
+	// shows; elsewhere it hides what the test is about, so such an
+	// update is tried once more.
 	updateTo := func(initramfs, deadline string) (string, bool) {
 		t.Helper()
 		args := []string{"update", "-router", imageRouterLAN, "-kernel", imageKernel, "-initramfs", initramfs,
 			"-password", updatePassword, "-backup", "", "-deadline", deadline}
-		out, err := r.LAN.Run(ctx, bin, args...)
-		t.Logf("homerouter update -initramfs %s: %v\n%s", initramfs, err, out)
-		return out, err == nil
+		for try := 1; ; try++ {
+			out, err := r.LAN.Run(ctx, bin, args...)
+			t.Logf("homerouter update -initramfs %s: %v\n%s", initramfs, err, out)
+			if try == 1 && initramfs != imageHang && strings.Contains(out, "the router restarted before it was healthy") {
+				t.Logf("the trial boot froze and the watchdog reset the box: trying again")
+				healthy("back after the watchdog's reset", "")
+				continue
+			}
+			return out, err == nil
+		}
 	}
 
 	// The Makefile stamps the next image VERSION-next.
@@ -186,24 +200,9 @@ func TestImageUpdate(t *testing.T) {
 	})
 
 	t.Run("to an unhealthy image: back by itself", func(t *testing.T) {
-		// Under QEMU's emulation a kexec'd kernel has, once in a few
-		// runs, frozen right after its PID 1 started (no more console
-		// output, not even a panic): the watchdog then resets the box,
-		// which comes back on the committed image, as it should. That
-		// is the hang case below, not this one, so it is tried again,
-		// once.
-		for try := 1; ; try++ {
-			out, ok := updateTo(imageUnhealthy, "15s")
-			back := strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again")
-			if back && strings.Contains(out, "the router restarted before it was healthy") && try == 1 {
-				t.Logf("the trial boot froze and the watchdog reset the box; trying again")
-				healthy("back on the committed version after the reset", next)
-				continue
-			}
-			if ok || !back || !strings.Contains(out, "not healthy within 15s") {
-				t.Errorf("want a rollback to %s:\n%s\nconsole:\n%s", next, out, r.vm.Output())
-			}
-			break
+		out, ok := updateTo(imageUnhealthy, "15s")
+		if ok || !strings.Contains(out, "rolled back: the router runs version "+next+" (slot b) again") || !strings.Contains(out, "not healthy within 15s") {
+			t.Errorf("want a rollback to %s:\n%s\nconsole:\n%s", next, out, r.vm.Output())
 		}
 		healthy("back on the committed version", next)
 	})
