@@ -128,7 +128,7 @@ const trafficLinePrefix = "st.Traffic "
 // notices, until it is killed.
 func TestTrafficServiceChild(t *testing.T) {
 	if os.Getenv(trafficChildEnv) == "" {
-		t.Skip("run by TestTrafficLab inside a namespace")
+		return // run by TestTrafficLab inside a namespace; nothing to do here
 	}
 	st := state.NewStore(t.TempDir())
 	st.Links.Publish([]state.Link{{Name: state.LAN}})
