@@ -135,6 +135,8 @@ func run() error {
 	vm, err := l.StartVM(cables, lab.VMOptions{
 		Kernel: *kernel, Initrd: *initrd, Append: "console=ttyS0 panic=-1 quiet",
 		Disk: perm, UplinkTap: "tapwan", LANTap: "taplan",
+		// A hardware watchdog, as a router should have (PID 1 arms it).
+		QEMUArgs: []string{"-device", "i6300esb"},
 	})
 	if err != nil {
 		return err
