@@ -271,6 +271,25 @@ type IPerf3Result struct {
 	Retransmits int
 }
 
+// iperf3 runs the iperf3 client in n with args (which ask for -J) and
+// decodes its JSON report into v.
+func (n *Netns) iperf3(ctx context.Context, args []string, v any) error {
+	cmd := n.Command(ctx, "iperf3", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := errors.Join(json.Unmarshal(stdout.Bytes(), &e), json.Unmarshal(stdout.Bytes(), v)); err != nil {
+		return fmt.Errorf("lab: iperf3 %s in %s: %v, %v: %s %s", strings.Join(args, " "), n, runErr, err, stdout.String(), stderr.String())
+	}
+	if e.Error != "" || runErr != nil {
+		return fmt.Errorf("lab: iperf3 %s in %s: %v: %s %s", strings.Join(args, " "), n, runErr, e.Error, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
 // IPerf3 runs an iperf3 TCP client in n against server for d (whole
 // seconds) and returns what it measured. extra goes to iperf3 (e.g. "-P",
 // "2").
@@ -278,13 +297,8 @@ func (n *Netns) IPerf3(ctx context.Context, server netip.AddrPort, d time.Durati
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	args := append([]string{"-c", server.Addr().String(), "-p", strconv.Itoa(int(server.Port())),
 		"-t", strconv.Itoa(secs), "-J"}, extra...)
-	cmd := n.Command(ctx, "iperf3", args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var v struct {
-		Error string `json:"error"`
-		End   struct {
+		End struct {
 			SumSent struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 				Retransmits   int     `json:"retransmits"`
@@ -294,11 +308,8 @@ func (n *Netns) IPerf3(ctx context.Context, server netip.AddrPort, d time.Durati
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil {
-		return IPerf3Result{}, fmt.Errorf("lab: iperf3 -c %s in %s: %v, %v: %s %s", server, n, runErr, err, stdout.String(), stderr.String())
-	}
-	if v.Error != "" || runErr != nil {
-		return IPerf3Result{}, fmt.Errorf("lab: iperf3 -c %s in %s: %v: %s %s", server, n, runErr, v.Error, strings.TrimSpace(stderr.String()))
+	if err := n.iperf3(ctx, args, &v); err != nil {
+		return IPerf3Result{}, err
 	}
 	return IPerf3Result{
 		SentBPS:     v.End.SumSent.BitsPerSecond,

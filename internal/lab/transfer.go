@@ -1,13 +1,11 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 )
 
 // IPerf3Transfer is what one iperf3 TCP run of a fixed size moved, as
@@ -29,13 +27,8 @@ func (n *Netns) IPerf3Bytes(ctx context.Context, server netip.AddrPort, size int
 	if reverse {
 		args = append(args, "-R")
 	}
-	cmd := n.Command(ctx, "iperf3", args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
 	var v struct {
-		Error string `json:"error"`
-		End   struct {
+		End struct {
 			SumSent struct {
 				Bytes int64 `json:"bytes"`
 			} `json:"sum_sent"`
@@ -44,11 +37,8 @@ func (n *Netns) IPerf3Bytes(ctx context.Context, server netip.AddrPort, size int
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &v); err != nil {
-		return IPerf3Transfer{}, fmt.Errorf("lab: iperf3 -c %s -n %d in %s: %v, %v: %s %s", server, size, n, runErr, err, stdout.String(), stderr.String())
-	}
-	if v.Error != "" || runErr != nil {
-		return IPerf3Transfer{}, fmt.Errorf("lab: iperf3 -c %s -n %d in %s: %v: %s %s", server, size, n, runErr, v.Error, strings.TrimSpace(stderr.String()))
+	if err := n.iperf3(ctx, args, &v); err != nil {
+		return IPerf3Transfer{}, err
 	}
 	return IPerf3Transfer{Sent: v.End.SumSent.Bytes, Received: v.End.SumReceived.Bytes}, nil
 }
