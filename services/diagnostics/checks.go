@@ -43,11 +43,24 @@ const probeFailAfter = 2
 //	  dhcp4              a lease, current or kept past its end
 //	    gateway          the IPv4 default gateway answers a ping
 //	    dns              an upstream DNS server answers
-//	  dhcp6              a delegated prefix
+//	  dhcp6              a delegated prefix (none: a notice, and no children)
 //	    route6           an IPv6 default route
 //	      gateway        the IPv6 default gateway answers a ping
 //	link/lan0            carrier
+//
+// An ISP that gives no IPv6 prefix is not a failure: dhcp6 passes with a
+// notice and its children are left out. Many ISPs offer IPv4 only, and a
+// router that called itself unhealthy there would refuse every update,
+// and roll back every one that was forced. Once the ISP has delegated a
+// prefix, the lease is kept (past its end too), and the IPv6 route and
+// gateway are checked.
 func tree(in inputs, p prober) []node {
+	v6 := node{name: "dhcp6", failAfter: 1, test: func(context.Context) result { return dhcp6(in) }}
+	if len(in.lease6.Prefixes) > 0 {
+		v6.children = []node{{name: "route6", failAfter: 1, test: func(context.Context) result { return route6(in) },
+			children: []node{{name: "gateway", failAfter: probeFailAfter, probe: true, target: fmt.Sprint(gateway6Addr(in)), test: func(ctx context.Context) result { return gateway6(ctx, in, p) }}},
+		}}
+	}
 	return []node{
 		linkNode("uplink0", in.links,
 			node{name: "dhcp4", failAfter: 1, test: func(context.Context) result { return dhcp4(in) },
@@ -55,10 +68,7 @@ func tree(in inputs, p prober) []node {
 					{name: "gateway", failAfter: probeFailAfter, probe: true, target: gateway4Addr(in).String(), test: func(ctx context.Context) result { return gateway4(ctx, in, p) }},
 					{name: "dns", failAfter: probeFailAfter, probe: true, target: fmt.Sprint(upstreams(in)), test: func(ctx context.Context) result { return upstreamDNS(ctx, in, p) }},
 				}},
-			node{name: "dhcp6", failAfter: 1, test: func(context.Context) result { return dhcp6(in) },
-				children: []node{{name: "route6", failAfter: 1, test: func(context.Context) result { return route6(in) },
-					children: []node{{name: "gateway", failAfter: probeFailAfter, probe: true, target: fmt.Sprint(gateway6Addr(in)), test: func(ctx context.Context) result { return gateway6(ctx, in, p) }}},
-				}}},
+			v6,
 		),
 		linkNode("lan0", in.links),
 	}
@@ -169,7 +179,9 @@ func dhcp6(in inputs) result {
 		if doing == "" {
 			doing = "not running"
 		}
-		return fail("no delegated prefix (the DHCPv6 client is %s)", doing)
+		r := pass("no delegated prefix")
+		r.notice = fmt.Sprintf("no IPv6 from the ISP: no delegated prefix (the DHCPv6 client is %s); the home has IPv4 and its own unique local IPv6", doing)
+		return r
 	}
 	p := l.Prefixes[0]
 	end := p.Given.Add(time.Duration(p.Valid))

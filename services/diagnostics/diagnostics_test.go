@@ -139,9 +139,7 @@ link/lan0: ✔ 02:77:00:00:00:02 up, carrier
 link/uplink0/dhcp4: ✘ no lease (the DHCPv4 client is selecting)
 link/uplink0/dhcp4/gateway: ✘ dependency link/uplink0/dhcp4 failed
 link/uplink0/dhcp4/dns: ✘ dependency link/uplink0/dhcp4 failed
-link/uplink0/dhcp6: ✘ no delegated prefix (the DHCPv6 client is soliciting)
-link/uplink0/dhcp6/route6: ✘ dependency link/uplink0/dhcp6 failed
-link/uplink0/dhcp6/route6/gateway: ✘ dependency link/uplink0/dhcp6 failed
+link/uplink0/dhcp6: ✔ no delegated prefix [no IPv6 from the ISP: no delegated prefix (the DHCPv6 client is soliciting); the home has IPv4 and its own unique local IPv6]
 link/lan0: ✘ no link lan0 (is interfaces.json's hardware_addr right?)
 `,
 		},
