@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -124,4 +125,31 @@ type DNSStatus struct {
 	// UpstreamRTT is the smoothed round trip time per upstream.
 	UpstreamRTT map[string]Duration `json:"upstream_rtt"`
 	CacheSize   int                 `json:"cache_size"`
+}
+
+// Upstreams are the resolvers the router's DNS forwards to: dns.json's
+// upstreams (those that parse), else the DNS servers of the uplink's
+// DHCPv4 and DHCPv6 leases, on port 53, each once, never a loopback or
+// unspecified address (a loop). The resolver, the diagnostics' probe and
+// the status page all show the same list.
+func Upstreams(cfg DNS, lease4 DHCPv4Lease, lease6 DHCPv6Lease) []netip.AddrPort {
+	var out []netip.AddrPort
+	if len(cfg.Upstreams) > 0 {
+		for _, u := range cfg.Upstreams {
+			if ap, err := ParseUpstream(u); err == nil {
+				out = append(out, ap)
+			}
+		}
+		return out
+	}
+	for _, a := range append(append([]netip.Addr{}, lease4.DNS...), lease6.DNS...) {
+		a = a.Unmap()
+		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
+			ap := netip.AddrPortFrom(a, 53)
+			if !slices.Contains(out, ap) {
+				out = append(out, ap)
+			}
+		}
+	}
+	return out
 }

@@ -137,21 +137,9 @@ func gateway4Addr(in inputs) netip.Addr {
 	return netip.Addr{}
 }
 
-// upstreams are the DNS servers the resolver forwards to: dns.json's
-// upstreams, else the lease's.
+// upstreams are the DNS servers the resolver forwards to.
 func upstreams(in inputs) []netip.AddrPort {
-	var servers []netip.AddrPort
-	for _, u := range in.dns.Upstreams {
-		if ap, err := state.ParseUpstream(u); err == nil {
-			servers = append(servers, ap)
-		}
-	}
-	if len(in.dns.Upstreams) == 0 {
-		for _, a := range in.lease4.DNS {
-			servers = append(servers, netip.AddrPortFrom(a, 53))
-		}
-	}
-	return servers
+	return state.Upstreams(in.dns, in.lease4, in.lease6)
 }
 
 // upstreamDNS asks the DNS servers the resolver forwards to (dns.json's
@@ -159,7 +147,7 @@ func upstreams(in inputs) []netip.AddrPort {
 func upstreamDNS(ctx context.Context, in inputs, p prober) result {
 	servers := upstreams(in)
 	if len(servers) == 0 {
-		return fail("no upstream DNS server: the lease names none, and dns.json sets none that parses")
+		return fail("no upstream DNS server: the leases name none, and dns.json sets none that parses")
 	}
 	var errs []string
 	for _, s := range servers {

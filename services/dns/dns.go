@@ -121,28 +121,9 @@ func (s *Service) follow(ctx context.Context, h *Handler) {
 	}
 }
 
-// upstreams returns dns.json's upstreams, else the DNS servers of the
-// uplink's leases; never one of the router's own addresses (a loop).
+// upstreams returns the resolvers to forward to (state.Upstreams).
 func (s *Service) upstreams() []netip.AddrPort {
-	var out []netip.AddrPort
-	if cfg := s.st.DNS.Value(); len(cfg.Upstreams) > 0 {
-		for _, u := range cfg.Upstreams {
-			if ap, err := state.ParseUpstream(u); err == nil {
-				out = append(out, ap)
-			}
-		}
-		return out
-	}
-	for _, a := range append(append([]netip.Addr{}, s.st.DHCPv4Lease.Value().DNS...), s.st.DHCPv6Lease.Value().DNS...) {
-		a = a.Unmap()
-		if a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
-			ap := netip.AddrPortFrom(a, 53)
-			if !slices.Contains(out, ap) {
-				out = append(out, ap)
-			}
-		}
-	}
-	return out
+	return state.Upstreams(s.st.DNS.Value(), s.st.DHCPv4Lease.Value(), s.st.DHCPv6Lease.Value())
 }
 
 // listenAddrs returns loopback and lan0's addresses, link-local ones

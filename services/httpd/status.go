@@ -109,12 +109,8 @@ func gatherStatus(st *state.Store, vendors *oui.Table, logs func() []byte, now t
 		}
 	}
 	p.Lease4, p.Lease6, p.Status4 = st.DHCPv4Lease.Value(), st.DHCPv6Lease.Value(), st.DHCPv4Status.Value()
-	if ups := st.DNS.Value().Upstreams; len(ups) > 0 {
-		p.Upstreams = ups
-	} else {
-		for _, a := range append(slices.Clone(p.Lease4.DNS), p.Lease6.DNS...) {
-			p.Upstreams = append(p.Upstreams, a.String())
-		}
+	for _, ap := range state.Upstreams(st.DNS.Value(), p.Lease4, p.Lease6) {
+		p.Upstreams = append(p.Upstreams, ap.String())
 	}
 	traffic := st.Traffic.Value()
 	leased := map[string]bool{}
