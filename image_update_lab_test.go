@@ -134,6 +134,14 @@ func TestImageUpdate(t *testing.T) {
 
 	// The Makefile stamps the next image VERSION-next.
 	a, slot := healthy("the first boot from disk healthy", "")
+	// The update records the slot once it has copied the boot
+	// partition into it, which may be after the first 200.
+	lab.WaitFor(ctx, "slot a recorded", func() error {
+		if _, slot = healthy("the first boot's slot", a); slot != "a" {
+			return fmt.Errorf("slot %q", slot)
+		}
+		return nil
+	})
 	if slot != "a" {
 		t.Errorf("the first boot from disk runs slot %q, want a (the boot partition copied into it)", slot)
 	}
