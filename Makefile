@@ -13,7 +13,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 LAB_DEBS := iproute2 dnsmasq-base isc-dhcp-server radvd ndisc6 udhcpc tcpdump \
 	isc-dhcp-client dhcpcd-base bind9-dnsutils curl kea-admin \
 	nftables iperf3 busybox dnsperf unbound iputils-ping prometheus \
-	chromium fonts-dejavu-core
+	chromium fonts-dejavu-core tshark
 # ... and of the boot image: unpacking Debian's kernel and making its
 # modules.dep (kmod), the disk image's filesystems and bootloader, and QEMU
 # with its iPXE ROMs for the image tests and make demo.
