@@ -1,8 +1,10 @@
 package state
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -12,7 +14,18 @@ import (
 // file, never a mix: it writes a temporary file in the same directory, fsyncs
 // it, renames it over path and fsyncs the directory so that the rename
 // itself is durable.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomic(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// WriteAtomic is WriteFileAtomic for what is written piece by piece (a
+// packet capture of many megabytes), without holding it all in memory:
+// write writes the new file's content to w, buffered. When write fails,
+// path is left as it was.
+func WriteAtomic(path string, perm os.FileMode, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -28,7 +41,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	bw := bufio.NewWriterSize(f, 64<<10)
+	if err := write(bw); err != nil {
+		return fmt.Errorf("write %s: %w", path, withoutPath(err))
+	}
+	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", path, withoutPath(err))
 	}
 	if err := f.Chmod(perm); err != nil {

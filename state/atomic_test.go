@@ -2,7 +2,9 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -123,5 +125,28 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, "missing", "x.json"), nil, 0o644); err == nil {
 		t.Error("write into a missing directory succeeded")
+	}
+}
+
+// TestWriteAtomicFails: a writer that fails half-way leaves the old file
+// as it was, and no temp file.
+func TestWriteAtomicFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "capture.pcapng")
+	if err := WriteFileAtomic(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteAtomic(path, 0o644, func(w io.Writer) error {
+		w.Write([]byte("new, half"))
+		return errors.New("the source ran dry")
+	})
+	if err == nil || !strings.Contains(err.Error(), "the source ran dry") {
+		t.Errorf("err = %v, want the writer's", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("content = %q, want the old file's", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want 1 (no temp file left)", len(entries))
 	}
 }
