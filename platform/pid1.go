@@ -106,6 +106,15 @@ func NewSystem() *System {
 // password at its first boot.
 func (s *System) Console() io.Writer { return s.consoles }
 
+// PauseConsole stops the log on the console named name ("ttyS0") until
+// resume is called, which says how many lines it dropped: for the
+// breakglass shell, whose screen the log would scramble. The log still
+// goes to Ring and to the other consoles, and the router never waits
+// for the paused one.
+func (s *System) PauseConsole(name string) (resume func() (dropped int)) {
+	return s.consoles.pause(name)
+}
+
 // problem logs a failed boot step and keeps it for /health.json.
 func (s *System) problem(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"slices"
@@ -84,6 +85,10 @@ func (r *Ring) Bytes() []byte {
 // serial line stopped by XOFF, a screen held by Scroll Lock) is marked
 // stalled and skipped, losing lines, until it can be written again.
 // Until open, it writes to fallback.
+//
+// One console can be paused (see pause) while the breakglass shell runs
+// on it: the log is then dropped there, not queued, so the shell's
+// screen stays readable and the router never waits for a person.
 type consoles struct {
 	mu       sync.Mutex
 	list     []console
@@ -91,8 +96,13 @@ type consoles struct {
 }
 
 type console struct {
+	name    string // "ttyS0", as in /proc/consoles
 	fd      int
 	stalled bool
+	// paused counts the pauses in force; dropped the log lines not
+	// written meanwhile.
+	paused  int
+	dropped int
 }
 
 // consoleWait is the longest one Write waits for a console to drain.
@@ -113,6 +123,10 @@ func (c *consoles) Write(p []byte) (int, error) {
 	}
 	for i := range c.list {
 		con := &c.list[i]
+		if con.paused > 0 {
+			con.dropped += bytes.Count(p, []byte{'\n'})
+			continue
+		}
 		if con.stalled {
 			if !writable(con.fd, 0) {
 				continue
@@ -135,6 +149,38 @@ func (c *consoles) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// pause stops the log on the console named name ("ttyS0") until the
+// returned resume is called, which reports how many lines were dropped
+// meanwhile. Pauses nest; resume is idempotent. A name that is not a
+// console pauses nothing, and its resume reports 0.
+func (c *consoles) pause(name string) (resume func() (dropped int)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.list, func(con console) bool { return con.name == name })
+	if i < 0 {
+		return func() int { return 0 }
+	}
+	c.list[i].paused++
+	var once sync.Once
+	return func() (dropped int) {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			i := slices.IndexFunc(c.list, func(con console) bool { return con.name == name })
+			if i < 0 {
+				return
+			}
+			con := &c.list[i]
+			con.paused--
+			dropped = con.dropped
+			if con.paused == 0 {
+				con.dropped = 0
+			}
+		})
+		return dropped
+	}
 }
 
 // drain waits up to timeout for the consoles to send what they hold, so
@@ -174,7 +220,7 @@ func (c *consoles) open(logger interface{ Printf(string, ...any) }) {
 			logger.Printf("console /dev/%s: %v", n, err)
 			continue
 		}
-		list = append(list, console{fd: fd})
+		list = append(list, console{name: n, fd: fd})
 	}
 	c.mu.Lock()
 	c.list = list
