@@ -31,7 +31,7 @@ func TestCheckCommand(t *testing.T) {
 		{
 			name:       "valid",
 			interfaces: `{"interfaces": [{"hardware_addr": "02:77:00:00:00:02", "name": "lan0", "addr": "192.168.42.1/24"}]}`,
-			wantOut:    "interfaces.json, portforwardings.json, dhcp4d.json, dhcp6.json, dns.json, ra.json: ok",
+			wantOut:    "interfaces.json, portforwardings.json, dhcp4d.json, dhcp6.json, dns.json, ra.json, capture.json: ok",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

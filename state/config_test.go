@@ -247,6 +247,17 @@ func TestCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "capture: bounds out of range",
+			files: map[string]string{
+				"interfaces.json": `{"interfaces": []}`,
+				"capture.json":    `{"packets": -1, "memory_mib": 4096}`,
+			},
+			want: []string{
+				`capture.json:1:13: packets: -1 is not between 0 (the default, 50000) and 10000000`,
+				`capture.json:1:31: memory_mib: 4096 is not between 0 (the default, 32) and 1024`,
+			},
+		},
+		{
 			name: "ra: a subnet the ULA has no room for",
 			files: map[string]string{
 				"interfaces.json": `{"interfaces": []}`,

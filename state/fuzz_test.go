@@ -123,3 +123,14 @@ func FuzzRA(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[RA](t, "ra.json", data) })
 }
+
+func FuzzCapture(f *testing.F) {
+	for _, s := range []string{
+		`{"packets": 50000, "memory_mib": 32}`,
+		`{"packets": -1, "memory_mib": 4096}`,
+		`{}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzConfig[Capture](t, "capture.json", data) })
+}

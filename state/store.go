@@ -24,6 +24,7 @@ type Store struct {
 	DHCPv4Server    *Topic[DHCPv4Server]
 	DNS             *Topic[DNS]
 	RA              *Topic[RA]
+	Capture         *Topic[Capture]
 
 	// ConfigStatus is the result of the last load of each config file, in
 	// the order of ConfigFileNames.
@@ -82,6 +83,8 @@ type Store struct {
 	AdvertisedPrefixes *Persistent[AdvertisedPrefixes]
 	// RAStatus is the router advertisements' counters.
 	RAStatus *Topic[RAStatus]
+	// CaptureStatus is the packet capture's counters.
+	CaptureStatus *Topic[CaptureStatus]
 
 	// Problems are what running services report without failing, by
 	// service name: a config entry that cannot be applied, a link that
@@ -267,6 +270,10 @@ var configFiles = []configFile{
 		name: "ra.json",
 		load: loadInto(func(s *Store) *Topic[RA] { return s.RA }),
 	},
+	{
+		name: "capture.json",
+		load: loadInto(func(s *Store) *Topic[Capture] { return s.Capture }),
+	},
 }
 
 // ConfigFileNames returns the names of the config files, in load order.
@@ -324,6 +331,8 @@ func NewStore(dir string) *Store {
 		DHCPv4Server:    NewTopic[DHCPv4Server]("dhcp4d.json"),
 		DNS:             NewTopic[DNS]("dns.json"),
 		RA:              NewTopic[RA]("ra.json"),
+		Capture:         NewTopic[Capture]("capture.json"),
+		CaptureStatus:   NewTopic[CaptureStatus]("capture"),
 		RAStatus:        NewTopic[RAStatus]("ra"),
 		DNSStatus:       NewTopic[DNSStatus]("dns"),
 		ConfigStatus:    NewTopic[[]FileStatus]("config"),
