@@ -20,6 +20,7 @@ import (
 
 	"github.com/homerouter/homerouter/platform"
 	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/services/capture"
 	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/dhcp4d"
 	"github.com/homerouter/homerouter/services/dhcp6"
@@ -362,6 +363,8 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	}
 	up := update.New(st, logger("update"), dir, boot)
 	svcs = append(svcs, services.Service{Name: update.ServiceName, Run: up.Run, Endpoints: up.Endpoints()})
+	capt := capture.New(st, logger("capture"), dir, versionString())
+	svcs = append(svcs, services.Service{Name: capture.ServiceName, Run: capt.Run, Endpoints: capt.Endpoints()})
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})
 	for _, svc := range svcs {
