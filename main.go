@@ -20,6 +20,7 @@ import (
 
 	"github.com/homerouter/homerouter/platform"
 	"github.com/homerouter/homerouter/services"
+	"github.com/homerouter/homerouter/services/backup"
 	"github.com/homerouter/homerouter/services/capture"
 	"github.com/homerouter/homerouter/services/dhcp4"
 	"github.com/homerouter/homerouter/services/dhcp4d"
@@ -49,6 +50,9 @@ Usage:
   homerouter check -perm DIR              validate the config files in DIR, one line per problem
   homerouter update -router ADDR -kernel FILE -initramfs FILE
                                           install a new image on the router, from a workstation
+  homerouter backup -router ADDR [-o FILE]
+                                          save the router's /perm (config, state, password) into FILE
+  homerouter restore -router ADDR FILE    check a backup on the router and put it in force, or refuse it
   homerouter version [-router ADDR]       print the version (and the router's, and the slot it runs)
   homerouter help                         print this
 
@@ -95,6 +99,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return check(args, stdout, stderr)
 	case "update":
 		return updateRouter(args, stdout, stderr)
+	case "backup":
+		return backupRouter(args, stdout, stderr)
+	case "restore":
+		return restoreRouter(args, stdout, stderr)
 	case "version":
 		return printVersion(args, stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -162,11 +170,9 @@ func updateRouter(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("homerouter update", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := update.Client{Log: stderr}
-	fs.StringVar(&c.Router, "router", "192.168.42.1", "the router's `address` (host or host:port)")
+	rf := addRouterFlags(fs)
 	kernel := fs.String("kernel", "build/vmlinuz", "the new kernel")
 	initramfs := fs.String("initramfs", "build/initramfs.cpio.gz", "the new initramfs")
-	password := fs.String("password", "", "the router's password (default $HOMEROUTER_PASSWORD, or -password-file)")
-	passwordFile := fs.String("password-file", "", "a `file` holding the router's password (its http-password.txt)")
 	fs.BoolVar(&c.Force, "force", false, "update a router that is not healthy")
 	fs.DurationVar(&c.Deadline, "deadline", 0, "how long the new image has to become healthy (default the router's, 2m)")
 	fs.StringVar(&c.BackupDir, "backup", ".", "the `directory` to save the router's backup in first, if it has one (\"\": none)")
@@ -176,20 +182,11 @@ func updateRouter(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("update: unexpected arguments %q", fs.Args())
 	}
-	c.Password = *password
-	if c.Password == "" {
-		c.Password = os.Getenv("HOMEROUTER_PASSWORD")
+	rc, err := rf.client("update")
+	if err != nil {
+		return err
 	}
-	if c.Password == "" && *passwordFile != "" {
-		b, err := os.ReadFile(*passwordFile)
-		if err != nil {
-			return fmt.Errorf("update: %w", err)
-		}
-		c.Password = strings.TrimSpace(string(b))
-	}
-	if c.Password == "" {
-		return errors.New("update: the router's password is needed: -password, $HOMEROUTER_PASSWORD or -password-file (it is in the router's /perm/http-password.txt, and on its console at its first boot)")
-	}
+	c.Router, c.Password = rc.Router, rc.Password
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	res, err := c.Update(ctx, *kernel, *initramfs)
@@ -249,6 +246,9 @@ func pid1() {
 	if err := sys.Boot(); err != nil {
 		sys.Fatal(err)
 	}
+	// The breakglass shell on the serial console, for when the network
+	// cannot help (platform/breakglass).
+	go sys.ServeBreakglass(ctx, run)
 	if ctx.Err() == nil {
 		err := serve(ctx, reloads, platform.PermDir, httpd.DefaultAddr, sys.Log, sys)
 		if err != nil && ctx.Err() == nil {
@@ -321,6 +321,11 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	}
 	endpoints = append(endpoints, services.Endpoint{Pattern: "GET /log", Handler: textHandler(ring.Bytes)})
 
+	// A restore cut short by a power cut is completed (or, if it was
+	// never committed, discarded) before anything reads the files.
+	if err := backup.Recover(dir, logger("backup")); err != nil {
+		mainLog.Printf("%v (starting with /perm as it is)", err)
+	}
 	configLog := logger("config")
 	reload := func() {
 		for _, err := range st.Reload() {
@@ -353,6 +358,7 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 		{Name: dns.ServiceName, Run: dns.New(st, logger("dns"), hostname()).Run},
 		{Name: ra.ServiceName, Run: ra.New(st, logger("ra")).Run},
 		{Name: diagnostics.ServiceName, Run: diagnostics.New(st, logger("diagnostics")).Run},
+		backup.New(st, logger("backup")).Service(),
 	}
 	// The update: under PID 1 it knows this boot's command line (a
 	// trial?) and the boot partition, if the router booted from disk.

@@ -56,45 +56,22 @@ type Result struct {
 	Downtime time.Duration
 }
 
-func (c *Client) base() string {
-	if strings.Contains(c.Router, "://") {
-		return strings.TrimSuffix(c.Router, "/")
-	}
-	return "http://" + c.Router
-}
-
 func (c *Client) logf(format string, args ...any) {
 	if c.Log != nil {
 		fmt.Fprintf(c.Log, format+"\n", args...)
 	}
 }
 
-func (c *Client) http() *http.Client {
-	if c.HTTP != nil {
-		return c.HTTP
-	}
-	return http.DefaultClient
+// router is the connection that the update shares with the other
+// workstation commands.
+func (c *Client) router() *services.RouterClient {
+	return &services.RouterClient{Router: c.Router, Password: c.Password, HTTP: c.HTTP}
 }
 
 // get fetches path within timeout; the error of a router that does
 // not answer, and the status and body of one that does.
 func (c *Client) get(ctx context.Context, path string, auth bool, timeout time.Duration) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base()+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if auth {
-		req.SetBasicAuth("homerouter", c.Password)
-	}
-	resp, err := c.http().Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	return c.router().Get(ctx, path, auth, timeout)
 }
 
 func (c *Client) health(ctx context.Context, timeout time.Duration) (services.Health, int, error) {
@@ -158,13 +135,12 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 		form.Set("deadline", c.Deadline.String())
 		deadline = c.Deadline
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base()+"/update/switch", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, "POST", c.router().URL("/update/switch"), strings.NewReader(form.Encode()))
 	if err != nil {
 		return Result{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("homerouter", c.Password)
-	resp, err := c.http().Do(req)
+	resp, err := c.router().Do(req, true)
 	switch {
 	case err != nil:
 		// The router may have gone into its kexec before the answer
@@ -258,13 +234,12 @@ func (c *Client) upload(ctx context.Context, kernel, initramfs string) (Uploaded
 		}()
 		pw.CloseWithError(err)
 	}()
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base()+"/update", pr)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.router().URL("/update"), pr)
 	if err != nil {
 		return u, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.SetBasicAuth("homerouter", c.Password)
-	resp, err := c.http().Do(req)
+	resp, err := c.router().Do(req, true)
 	if err != nil {
 		return u, fmt.Errorf("upload: %w", err)
 	}

@@ -1,0 +1,253 @@
+package backup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/homerouter/homerouter/state"
+)
+
+// A restore replaces several files, and a power cut may come at any
+// moment, so it goes in steps that each leave /perm whole:
+//
+//  1. Stage: the archive's files are written into StagingDir, a
+//     directory in /perm (the same filesystem, so that renames work and
+//     are atomic), and fsynced. Nothing in /perm has changed yet.
+//  2. Validate there, as `homerouter check` does. A refusal removes the
+//     staging directory: /perm is as it was.
+//  3. Commit: the list of files to remove is written into the staging
+//     directory, which is fsynced and renamed to CommitDir, and /perm
+//     is fsynced. That rename is the commit marker: from here on the
+//     restore happens, whatever comes.
+//  4. Complete: each staged file is renamed over its namesake in /perm
+//     (each rename atomic), the files on the list are removed, /perm is
+//     fsynced, and CommitDir is removed.
+//
+// Recover, at start, completes a committed restore (step 4 again: the
+// files still in CommitDir were not moved yet, and removing what is gone
+// is no error) and discards a staging directory that was never committed.
+// So after a power cut /perm holds either the old files or the new ones,
+// never half of each, from the router's first read of it.
+const (
+	StagingDir = ".restore.new"
+	CommitDir  = ".restore"
+	// removeList, in CommitDir, names the files the restore removes, one
+	// per line. Archive names never begin with a dot, so it cannot clash
+	// with a restored file.
+	removeList = ".remove"
+)
+
+// Stage writes files into dir's StagingDir, replacing what a refused or
+// interrupted restore may have left there, each file fsynced with its
+// mode (see fileMode), and returns the staging directory.
+func Stage(dir string, files []File) (string, error) {
+	staging := filepath.Join(dir, StagingDir)
+	if err := os.RemoveAll(staging); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return "", fmt.Errorf("restore: %w", err)
+	}
+	for _, f := range files {
+		if err := writeSynced(filepath.Join(staging, f.Name), f.Data, fileMode(f.Name, f.Mode)); err != nil {
+			os.RemoveAll(staging)
+			return "", fmt.Errorf("restore: %w", err)
+		}
+	}
+	return staging, nil
+}
+
+// writeSynced writes a new file and fsyncs it.
+func writeSynced(path string, data []byte, mode fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode) // past the umask
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Validate checks the staged files as the router would read them: every
+// config file as `homerouter check` does (interfaces.json must be there),
+// the state files as their schemas, and the password, which must not be
+// empty (httpd would refuse everyone, and the restore could not be
+// undone from the LAN). It returns every problem, one per line.
+func Validate(staging string) Refused {
+	var problems Refused
+	problems = append(problems, state.Check(staging)...)
+	problems = append(problems, state.CheckState(staging)...)
+	if _, err := os.Stat(filepath.Join(staging, state.PasswordFile)); err == nil {
+		if _, err := state.ReadPassword(staging); err != nil {
+			problems = append(problems, fmt.Errorf("%s: %v: the router would refuse every password", state.PasswordFile, err))
+		}
+	}
+	return problems
+}
+
+// ToRemove returns the files of dir that a restore of files removes:
+// those a backup holds (Included, regular) that the archive does not,
+// except what keep says to keep. The caller keeps the password (without
+// one httpd refuses everyone) and the state files, whose values the
+// running router holds in memory and would write back.
+func ToRemove(dir string, files []File, keep func(name string) bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !Included(name) || keep(name) {
+			continue
+		}
+		if !slices.ContainsFunc(files, func(f File) bool { return f.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// Commit makes the staged restore happen (step 3): after it returns
+// nil, Complete or, after a power cut, Recover puts it in place.
+func Commit(dir string, remove []string) error {
+	staging := filepath.Join(dir, StagingDir)
+	var list bytes.Buffer
+	for _, name := range remove {
+		fmt.Fprintln(&list, name)
+	}
+	if err := writeSynced(filepath.Join(staging, removeList), list.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("restore: commit: %w", err)
+	}
+	if err := syncDir(staging); err != nil {
+		return fmt.Errorf("restore: commit: %w", err)
+	}
+	if err := os.Rename(staging, filepath.Join(dir, CommitDir)); err != nil {
+		return fmt.Errorf("restore: commit: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("restore: commit: %w", err)
+	}
+	return nil
+}
+
+// Result is what a restore changed in /perm.
+type Result struct {
+	Restored, Removed []string
+}
+
+// Complete puts a committed restore in place (step 4), if there is one;
+// it may be run again after it was cut short.
+func Complete(dir string) (Result, error) {
+	var res Result
+	committed := filepath.Join(dir, CommitDir)
+	entries, err := os.ReadDir(committed)
+	if errors.Is(err, fs.ErrNotExist) {
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	list, err := os.ReadFile(filepath.Join(committed, removeList))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() == removeList {
+			continue
+		}
+		if err := os.Rename(filepath.Join(committed, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return res, fmt.Errorf("restore: %w", err)
+		}
+		res.Restored = append(res.Restored, e.Name())
+	}
+	sc := bufio.NewScanner(bytes.NewReader(list))
+	for sc.Scan() {
+		name := sc.Text()
+		if !Included(name) {
+			continue // never outside /perm, whatever the list says
+		}
+		err := os.Remove(filepath.Join(dir, name))
+		switch {
+		case err == nil:
+			res.Removed = append(res.Removed, name)
+		case !errors.Is(err, fs.ErrNotExist):
+			return res, fmt.Errorf("restore: %w", err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	// The list last: until the renames and removals are on disk, a
+	// repeat needs it.
+	if err := os.RemoveAll(committed); err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return res, fmt.Errorf("restore: %w", err)
+	}
+	return res, nil
+}
+
+// Recover completes a restore that was committed but cut short (a power
+// cut, a crash), and discards one that was staged but not committed,
+// logging what it did. main runs it at start, before the config and
+// state files are read.
+func Recover(dir string, logger *log.Logger) error {
+	if _, err := os.Stat(filepath.Join(dir, CommitDir)); err == nil {
+		res, err := Complete(dir)
+		if err != nil {
+			return err
+		}
+		logger.Printf("completed an interrupted restore: %s", res)
+	}
+	staging := filepath.Join(dir, StagingDir)
+	if _, err := os.Lstat(staging); err == nil {
+		if err := os.RemoveAll(staging); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		logger.Printf("discarded a restore that was staged but never committed")
+	}
+	return nil
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("restored %d files", len(r.Restored))
+	if len(r.Restored) > 0 {
+		s += ": " + strings.Join(r.Restored, ", ")
+	}
+	if len(r.Removed) > 0 {
+		s += fmt.Sprintf("; removed %s", strings.Join(r.Removed, ", "))
+	}
+	return s
+}
+
+// syncDir fsyncs a directory, so that renames and removals in it are on
+// disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
