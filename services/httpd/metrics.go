@@ -69,6 +69,14 @@ var (
 		"1, labelled with the running homerouter's version.", []string{"version"}, nil)
 	descStartTime = prometheus.NewDesc("homerouter_start_time_seconds",
 		"When the running homerouter started, in seconds since the Unix epoch.", nil, nil)
+	descCapturePackets = prometheus.NewDesc("homerouter_capture_packets_total",
+		"Configuration packets (DHCP, DHCPv6, neighbour discovery) the capture put in its ring, per link.", []string{"interface"}, nil)
+	descCaptureDropped = prometheus.NewDesc("homerouter_capture_dropped_total",
+		"Configuration packets the capture lost, per link: the kernel's socket buffer was full, or a packet was larger than the ring.", []string{"interface"}, nil)
+	descCaptureBuffered = prometheus.NewDesc("homerouter_capture_buffered_packets",
+		"Packets in the capture's ring (GET /capture.pcapng).", nil, nil)
+	descCaptureBufferedBytes = prometheus.NewDesc("homerouter_capture_buffered_bytes",
+		"Bytes the capture's ring holds, counted against capture.json's memory bound.", nil, nil)
 	descRALifetime = prometheus.NewDesc("homerouter_ra_router_lifetime_seconds",
 		"The router lifetime last advertised: 0 when the router does not offer itself as default router.", nil, nil)
 )
@@ -201,6 +209,14 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRAMalformed, ra.Malformed)
 	counter(descRAFailed, ra.Failed)
 	gauge(descRALifetime, time.Duration(ra.RouterLifetime).Seconds())
+
+	capt := c.st.CaptureStatus.Value()
+	for _, l := range capt.Links {
+		counter(descCapturePackets, l.Captured, l.Name)
+		counter(descCaptureDropped, l.Dropped, l.Name)
+	}
+	gauge(descCaptureBuffered, float64(capt.Buffered))
+	gauge(descCaptureBufferedBytes, float64(capt.BufferedBytes))
 }
 
 func bool01(b bool) float64 {

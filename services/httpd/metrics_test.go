@@ -23,6 +23,7 @@ func TestMetrics(t *testing.T) {
 		UpstreamRTT: map[string]state.Duration{"10.77.0.1:53": state.Duration(2 * time.Millisecond)}, CacheSize: 3})
 	st.Firewall.Publish(state.FirewallStatus{Forwarding: true, Counters: state.FirewallCounters{ForwardedOut4: state.Counter{Packets: 4, Bytes: 400}}})
 	st.RAStatus.Publish(state.RAStatus{Sent: 9, RouterLifetime: state.Duration(30 * time.Minute)})
+	st.CaptureStatus.Publish(state.CaptureStatus{Links: []state.CaptureLink{{Name: "uplink0", Captured: 12, Dropped: 1}, {Name: "lan0", Captured: 30}}, Buffered: 42, BufferedBytes: 20000})
 	st.ReportNotice("config", "a notice whose subject is a node's name: collected once")
 	st.DHCPv4ServerLeases.Publish(state.DHCPv4ServerLeases{Leases: []state.DHCPv4ServerLease{
 		{HardwareAddr: "02:77:00:00:00:21", Hostname: "alpha", Expiry: now.Add(time.Hour)},
@@ -68,6 +69,9 @@ func TestMetrics(t *testing.T) {
 		`homerouter_device_bytes_total{direction="up",hostname="",mac="02:77:00:00:00:30"} 5`,
 		`homerouter_build_info{version="v0.3.0"} 1`,
 		`homerouter_start_time_seconds 1.8e+09`,
+		`homerouter_capture_packets_total{interface="lan0"} 30`,
+		`homerouter_capture_dropped_total{interface="uplink0"} 1`,
+		`homerouter_capture_buffered_packets 42`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(string(body), want) {
