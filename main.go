@@ -346,8 +346,12 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	}()
 
 	// A new service is one line here: its name, its Run and the pages
-	// it serves, if any.
+	// it serves, if any. The capture comes first, so that its socket is
+	// open before netconfig names the links and the DHCP clients send
+	// their first packets.
+	capt := capture.New(st, logger("capture"), dir, versionString())
 	svcs := []services.Service{
+		{Name: capture.ServiceName, Run: capt.Run, Endpoints: capt.Endpoints()},
 		{Name: netconfig.ServiceName, Run: netconfig.New(st, logger("netconfig")).Run},
 		{Name: dhcp4.ServiceName, Run: dhcp4.New(st, logger("dhcp4"), hostname()).Run},
 		{Name: dhcp6.ServiceName, Run: dhcp6.New(st, logger("dhcp6")).Run},
@@ -366,8 +370,6 @@ func serve(ctx context.Context, reloads <-chan struct{}, dir, httpAddr string, l
 	}
 	up := update.New(st, logger("update"), dir, boot)
 	svcs = append(svcs, services.Service{Name: update.ServiceName, Run: up.Run, Endpoints: up.Endpoints()})
-	capt := capture.New(st, logger("capture"), dir, versionString())
-	svcs = append(svcs, services.Service{Name: capture.ServiceName, Run: capt.Run, Endpoints: capt.Endpoints()})
 	fw := newFirewall(st, logger("firewall"), dir)
 	svcs = append(svcs, services.Service{Name: firewall.ServiceName, Run: fw.Run, Endpoints: fw.Endpoints()})
 	for _, svc := range svcs {
