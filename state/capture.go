@@ -59,6 +59,10 @@ func (c *Capture) validate(d *decoded) ConfigErrors {
 type CaptureStatus struct {
 	// Links are uplink0's and lan0's counts, in that order.
 	Links []CaptureLink `json:"links"`
+	// SocketDrops counts the packets the kernel could not queue for the
+	// capture (its socket's buffer was full): on which link they came,
+	// the kernel does not say.
+	SocketDrops uint64 `json:"socket_drops"`
 	// Buffered and BufferedBytes are what the ring holds now.
 	Buffered      int `json:"buffered"`
 	BufferedBytes int `json:"buffered_bytes"`
@@ -70,8 +74,7 @@ type CaptureLink struct {
 	// Captured counts the packets the filter selected that reached the
 	// ring (some may have been pushed out of it since).
 	Captured uint64 `json:"captured"`
-	// Dropped counts the packets the filter selected that never reached
-	// the ring: the kernel's socket buffer overflowed, or a packet was
-	// larger than the ring's whole memory bound.
+	// Dropped counts the packets that reached the capture but not the
+	// ring: each was larger than the ring's whole memory bound.
 	Dropped uint64 `json:"dropped"`
 }

@@ -24,15 +24,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/packet"
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
+		"golang.org/x/sys/unix"
 
-	"github.com/homerouter/homerouter/services"
 	"github.com/homerouter/homerouter/state"
 )
 
@@ -59,6 +58,10 @@ type Service struct {
 	version string
 	ring    *Ring // outlives a restart of Run: the packets are the point
 	counts  [len(Links)]linkCounts
+	// socketDrops are the packets the kernel could not queue on the
+	// capture's socket: one socket for every link, so the kernel does not
+	// say on which link they were.
+	socketDrops atomic.Uint64
 	moved   sync.Once // the previous run's file, at the first Run
 }
 
@@ -72,26 +75,30 @@ func New(st *state.Store, logger *log.Logger, dir, version string) *Service {
 	return &Service{st: st, logger: logger, dir: dir, version: version, ring: NewRing(packets, bytes)}
 }
 
-// Run captures on uplink0 and lan0, each for as long as it exists,
-// follows capture.json's bounds, and when ctx is done writes the ring to
-// the perm directory.
+// Run captures on uplink0 and lan0, follows capture.json's bounds, and
+// when ctx is done writes the ring to the perm directory.
+//
+// It captures with one socket on every link, from the moment it starts,
+// rather than one per link once netconfig has named it: the router's
+// first DHCP packets go out the moment uplink0 has its name, and a
+// socket opened then would race them. The socket is open before, and
+// each packet is put down to uplink0 or lan0 by its interface index
+// (which a rename keeps); packets on other links are not kept.
 func (s *Service) Run(ctx context.Context) error {
 	s.moved.Do(s.movePrevious)
-	g, gctx := errgroup.WithContext(ctx)
-	for i, name := range Links {
-		g.Go(func() error {
-			return services.Follow[services.Link]{
-				Watch: []state.Watcher{s.st.Links},
-				Key: func() (services.Link, bool) {
-					return services.LinkKey(s.st.Links.Value(), name, nil)
-				},
-				Serve:  func(ctx context.Context, k services.Link) error { return s.listen(ctx, i, k) },
-				Logger: s.logger,
-			}.Run(gctx)
-		})
+	conn, err := packet.Listen(&net.Interface{Name: "any"}, packet.Raw, unix.ETH_P_ALL, &packet.Config{Filter: Filter()})
+	if err != nil {
+		return fmt.Errorf("opening the capture socket: %w", err)
 	}
-	g.Go(func() error { s.follow(gctx); return nil })
-	err := g.Wait()
+	defer conn.Close()
+	var links atomic.Pointer[[len(Links)]int] // the links' interface indexes
+	links.Store(new([len(Links)]int))
+	var wg sync.WaitGroup
+	rctx, cancel := context.WithCancel(ctx)
+	wg.Go(func() { s.follow(rctx, conn, &links) })
+	err = s.read(rctx, conn, &links)
+	cancel()
+	wg.Wait()
 	if ctx.Err() != nil {
 		s.save()
 		return nil
@@ -99,80 +106,81 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// listen captures on link k, Links[i], until ctx is done.
-func (s *Service) listen(ctx context.Context, i int, k services.Link) error {
-	ifi := &net.Interface{Index: k.Index, Name: k.Name}
-	conn, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, &packet.Config{Filter: Filter()})
-	if err != nil {
-		return fmt.Errorf("capture on %s: %w", k.Name, err)
-	}
-	defer conn.Close()
+// read reads conn until ctx is done, keeping what comes on the links
+// whose indexes links has.
+func (s *Service) read(ctx context.Context, conn *packet.Conn, links *atomic.Pointer[[len(Links)]int]) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	// Frames from the link's own address are the router's: the address
-	// the socket is bound to is the link's, spoofed or not.
-	var own net.HardwareAddr
-	if a, ok := conn.LocalAddr().(*packet.Addr); ok {
-		own = a.HardwareAddr
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
 	}
-	c := &s.counts[i]
-	statsDone := make(chan struct{})
-	defer func() { <-statsDone }()
-	go func() {
-		defer close(statsDone)
-		t := time.NewTicker(statsInterval)
-		defer t.Stop()
-		for {
-			if st, err := conn.Stats(); err == nil {
-				c.dropped.Add(uint64(st.Drops)) // the kernel's count starts over at each read
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
 	buf := make([]byte, 1<<16)
 	for {
-		n, _, err := conn.ReadFrom(buf)
+		// recvfrom(2) by hand: packet.Conn's ReadFrom does not say on
+		// which link a packet came, nor whether the router sent it.
+		var n int
+		var from unix.Sockaddr
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("capture on %s: %w", k.Name, err)
+			return fmt.Errorf("capture: %w", err)
 		}
-		data := bytes.Clone(buf[:n])
-		out := n >= 12 && own != nil && bytes.Equal(data[6:12], own)
-		if s.ring.Add(Packet{Time: time.Now(), Link: i, Outbound: out, Data: data}) {
-			c.captured.Add(1)
+		ll, ok := from.(*unix.SockaddrLinklayer)
+		if !ok {
+			continue
+		}
+		i := slices.Index(links.Load()[:], ll.Ifindex)
+		if i < 0 || ll.Ifindex == 0 {
+			continue
+		}
+		p := Packet{Time: time.Now(), Link: i, Outbound: ll.Pkttype == unix.PACKET_OUTGOING, Data: bytes.Clone(buf[:n])}
+		if s.ring.Add(p) {
+			s.counts[i].captured.Add(1)
 		} else {
-			c.dropped.Add(1)
+			s.counts[i].dropped.Add(1)
 		}
 	}
 }
 
-// follow applies capture.json's bounds as they change and publishes the
+// follow keeps links up to date with netconfig's, applies capture.json's
+// bounds as they change, reads the kernel's drop count and publishes the
 // counters, until ctx is done.
-func (s *Service) follow(ctx context.Context) {
-	t := time.NewTicker(statsInterval)
-	defer t.Stop()
+func (s *Service) follow(ctx context.Context, conn *packet.Conn, links *atomic.Pointer[[len(Links)]int]) {
 	var applied state.Capture
 	for {
-		cfg, _ := s.st.Capture.Get()
-		changed := s.st.Capture.Changed()
-		if cfg != applied {
+		w := state.WatchAll(s.st.Capture, s.st.Links)
+		var idx [len(Links)]int
+		for i, name := range Links {
+			if l, ok := state.FindLink(s.st.Links.Value(), name); ok {
+				idx[i] = l.Index
+			}
+		}
+		links.Store(&idx)
+		if cfg := s.st.Capture.Value(); cfg != applied {
 			packets, bytes := cfg.Limits()
 			s.ring.SetLimits(packets, bytes)
 			applied = cfg
 		}
+		if st, err := conn.Stats(); err == nil {
+			s.socketDrops.Add(uint64(st.Drops)) // the kernel's count starts over at each read
+		}
 		s.publish()
-		select {
-		case <-ctx.Done():
+		wctx, cancel := context.WithTimeout(ctx, statsInterval)
+		w.Wait(wctx)
+		cancel()
+		if ctx.Err() != nil {
 			s.publish()
 			return
-		case <-changed:
-		case <-t.C:
 		}
 	}
 }
@@ -187,6 +195,7 @@ func (s *Service) publish() {
 			Dropped:  s.counts[i].dropped.Load(),
 		})
 	}
+	status.SocketDrops = s.socketDrops.Load()
 	status.Buffered, status.BufferedBytes = s.ring.Len()
 	s.st.CaptureStatus.PublishIfChanged(status)
 }

@@ -72,7 +72,9 @@ var (
 	descCapturePackets = prometheus.NewDesc("homerouter_capture_packets_total",
 		"Configuration packets (DHCP, DHCPv6, neighbour discovery) the capture put in its ring, per link.", []string{"interface"}, nil)
 	descCaptureDropped = prometheus.NewDesc("homerouter_capture_dropped_total",
-		"Configuration packets the capture lost, per link: the kernel's socket buffer was full, or a packet was larger than the ring.", []string{"interface"}, nil)
+		"Configuration packets the capture could not keep, per link: each was larger than the whole ring.", []string{"interface"}, nil)
+	descCaptureSocketDrops = prometheus.NewDesc("homerouter_capture_socket_drops_total",
+		"Configuration packets the kernel could not queue for the capture (its socket's buffer was full); the kernel does not say on which link.", nil, nil)
 	descCaptureBuffered = prometheus.NewDesc("homerouter_capture_buffered_packets",
 		"Packets in the capture's ring (GET /capture.pcapng).", nil, nil)
 	descCaptureBufferedBytes = prometheus.NewDesc("homerouter_capture_buffered_bytes",
@@ -215,6 +217,7 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descCapturePackets, l.Captured, l.Name)
 		counter(descCaptureDropped, l.Dropped, l.Name)
 	}
+	counter(descCaptureSocketDrops, capt.SocketDrops)
 	gauge(descCaptureBuffered, float64(capt.Buffered))
 	gauge(descCaptureBufferedBytes, float64(capt.BufferedBytes))
 }
