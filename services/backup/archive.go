@@ -250,7 +250,7 @@ func ReadArchive(r io.Reader) ([]File, error) {
 		case h.Typeflag == tar.TypeDir || strings.Contains(strings.TrimSuffix(clean, "/"), "/"):
 			refuse("%s: a subdirectory: a backup holds the top-level files of /perm only", name)
 			continue
-		case h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA:
+		case h.Typeflag != tar.TypeReg: // the reader turns the old TypeRegA into TypeReg
 			refuse("%s: not a regular file (tar type %q)", name, h.Typeflag)
 			continue
 		case len(clean) > maxNameLen:
