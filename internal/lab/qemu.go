@@ -2,7 +2,9 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -49,12 +51,22 @@ type VMOptions struct {
 	// QEMUArgs are added to QEMU's command line as they are, after the
 	// rest: devices nothing above describes ("-device", "i6300esb").
 	QEMUArgs []string
+	// SerialSocket connects the serial console (the guest's ttyS0) to
+	// a unix socket instead of QEMU's stdout, for a test that types on
+	// the console (VM.Type). What the guest writes there still goes to
+	// Output and the log, as with stdout.
+	SerialSocket bool
 }
 
 // VM is a running QEMU guest.
 type VM struct {
 	*Process
 	monitor string // path of the human monitor's unix socket
+	// serial is the console's connection once QEMU has made it, with
+	// VMOptions.SerialSocket; serialErr why there is none.
+	serialReady chan struct{}
+	serial      net.Conn
+	serialErr   error
 }
 
 // Tap creates a tap link named name in n, up, for a VM to open.
@@ -85,9 +97,22 @@ func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
 	l.mu.Unlock()
 	args := []string{
 		"-m", fmt.Sprint(mem), "-nodefaults", "-no-user-config", "-display", "none",
-		"-serial", "stdio",
 		"-monitor", "unix:" + monitor + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
+	}
+	// The lab listens and QEMU connects as it starts, so the console
+	// loses nothing of the boot, and nothing waits for a client.
+	var serial *net.UnixListener
+	if opt.SerialSocket {
+		path := strings.TrimSuffix(monitor, ".monitor") + ".serial"
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("lab: serial console socket: %w", err)
+		}
+		serial = ln
+		args = append(args, "-chardev", "socket,id=console,path="+path, "-serial", "chardev:console")
+	} else {
+		args = append(args, "-serial", "stdio")
 	}
 	if !opt.Reboot {
 		args = append(args, "-no-reboot")
@@ -128,9 +153,55 @@ func (l *Lab) StartVM(n *Netns, opt VMOptions) (*VM, error) {
 	args = append(args, opt.QEMUArgs...)
 	p, err := l.Start(n, "qemu-system-x86_64", args...)
 	if err != nil {
+		if serial != nil {
+			serial.Close()
+		}
 		return nil, err
 	}
-	return &VM{Process: p, monitor: monitor}, nil
+	vm := &VM{Process: p, monitor: monitor, serialReady: make(chan struct{})}
+	if serial == nil {
+		vm.serialErr = errors.New("lab: the VM's console is on stdout, not a socket (VMOptions.SerialSocket)")
+		close(vm.serialReady)
+		return vm, nil
+	}
+	go vm.acceptSerial(serial)
+	return vm, nil
+}
+
+// acceptSerial takes QEMU's connection to the console socket and copies
+// what the guest writes to the process's output.
+func (vm *VM) acceptSerial(ln *net.UnixListener) {
+	ln.SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := ln.Accept()
+	ln.Close()
+	vm.serial, vm.serialErr = c, err
+	if err != nil {
+		vm.serialErr = fmt.Errorf("lab: %s did not connect its console: %w", vm, err)
+	}
+	close(vm.serialReady)
+	if err == nil {
+		io.Copy(procWriter{vm.Process}, c)
+		c.Close()
+	}
+}
+
+// Type sends s to the guest's serial console, as keys typed on a
+// terminal ("\r" is Enter), for a VM started with
+// VMOptions.SerialSocket.
+func (vm *VM) Type(s string) error {
+	select {
+	case <-vm.serialReady:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("lab: %s: no console connection", vm)
+	}
+	if vm.serialErr != nil {
+		return vm.serialErr
+	}
+	vm.serial.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(vm.serial, s); err != nil {
+		return fmt.Errorf("lab: type on %s's console: %w", vm, err)
+	}
+	return nil
 }
 
 // kernelBanner starts the first line a Linux kernel prints.

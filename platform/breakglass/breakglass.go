@@ -220,8 +220,13 @@ func (s *Shell) login(ctx context.Context, t *terminal) error {
 
 // resumed resumes the log and says how much of it this console missed.
 func (s *Shell) resumed(t *terminal, resume func() int) {
-	n := resume()
-	fmt.Fprintf(t.f, "The log resumes on %s (%d lines were not shown here; the shell's log command shows them). Press Enter for the breakglass shell.\n", s.console, n)
+	lines := "lines were"
+	if n := resume(); n == 1 {
+		lines = "1 line was"
+	} else {
+		lines = fmt.Sprintf("%d %s", n, lines)
+	}
+	fmt.Fprintf(t.f, "The log resumes on %s (%s not shown here; the shell's log command shows the log). Press Enter for the breakglass shell.\n", s.console, lines)
 }
 
 // noPassword is check's reason for an empty line: someone pressed
@@ -267,7 +272,8 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 		interp.StdIO(stdin.f, t.f, t.f),
 		interp.Env(expand.ListEnviron("HOME=/", "PATH=", "TERM=vt100", "HOSTNAME="+host)),
 		interp.Dir(s.opt.Dir),
-		interp.ExecHandler(s.exec),
+		// The table replaces the default handler, which runs programs.
+		interp.ExecHandlers(func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return s.exec }),
 		interp.Interactive(true),
 	)
 	if err != nil {
@@ -292,7 +298,7 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 			}
 			for _, st := range stmts {
 				err := r.Run(ctx, st)
-				if _, ok := interp.IsExitStatus(err); err != nil && !ok {
+				if _, ok := exitStatus(err); err != nil && !ok {
 					fmt.Fprintf(t.f, "%v\n", err)
 				}
 				if r.Exited() || ctx.Err() != nil {

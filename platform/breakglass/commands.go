@@ -3,6 +3,7 @@ package breakglass
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,14 +44,6 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Dir            string
 	Getenv         func(name string) string
-}
-
-// path resolves name against the shell's working directory.
-func (e Env) path(name string) string {
-	if filepath.IsAbs(name) {
-		return name
-	}
-	return filepath.Join(e.Dir, name)
 }
 
 // Command runs one of the shell's commands; args[0] is its name. An
@@ -151,13 +144,22 @@ func runCommand(ctx context.Context, cmds map[string]Command, env Env, args []st
 		}
 	}()
 	if err := cmd(ctx, env, args); err != nil {
-		if _, ok := interp.IsExitStatus(err); ok {
+		if _, ok := exitStatus(err); ok {
 			return err
 		}
 		fmt.Fprintf(env.Stderr, "%s: %v\n", args[0], err)
 		return interp.ExitStatus(1)
 	}
 	return nil
+}
+
+// exitStatus returns the shell's exit status that err is, if it is one.
+func exitStatus(err error) (uint8, bool) {
+	var st interp.ExitStatus
+	if errors.As(err, &st) {
+		return uint8(st), true
+	}
+	return 0, false
 }
 
 // logCommand prints the end of the router's log ring: what the paused
@@ -254,11 +256,15 @@ func ps(ctx context.Context, env Env, args []string) error {
 	}
 	w := tabwriter.NewWriter(env.Stdout, 0, 8, 1, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "PID\tPPID\tS\tTHREADS\tRSS KiB\t COMMAND")
+	var pids []int
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+	}
+	slices.Sort(pids)
+	for _, pid := range pids {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if err != nil {
 			continue // it exited meanwhile
 		}

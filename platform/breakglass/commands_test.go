@@ -14,7 +14,6 @@ import (
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"golang.org/x/sys/unix"
-	"mvdan.cc/sh/v3/interp"
 )
 
 // TestCommands runs commands of the table as the shell would, in a
@@ -76,7 +75,7 @@ func TestCommands(t *testing.T) {
 			homerouterArgs = nil
 			env := Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Dir: dir, Getenv: func(string) string { return "" }}
 			err := runCommand(context.Background(), cmds, env, tc.args)
-			status, ok := interp.IsExitStatus(err)
+			status, ok := exitStatus(err)
 			if err != nil && !ok {
 				t.Fatalf("error %v, want an exit status", err)
 			}
