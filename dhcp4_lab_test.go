@@ -179,17 +179,17 @@ func TestDHCPv4Lab(t *testing.T) {
 	})
 }
 
-// capture is tcpdump on the ISP's isp0, recording an exchange for the
+// tcpdump is tcpdump on the ISP's isp0, recording an exchange for the
 // replay tests.
-type capture struct {
+type tcpdump struct {
 	p    *lab.Process
 	ns   *lab.Netns
 	file string
 }
 
-func startCapture(ctx context.Context, t *testing.T, l *lab.Lab, isp *lab.Netns, filter string) *capture {
+func startCapture(ctx context.Context, t *testing.T, l *lab.Lab, isp *lab.Netns, filter string) *tcpdump {
 	t.Helper()
-	c := &capture{ns: isp, file: filepath.Join(l.Dir(), "capture.pcap")}
+	c := &tcpdump{ns: isp, file: filepath.Join(l.Dir(), "capture.pcap")}
 	var err error
 	if c.p, err = l.Start(isp, "tcpdump", "-i", "isp0", "-n", "-U", "-w", c.file, filter); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func startCapture(ctx context.Context, t *testing.T, l *lab.Lab, isp *lab.Netns,
 // keep waits until the capture holds n packets that tcpdump describes
 // with marker (it may not have read the last ones yet), stops tcpdump and,
 // with HOMEROUTER_RECORD=1, saves the capture as dest.
-func (c *capture) keep(ctx context.Context, t *testing.T, marker string, n int, dest string) {
+func (c *tcpdump) keep(ctx context.Context, t *testing.T, marker string, n int, dest string) {
 	t.Helper()
 	if err := lab.WaitFor(ctx, fmt.Sprintf("%d packets captured", n), func() error {
 		out, err := c.ns.Run(ctx, "tcpdump", "-nn", "-r", c.file)
