@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
-		"golang.org/x/sys/unix"
+	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/state"
 )
@@ -62,7 +62,7 @@ type Service struct {
 	// capture's socket: one socket for every link, so the kernel does not
 	// say on which link they were.
 	socketDrops atomic.Uint64
-	moved   sync.Once // the previous run's file, at the first Run
+	moved       sync.Once // the previous run's file, at the first Run
 }
 
 // linkCounts are one link's counters since the router started.
