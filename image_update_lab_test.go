@@ -45,7 +45,7 @@ const updatePassword = "test-password-42"
 // It prints the connectivity gap of the good update: the longest time
 // without a reply to pings from the LAN to the ISP.
 func TestImageUpdate(t *testing.T) {
-	imageHomeArtifacts(t, "sfdisk", "mkfs.vfat", "mcopy", "syslinux", "ping")
+	imageHomeArtifacts(t, "sfdisk", "mkfs.vfat", "mcopy", "syslinux", "ping", "tshark")
 	lab.RequireFiles(t, imageNext, imageUnhealthy, imageHang, diskScript)
 	bin := lab.RouterBinary(t) // the workstation's homerouter update
 	l := lab.NewT(t)
@@ -186,6 +186,16 @@ func TestImageUpdate(t *testing.T) {
 		}
 		if _, slot := healthy("the next version healthy", next); slot != "b" {
 			t.Errorf("running slot %q, want b", slot)
+		}
+		// The update's kexec stops the router cleanly, so the packets of
+		// the run before it are served.
+		file := filepath.Join(dir, "previous.pcapng")
+		if _, err := r.LAN.Run(ctx, "curl", "-sS", "--fail", "--max-time", "10", "-u", ":"+updatePassword, "-o", file, "http://"+imageRouterLAN+"/capture-previous.pcapng"); err != nil {
+			t.Errorf("the capture of the run before the update: %v", err)
+		} else if msgs, err := tsharkMessages(ctx, file); err != nil || len(msgs["uplink0"]) == 0 || len(msgs["lan0"]) == 0 {
+			t.Errorf("the capture of the run before the update: %q %v", msgs, err)
+		} else {
+			t.Logf("the capture of the run before the update: %q", msgs)
 		}
 		boots := r.vm.Boots()
 		if err := r.vm.Monitor("system_reset"); err != nil {

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -285,7 +286,46 @@ func client(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM, start time
 		say("LAN client: /health.json: %v", err)
 	}
 	say("LAN client: GET http://%s/health.json: version %s, first_error %q; the checks:\n%s", routerLAN, health.Version, health.FirstError, indent(checkTree(health.Checks, 0)))
+	if err := showCapture(ctx, l, h, vm); err != nil {
+		say("LAN client: the router's packet capture: %v", err)
+	}
 	say("the router is up: its status page is http://%s/ (try `ip netns exec %s curl -s http://%s/health.json`); Ctrl-C stops it", routerLAN, h.LAN.Name(), routerLAN)
+	return nil
+}
+
+// passwordLine is how the router shows its password on the console, at
+// its first boot.
+var passwordLine = regexp.MustCompile(`the router's password, for updates and backups, is (\S+)`)
+
+// showCapture downloads the router's capture of its configuration
+// packets, as a person would for Wireshark, and shows what tshark reads
+// in it: the boot's DHCP and DHCPv6 exchanges on uplink0 and the LAN
+// client's on lan0.
+func showCapture(ctx context.Context, l *lab.Lab, h *lab.Home, vm *lab.VM) error {
+	m := passwordLine.FindStringSubmatch(vm.Output())
+	if m == nil {
+		return errors.New("no password on the console")
+	}
+	file := filepath.Join(l.Dir(), "capture.pcapng")
+	url := "http://" + routerLAN + "/capture.pcapng?live=0"
+	if _, err := h.LAN.Run(ctx, "curl", "-sS", "--fail", "--max-time", "10", "-u", ":"+m[1], "-o", file, url); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "tshark", "-n", "-r", file, "-T", "fields", "-E", "separator=/t",
+		"-e", "frame.interface_name", "-e", "_ws.col.Protocol", "-e", "_ws.col.Info").Output()
+	if err != nil {
+		return fmt.Errorf("tshark: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var dhcp []string
+	for _, line := range lines {
+		if strings.Contains(line, "DHCP") {
+			dhcp = append(dhcp, strings.ReplaceAll(line, "\t", "  "))
+		}
+	}
+	say("LAN client: curl -u :PASSWORD '%s' | tshark: %d packets (DHCP, DHCPv6, neighbour discovery), of which the DHCP ones:\n%s\n"+
+		"  (live into Wireshark: curl -N -u :PASSWORD http://%s/capture.pcapng | wireshark -k -i -)",
+		url, len(lines), indent(strings.Join(dhcp, "\n")), routerLAN)
 	return nil
 }
 
