@@ -246,6 +246,9 @@ func pid1() {
 	if err := sys.Boot(); err != nil {
 		sys.Fatal(err)
 	}
+	// The breakglass shell on the serial console, for when the network
+	// cannot help (platform/breakglass).
+	go sys.ServeBreakglass(ctx, run)
 	if ctx.Err() == nil {
 		err := serve(ctx, reloads, platform.PermDir, httpd.DefaultAddr, sys.Log, sys)
 		if err != nil && ctx.Err() == nil {
