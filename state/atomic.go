@@ -30,7 +30,7 @@ func WriteAtomic(path string, perm os.FileMode, write func(io.Writer) error) (er
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	f, err := os.CreateTemp(dir, AtomicTempPattern(base))
 	if err != nil {
 		return fmt.Errorf("write %s: create temp file: %w", path, withoutPath(err))
 	}
@@ -70,6 +70,12 @@ func WriteAtomic(path string, perm os.FileMode, write func(io.Writer) error) (er
 	}
 	return nil
 }
+
+// AtomicTempPattern is the pattern (for os.CreateTemp and filepath.Glob)
+// of the temp files WriteAtomic writes base through: a write cut short
+// (the process killed) leaves one, which a writer of many megabytes
+// removes at its next start.
+func AtomicTempPattern(base string) string { return "." + base + ".tmp*" }
 
 // withoutPath drops the path from an *os.PathError (or *os.LinkError):
 // the temp file's name is random, and an error that reads the same on

@@ -27,7 +27,9 @@ const (
 	DefaultCapturePackets   = 50000
 	DefaultCaptureMemoryMiB = 32
 	maxCapturePackets       = 10000000
-	maxCaptureMemoryMiB     = 1024
+	// maxCaptureMemoryMiB keeps the save at a clean stop within the
+	// seconds the supervisor waits, on a disk of 100 MB/s or so.
+	maxCaptureMemoryMiB = 256
 )
 
 // Limits returns the ring's packet count and byte bound, defaults

@@ -254,7 +254,7 @@ func TestCheckErrors(t *testing.T) {
 			},
 			want: []string{
 				`capture.json:1:13: packets: -1 is not between 0 (the default, 50000) and 10000000`,
-				`capture.json:1:31: memory_mib: 4096 is not between 0 (the default, 32) and 1024`,
+				`capture.json:1:31: memory_mib: 4096 is not between 0 (the default, 32) and 256`,
 			},
 		},
 		{

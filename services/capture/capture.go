@@ -91,12 +91,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("opening the capture socket: %w", err)
 	}
 	defer conn.Close()
-	var links atomic.Pointer[[len(Links)]int] // the links' interface indexes
-	links.Store(new([len(Links)]int))
 	var wg sync.WaitGroup
 	rctx, cancel := context.WithCancel(ctx)
-	wg.Go(func() { s.follow(rctx, conn, &links) })
-	err = s.read(rctx, conn, &links)
+	wg.Go(func() { s.follow(rctx, conn) })
+	err = s.read(rctx, conn)
 	cancel()
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -106,9 +104,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// read reads conn until ctx is done, keeping what comes on the links
-// whose indexes links has.
-func (s *Service) read(ctx context.Context, conn *packet.Conn, links *atomic.Pointer[[len(Links)]int]) error {
+// read reads conn until ctx is done, keeping what comes on uplink0 and
+// lan0.
+func (s *Service) read(ctx context.Context, conn *packet.Conn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	rc, err := conn.SyscallConn()
@@ -116,6 +114,7 @@ func (s *Service) read(ctx context.Context, conn *packet.Conn, links *atomic.Poi
 		return err
 	}
 	buf := make([]byte, 1<<16)
+	var links [len(Links)]int // their interface indexes, as last looked up
 	for {
 		// recvfrom(2) by hand: packet.Conn's ReadFrom does not say on
 		// which link a packet came, nor whether the router sent it.
@@ -139,9 +138,15 @@ func (s *Service) read(ctx context.Context, conn *packet.Conn, links *atomic.Poi
 		if !ok {
 			continue
 		}
-		i := slices.Index(links.Load()[:], ll.Ifindex)
-		if i < 0 || ll.Ifindex == 0 {
-			continue
+		i := slices.Index(links[:], ll.Ifindex)
+		if i < 0 {
+			// A link not seen yet, or renamed: look again, now. The
+			// Links topic has it before any service sends on it, as
+			// they all wait for netconfig to publish it there.
+			links = s.linkIndexes()
+			if i = slices.Index(links[:], ll.Ifindex); i < 0 || ll.Ifindex == 0 {
+				continue
+			}
 		}
 		p := Packet{Time: time.Now(), Link: i, Outbound: ll.Pkttype == unix.PACKET_OUTGOING, Data: bytes.Clone(buf[:n])}
 		if s.ring.Add(p) {
@@ -152,20 +157,25 @@ func (s *Service) read(ctx context.Context, conn *packet.Conn, links *atomic.Poi
 	}
 }
 
-// follow keeps links up to date with netconfig's, applies capture.json's
-// bounds as they change, reads the kernel's drop count and publishes the
-// counters, until ctx is done.
-func (s *Service) follow(ctx context.Context, conn *packet.Conn, links *atomic.Pointer[[len(Links)]int]) {
+// linkIndexes returns the interface indexes of Links, 0 for one that
+// netconfig has not named (yet).
+func (s *Service) linkIndexes() [len(Links)]int {
+	var idx [len(Links)]int
+	links := s.st.Links.Value()
+	for i, name := range Links {
+		if l, ok := state.FindLink(links, name); ok {
+			idx[i] = l.Index
+		}
+	}
+	return idx
+}
+
+// follow applies capture.json's bounds as they change, reads the
+// kernel's drop count and publishes the counters, until ctx is done.
+func (s *Service) follow(ctx context.Context, conn *packet.Conn) {
 	var applied state.Capture
 	for {
-		w := state.WatchAll(s.st.Capture, s.st.Links)
-		var idx [len(Links)]int
-		for i, name := range Links {
-			if l, ok := state.FindLink(s.st.Links.Value(), name); ok {
-				idx[i] = l.Index
-			}
-		}
-		links.Store(&idx)
+		w := state.WatchAll(s.st.Capture)
 		if cfg := s.st.Capture.Value(); cfg != applied {
 			packets, bytes := cfg.Limits()
 			s.ring.SetLimits(packets, bytes)
@@ -201,25 +211,42 @@ func (s *Service) publish() {
 }
 
 // movePrevious moves the last clean stop's capture aside, for GET
-// /capture-previous.pcapng, before this run's is written over it.
+// /capture-previous.pcapng, before this run's is written over it, and
+// removes what a save cut short left (a stop that took longer than the
+// supervisor waits, on a slow disk with a large ring).
 func (s *Service) movePrevious() {
 	err := os.Rename(filepath.Join(s.dir, File), filepath.Join(s.dir, PreviousFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.logger.Printf("keeping the previous run's capture: %v", err)
 	}
+	temps, _ := filepath.Glob(filepath.Join(s.dir, state.AtomicTempPattern(File)))
+	for _, t := range temps {
+		if err := os.Remove(t); err != nil {
+			s.logger.Printf("removing a capture left half written: %v", err)
+		}
+	}
 }
 
-// save writes the ring to the perm directory, for the next run.
+// save writes the ring to the perm directory, for the next run, a batch
+// at a time.
 func (s *Service) save() {
-	pkts, _, _, _ := s.ring.Since(0)
 	path := filepath.Join(s.dir, File)
+	var n int
 	err := state.WriteAtomic(path, 0o600, func(w io.Writer) error {
 		pw, err := newWriter(w, s.version)
 		if err != nil {
 			return err
 		}
-		if err := pw.write(pkts, 0); err != nil {
-			return err
+		for next := uint64(0); ; {
+			pkts, after, _, _ := s.ring.Since(next, streamBatch)
+			if len(pkts) == 0 {
+				break
+			}
+			if err := pw.write(pkts, 0); err != nil {
+				return err
+			}
+			n += len(pkts)
+			next = after
 		}
 		return pw.flush()
 	})
@@ -227,5 +254,5 @@ func (s *Service) save() {
 		s.logger.Printf("saving the capture for the next run: %v", err)
 		return
 	}
-	s.logger.Printf("saved %d packets in %s, for the next run", len(pkts), path)
+	s.logger.Printf("saved %d packets in %s, for the next run", n, path)
 }

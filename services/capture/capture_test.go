@@ -125,6 +125,23 @@ func TestServeCapture(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(s.serveCapture))
 	defer srv.Close()
 
+	// More than a batch.
+	big := NewRing(1000, 1<<20)
+	var many []Packet
+	for i := range 2*streamBatch + 3 {
+		p := pkts[i%len(pkts)]
+		p.Time = p.Time.Add(time.Duration(i) * time.Second)
+		big.Add(p)
+		many = append(many, p)
+	}
+	rec := httptest.NewRecorder()
+	(&Service{ring: big, version: "test"}).serveCapture(rec, httptest.NewRequest("GET", "/capture.pcapng?live=0", nil))
+	_, got, _ := readBack(t, rec.Body, len(many))
+	checkPackets(t, got, many)
+	if rest, _ := io.ReadAll(rec.Body); len(rest) != 0 {
+		t.Errorf("%d bytes after the last packet", len(rest))
+	}
+
 	resp, err := http.Get(srv.URL + "?live=0")
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +154,7 @@ func TestServeCapture(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/x-pcapng" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	_, got, _ := readBack(t, bytes.NewReader(body), 2)
+	_, got, _ = readBack(t, bytes.NewReader(body), 2)
 	checkPackets(t, got, pkts[:2])
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -170,13 +187,14 @@ func TestPrevious(t *testing.T) {
 	for _, p := range pkts {
 		s.ring.Add(p)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := s.Run(ctx); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	s.save() // as Run does when the router stops
 	if _, err := os.Stat(filepath.Join(s.dir, File)); err != nil {
 		t.Fatalf("the stop wrote no capture: %v", err)
+	}
+	// A save cut short before: its temp file is gone after the start.
+	halfWritten := filepath.Join(s.dir, ".capture.pcapng.tmp123")
+	if err := os.WriteFile(halfWritten, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 
 	next := New(s.st, s.logger, s.dir, "test")
@@ -192,5 +210,8 @@ func TestPrevious(t *testing.T) {
 	checkPackets(t, got, pkts)
 	if _, err := os.Stat(filepath.Join(s.dir, File)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("%s is still there after the start moved it: %v", File, err)
+	}
+	if _, err := os.Stat(halfWritten); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a half-written capture is still there after the start: %v", err)
 	}
 }

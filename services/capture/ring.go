@@ -93,24 +93,30 @@ func (r *Ring) evict() {
 	}
 }
 
-// Since returns the packets held with sequence numbers from seq on,
-// oldest first, the sequence number to ask for next, how many packets
-// from seq on were dropped before the reader got them, and a channel
-// that is closed when a packet is added after these. Sequence numbers
-// start at 0.
-func (r *Ring) Since(seq uint64) (pkts []Packet, next, missed uint64, wake <-chan struct{}) {
+// Since returns at most max of the packets held with sequence numbers
+// from seq on, oldest first, the sequence number to ask for next, how
+// many packets from seq on were dropped before the reader got them, and
+// a channel that is closed when a packet is added after those held now.
+// Sequence numbers start at 0.
+//
+// A reader that takes the ring in batches holds only a batch's packets:
+// the rest can leave the ring, and its memory, while it writes.
+func (r *Ring) Since(seq uint64, max int) (pkts []Packet, next, missed uint64, wake <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	held := uint64(len(r.queue) - r.head)
 	oldest := r.next - held
-	if seq < oldest {
+	switch {
+	case seq < oldest:
 		missed = oldest - seq
 		seq = oldest
+	case seq > r.next: // never handed out: start from now
+		seq = r.next
 	}
-	if seq < r.next {
-		pkts = append(pkts, r.queue[r.head+int(seq-oldest):]...)
-	}
-	return pkts, r.next, missed, r.wake
+	from := r.head + int(seq-oldest)
+	to := min(len(r.queue), from+max)
+	pkts = append(pkts, r.queue[from:to]...)
+	return pkts, seq + uint64(len(pkts)), missed, r.wake
 }
 
 // Len returns how many packets the ring holds, and their bytes (with

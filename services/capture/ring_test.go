@@ -56,7 +56,7 @@ func TestRing(t *testing.T) {
 			for i, size := range tc.sizes {
 				r.Add(pkt(i+1, max(size, 1)))
 			}
-			got, next, missed, _ := r.Since(tc.since)
+			got, next, missed, _ := r.Since(tc.since, 1000)
 			if g := firsts(got); !equal(g, tc.want) {
 				t.Errorf("packets = %v, want %v", g, tc.want)
 			}
@@ -66,7 +66,7 @@ func TestRing(t *testing.T) {
 			if missed != tc.wantMissed {
 				t.Errorf("missed = %d, want %d", missed, tc.wantMissed)
 			}
-			all, _, _, _ := r.Since(0)
+			all, _, _, _ := r.Since(0, 1000)
 			n, b := r.Len()
 			if n != len(all) || n > tc.max || b > tc.maxBytes {
 				t.Errorf("Len = %d packets, %d bytes; want %d packets within %d, %d", n, b, len(all), tc.max, tc.maxBytes)
@@ -85,11 +85,11 @@ func TestRingSetLimits(t *testing.T) {
 		r.Add(pkt(i+1, 10))
 	}
 	r.SetLimits(4, 1<<20)
-	if got, _, _, _ := r.Since(0); !equal(firsts(got), []int{7, 8, 9, 10}) {
+	if got, _, _, _ := r.Since(0, 1000); !equal(firsts(got), []int{7, 8, 9, 10}) {
 		t.Errorf("after shrinking to 4: %v", firsts(got))
 	}
 	r.SetLimits(4, 2*(10+packetOverhead))
-	if got, _, _, _ := r.Since(0); !equal(firsts(got), []int{9, 10}) {
+	if got, _, _, _ := r.Since(0, 1000); !equal(firsts(got), []int{9, 10}) {
 		t.Errorf("after shrinking to 2 packets' bytes: %v", firsts(got))
 	}
 }
@@ -98,14 +98,14 @@ func TestRingSetLimits(t *testing.T) {
 // packet once, in order.
 func TestRingFollow(t *testing.T) {
 	r := NewRing(100, 1<<20)
-	_, next, _, wake := r.Since(0)
+	_, next, _, wake := r.Since(0, 1000)
 	done := make(chan []int)
 	go func() {
 		var seen []int
 		for len(seen) < 50 {
 			<-wake
 			var pkts []Packet
-			pkts, next, _, wake = r.Since(next)
+			pkts, next, _, wake = r.Since(next, 1000)
 			seen = append(seen, firsts(pkts)...)
 		}
 		done <- seen
@@ -118,5 +118,34 @@ func TestRingFollow(t *testing.T) {
 		if v != i+1 {
 			t.Fatalf("the reader saw %v, want 1 to 50 in order", seen)
 		}
+	}
+}
+
+// TestRingBatches: a reader that takes the ring a few packets at a time
+// gets each once, in order, and is told of the packets that left the
+// ring between its batches.
+func TestRingBatches(t *testing.T) {
+	r := NewRing(10, 1<<20)
+	for i := range 10 {
+		r.Add(pkt(i+1, 1))
+	}
+	got, next, missed, _ := r.Since(0, 4)
+	if !equal(firsts(got), []int{1, 2, 3, 4}) || next != 4 || missed != 0 {
+		t.Errorf("first batch %v, next %d, missed %d", firsts(got), next, missed)
+	}
+	for i := range 6 { // pushes out 1 to 6
+		r.Add(pkt(11+i, 1))
+	}
+	got, next, missed, _ = r.Since(next, 4)
+	if !equal(firsts(got), []int{7, 8, 9, 10}) || next != 10 || missed != 2 {
+		t.Errorf("after the ring moved on: %v, next %d, missed %d; want 7 to 10, 10, 2", firsts(got), next, missed)
+	}
+	got, next, _, _ = r.Since(next, 4)
+	got2, next2, _, _ := r.Since(next, 4)
+	if !equal(firsts(got), []int{11, 12, 13, 14}) || !equal(firsts(got2), []int{15, 16}) || next2 != 16 {
+		t.Errorf("the last batches: %v then %v (next %d)", firsts(got), firsts(got2), next2)
+	}
+	if got, next, _, _ := r.Since(100, 4); len(got) != 0 || next != 16 {
+		t.Errorf("asked past the end: %v, next %d", firsts(got), next)
 	}
 }
