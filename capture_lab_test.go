@@ -150,16 +150,22 @@ func TestCaptureLab(t *testing.T) {
 	})
 
 	t.Run("metrics count per link", func(t *testing.T) {
-		out, err := h.LAN.Run(ctx, "curl", "-sS", "--fail", url+"/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, link := range []string{"uplink0", "lan0"} {
-			prefix := `homerouter_capture_packets_total{interface="` + link + `"} `
-			i := strings.Index(out, prefix)
-			if i < 0 || strings.HasPrefix(out[i+len(prefix):], "0\n") {
-				t.Errorf("no packets counted on %s in /metrics", link)
+		// The counters are published every 5 s.
+		if err := lab.WaitFor(ctx, "packets counted on both links in /metrics", func() error {
+			out, err := h.LAN.Run(ctx, "curl", "-sS", "--fail", url+"/metrics")
+			if err != nil {
+				return err
 			}
+			for _, link := range []string{"uplink0", "lan0"} {
+				prefix := `homerouter_capture_packets_total{interface="` + link + `"} `
+				i := strings.Index(out, prefix)
+				if i < 0 || strings.HasPrefix(out[i+len(prefix):], "0\n") {
+					return fmt.Errorf("none on %s", link)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Error(err)
 		}
 	})
 
