@@ -70,7 +70,7 @@ func backupRouter(args []string, stdout, stderr io.Writer) error {
 	}
 	path := *out
 	if path == "" {
-		path = backup.FileName(time.Now())
+		path = services.BackupFileName(time.Now())
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()

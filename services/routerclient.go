@@ -2,10 +2,14 @@ package services
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/homerouter/homerouter/state"
 )
 
 // RouterClient is a workstation's connection to a router's endpoints:
@@ -60,4 +64,49 @@ func (c *RouterClient) Get(ctx context.Context, path string, auth bool, timeout 
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// BackupFileName is the name of a backup saved at t: what `homerouter
+// backup` writes without -o, what `homerouter update` saves before it
+// updates, and what the router suggests for GET /backup.tar.gz.
+func BackupFileName(t time.Time) string {
+	return "homerouter-backup-" + t.Format("20060102-150405") + ".tar.gz"
+}
+
+// ErrNoBackup is SaveBackup's error for a router that answers GET
+// /backup.tar.gz with 404: a version from before backups.
+var ErrNoBackup = errors.New("the router has no backup (GET /backup.tar.gz: 404)")
+
+// backupTimeout bounds a backup's download: 16 MiB at most over the LAN,
+// and time to spare for a router under emulation.
+const backupTimeout = 5 * time.Minute
+
+// SaveBackup downloads the router's backup (GET /backup.tar.gz) into
+// path, which it replaces atomically (a temp file renamed: an
+// interrupted download leaves no half archive), readable by its owner
+// only, whatever path's mode was: the backup holds the router's
+// password. check, when not nil, is run on the archive first, and what
+// it refuses is not written. It returns the archive's size.
+//
+// `homerouter backup` and `homerouter update` both save backups with it,
+// so that they are written alike.
+func (c *RouterClient) SaveBackup(ctx context.Context, path string, check func(archive []byte) error) (int, error) {
+	code, b, err := c.Get(ctx, "/backup.tar.gz", true, backupTimeout)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("backup: %w", err)
+	case code == http.StatusNotFound:
+		return 0, fmt.Errorf("backup: %w", ErrNoBackup)
+	case code != http.StatusOK:
+		return 0, fmt.Errorf("backup: GET /backup.tar.gz: %d %s", code, strings.TrimSpace(string(b)))
+	}
+	if check != nil {
+		if err := check(b); err != nil {
+			return 0, fmt.Errorf("backup: %w", err)
+		}
+	}
+	if err := state.WriteFileAtomic(path, b, 0o600); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	return len(b), nil
 }

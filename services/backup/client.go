@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/homerouter/homerouter/services"
-	"github.com/homerouter/homerouter/state"
 )
 
 // Client backs up and restores a router from a workstation: `homerouter
@@ -20,31 +19,23 @@ type Client struct {
 	services.RouterClient
 }
 
-// requestTimeout bounds a backup's download and a restore's upload and
-// answer: both are at most MaxArchiveSize, over the LAN.
+// requestTimeout bounds a restore's upload and answer: the archive is
+// at most MaxArchiveSize, over the LAN.
 const requestTimeout = time.Minute
 
-// Save downloads the router's backup into path, which it replaces
-// atomically (an interrupted download leaves no half archive), readable
-// by its owner only: the backup holds the router's password. It returns
-// the archive's size.
+// Save downloads the router's backup into path, as
+// services.RouterClient.SaveBackup does (atomically, mode 0600: it holds
+// the router's password), once ReadArchive has read it. It returns the
+// archive's size.
 func (c *Client) Save(ctx context.Context, path string) (int, error) {
-	code, b, err := c.Get(ctx, "/backup.tar.gz", true, requestTimeout)
-	switch {
-	case err != nil:
-		return 0, fmt.Errorf("backup: %w", err)
-	case code != http.StatusOK:
-		return 0, fmt.Errorf("backup: GET /backup.tar.gz: %d %s", code, strings.TrimSpace(string(b)))
-	}
-	// What a restore would refuse is worth knowing now, not on the day
-	// it is needed.
-	if _, err := ReadArchive(bytes.NewReader(b)); err != nil {
-		return 0, fmt.Errorf("backup: the router sent an archive a restore would refuse:\n%w", err)
-	}
-	if err := state.WriteFileAtomic(path, b, 0o600); err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
-	}
-	return len(b), nil
+	return c.SaveBackup(ctx, path, func(archive []byte) error {
+		// What a restore would refuse is worth knowing now, not on the
+		// day it is needed.
+		if _, err := ReadArchive(bytes.NewReader(archive)); err != nil {
+			return fmt.Errorf("the router sent an archive a restore would refuse:\n%w", err)
+		}
+		return nil
+	})
 }
 
 // Restore uploads the archive at path to the router, which checks it

@@ -162,23 +162,18 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 }
 
 // backup saves the router's /backup.tar.gz into BackupDir, if it has
-// one.
+// one, as `homerouter backup` does (services.RouterClient.SaveBackup).
 func (c *Client) backup(ctx context.Context) error {
-	code, b, err := c.get(ctx, "/backup.tar.gz", true, 5*time.Minute)
+	path := filepath.Join(c.BackupDir, services.BackupFileName(time.Now()))
+	n, err := c.router().SaveBackup(ctx, path, nil)
 	switch {
-	case err != nil:
-		return fmt.Errorf("backup: %w", err)
-	case code == http.StatusNotFound:
-		c.logf("the router has no backup to save (GET /backup.tar.gz: 404)")
+	case errors.Is(err, services.ErrNoBackup):
+		c.logf("%v: nothing saved", err)
 		return nil
-	case code != http.StatusOK:
-		return fmt.Errorf("backup: %d %s", code, strings.TrimSpace(string(b)))
+	case err != nil:
+		return err
 	}
-	path := filepath.Join(c.BackupDir, "homerouter-backup-"+time.Now().Format("20060102-150405")+".tar.gz")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	c.logf("saved the router's backup in %s (%d bytes)", path, len(b))
+	c.logf("saved the router's backup in %s (%d bytes)", path, n)
 	return nil
 }
 

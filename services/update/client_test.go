@@ -135,3 +135,58 @@ func TestClient(t *testing.T) {
 }
 
 func testLogger(t *testing.T) *log.Logger { return log.New(io.Discard, "", 0) }
+
+// TestClientBackup: the backup `homerouter update` saves first is
+// written as `homerouter backup` writes one (services.SaveBackup: named
+// by its time, the owner's alone, by a rename), and a router without
+// backups is no error.
+func TestClientBackup(t *testing.T) {
+	const archive = "the archive"
+	found := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pw, _ := r.BasicAuth(); r.URL.Path != "/backup.tar.gz" || pw != "pw" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		if !found {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(archive))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	var logged strings.Builder
+	c := &Client{Router: srv.URL, Password: "pw", BackupDir: dir, Log: &logged}
+	before := time.Now()
+	if err := c.backup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("the backup directory holds %v, %v; want one backup", entries, err)
+	}
+	name := entries[0].Name()
+	named := false
+	for s := before.Truncate(time.Second); !s.After(after); s = s.Add(time.Second) {
+		named = named || name == services.BackupFileName(s)
+	}
+	fi, _ := entries[0].Info()
+	b, _ := os.ReadFile(filepath.Join(dir, name))
+	if !named || fi.Mode().Perm() != 0o600 || string(b) != archive {
+		t.Errorf("saved %s %v %q; want services.BackupFileName of now, -rw-------, %q", name, fi.Mode(), b, archive)
+	}
+	if !strings.Contains(logged.String(), "saved the router's backup in "+filepath.Join(dir, name)) {
+		t.Errorf("the client said %q", logged.String())
+	}
+
+	found = false
+	logged.Reset()
+	if err := c.backup(context.Background()); err != nil {
+		t.Errorf("a router without backups: %v, want no error", err)
+	}
+	if !strings.Contains(logged.String(), "no backup") {
+		t.Errorf("the client said %q, want that the router has no backup", logged.String())
+	}
+}
