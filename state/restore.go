@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 )
 
 // StateFileNames returns the names of the persistent topics' files (the
@@ -20,6 +21,17 @@ func (s *Store) StateFileNames() []string {
 	return names
 }
 
+// LiveStateFileNames returns the state files that describe the network
+// as it is now rather than the router's setup: the uplink's DHCPv4 and
+// DHCPv6 leases (the address, gateway and delegated prefix the ISP gave
+// this router, this hour) and the LAN server's lease table (the addresses
+// the LAN's devices hold now). A restore keeps the running router's: a
+// backup's copies are of another day, and would configure a stale
+// address and prefix, or hand out addresses that are in use.
+func (s *Store) LiveStateFileNames() []string {
+	return []string{s.DHCPv4Lease.File(), s.DHCPv6Lease.File(), s.DHCPv4ServerLeases.File()}
+}
+
 // CheckState validates the persistent topics' files in dir the way
 // LoadState reads them (strictly, as their schema), without publishing
 // anything. A missing file is fine. It returns every problem, one
@@ -28,27 +40,16 @@ func (s *Store) StateFileNames() []string {
 func CheckState(dir string) []error {
 	var out []error
 	for _, p := range NewStore(dir).persistent {
-		c, ok := p.(stateReplacer)
-		if !ok {
-			continue
-		}
-		err := c.checkFile()
-		var ce ConfigErrors
-		switch {
-		case err == nil:
-		case errors.As(err, &ce):
-			for _, e := range ce {
-				out = append(out, e)
-			}
-		default:
-			out = append(out, err)
+		if c, ok := p.(stateReplacer); ok {
+			out = appendProblems(out, c.checkFile())
 		}
 	}
 	return out
 }
 
 // ReplaceState runs replace, which puts new versions of persistent files
-// into the perm directory (a restore), and then loads each persistent
+// into the perm directory (a restore) and returns the names of the files
+// it replaced, and then loads each of those that is a persistent topic's
 // file back into its topic, all with the topics' writes held.
 //
 // Why: a persistent topic's value lives in memory, and SaveState writes it
@@ -60,9 +61,14 @@ func CheckState(dir string) []error {
 // service publishes afterwards (a lease renewed) is newer than any backup
 // and is written as usual.
 //
-// A file that does not exist after replace leaves its topic as it was.
-// The error joins replace's and every file that did not load.
-func (s *Store) ReplaceState(replace func() error) error {
+// Only the replaced files are loaded: another file may lag its topic (a
+// value published since the last write), and loading it would put the
+// older value back.
+//
+// The error joins replace's and every file that did not load; the files
+// replace names are loaded even when it fails part way through, since
+// they are in /perm then and must not be written over.
+func (s *Store) ReplaceState(replace func() (replaced []string, err error)) error {
 	var held []stateReplacer
 	for _, p := range s.persistent {
 		if r, ok := p.(stateReplacer); ok {
@@ -75,11 +81,12 @@ func (s *Store) ReplaceState(replace func() error) error {
 			r.releaseWrites()
 		}
 	}()
-	if err := replace(); err != nil {
-		return err
-	}
-	var errs []error
+	replaced, err := replace()
+	errs := []error{err}
 	for _, r := range held {
+		if !slices.Contains(replaced, r.File()) {
+			continue
+		}
 		if err := r.reloadHeld(); err != nil {
 			errs = append(errs, err)
 		}
@@ -90,6 +97,7 @@ func (s *Store) ReplaceState(replace func() error) error {
 // stateReplacer is what ReplaceState and CheckState need of a
 // Persistent, whatever its type.
 type stateReplacer interface {
+	File() string
 	holdWrites()
 	releaseWrites()
 	reloadHeld() error

@@ -444,16 +444,25 @@ func (s *Store) Reload() []error {
 func Check(dir string) []error {
 	var out []error
 	for _, err := range loadAll(nil, dir) {
-		var ce ConfigErrors
-		switch {
-		case err == nil:
-		case errors.As(err, &ce):
-			for _, e := range ce {
-				out = append(out, e)
-			}
-		default:
-			out = append(out, err)
+		out = appendProblems(out, err)
+	}
+	return out
+}
+
+// appendProblems appends err to out one problem at a time: each
+// ConfigError of a ConfigErrors on its own, any other error whole, and
+// nil not at all. Check and CheckState list problems this way, one per
+// line.
+func appendProblems(out []error, err error) []error {
+	var ce ConfigErrors
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		for _, e := range ce {
+			out = append(out, e)
 		}
+	default:
+		out = append(out, err)
 	}
 	return out
 }

@@ -53,6 +53,12 @@ type File struct {
 // Subdirectories are left out too (the update's image slots in update/
 // are tens of MB, and belong to the image, which `homerouter update`
 // installs): a backup is flat, and a restore refuses subdirectories.
+//
+// Included judges a name only, so it holds for "update" or "lost+found"
+// too: what reads or changes /perm takes regular files alone (Files,
+// ToRemove, Complete), and a restore refuses an archive file whose name
+// /perm has as a directory or anything else but a regular file
+// (Conflicts).
 func Included(name string) bool {
 	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) {
 		return false

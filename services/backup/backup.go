@@ -10,14 +10,22 @@
 // and applies it without a restart:
 //
 //   - config files are reloaded, as SIGHUP does: no downtime;
-//   - state files (leases, the DHCPv6 DUID, the ULA, the advertised
-//     prefixes) are loaded back into the Store's topics, so that the
-//     running router does not write its older values over them, and the
-//     services that follow those topics (netconfig, router
-//     advertisements, DNS, the status page) take them up at once. The
-//     DHCP clients keep the lease they are negotiating (it is newer than
-//     any backup's, and their next lease is written as usual) and take a
-//     restored DUID at their next start;
+//   - the state files of the router's setup (the DHCPv6 DUID, the ULA,
+//     the advertised prefixes) are loaded back into the Store's topics,
+//     so that the running router does not write its older values over
+//     them, and the services that follow those topics (netconfig, router
+//     advertisements, the status page) take them up at once. The DHCPv6
+//     client takes a restored DUID at its next start;
+//   - the leases, which describe the network as it is now and not the
+//     router's setup, stay as the running router has them: the uplink's
+//     DHCPv4 and DHCPv6 leases (a backup's would configure an address,
+//     gateway and delegated prefix of another day until the next
+//     renewal) and the LAN server's lease table (a backup's could hand
+//     out addresses that devices hold now). The archive's copies are
+//     neither written nor loaded, and the answer says so (see
+//     state.Store.LiveStateFileNames and Result.Kept). On new hardware,
+//     which has no lease yet, the router asks for new ones, as at any
+//     first boot;
 //   - the password is read at every request: the next one needs the
 //     restored password;
 //   - the hostname applies at the next boot, as an edit of it does.
@@ -26,7 +34,10 @@
 // not (a config file added since the backup), except the password and
 // the state files: without a password the router would refuse everyone,
 // and a state file the archive lacks is one the backup's router had not
-// made yet (no lease, no ULA), so the running router's value stays.
+// made yet (no lease, no ULA), so the running router's value stays. It
+// replaces and removes regular files only: an archive file named like a
+// directory (update/, lost+found/) or another entry that is not a
+// regular file in /perm is refused before anything changes (Conflicts).
 package backup
 
 import (
@@ -107,17 +118,10 @@ func (s *Service) backup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.logger.Printf("backup of %s to %s: %d bytes", s.dir, r.RemoteAddr, len(data))
 	w.Header().Set("Content-Type", "application/gzip")
-	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", FileName(time.Now())))
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", services.BackupFileName(time.Now())))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 	w.Write(data)
-}
-
-// FileName is a backup's file name, by when it was made: what
-// `homerouter backup` writes without -o, and what `homerouter update`
-// saves.
-func FileName(t time.Time) string {
-	return "homerouter-backup-" + t.Format("20060102-150405") + ".tar.gz"
 }
 
 func (s *Service) restore(w http.ResponseWriter, r *http.Request) {
@@ -149,12 +153,29 @@ func (s *Service) Restore(archive io.Reader) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// The leases of the live network stay as the running router has
+	// them: the archive's are neither written nor loaded.
+	live := s.st.LiveStateFileNames()
+	files = slices.DeleteFunc(files, func(f File) bool {
+		if slices.Contains(live, f.Name) {
+			res.Kept = append(res.Kept, f.Name)
+			return true
+		}
+		return false
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A restore that failed half way through its completion (a disk
 	// error) is finished first: its commit stands.
 	if err := Recover(s.dir, s.logger); err != nil {
 		return res, err
+	}
+	// Checked under the lock, before anything is staged: a file that
+	// could not be put in place once committed is refused now.
+	if problems, err := Conflicts(s.dir, files); err != nil {
+		return res, err
+	} else if len(problems) > 0 {
+		return res, problems
 	}
 	staging, err := Stage(s.dir, files)
 	if err != nil {
@@ -172,13 +193,14 @@ func (s *Service) Restore(archive io.Reader) (Result, error) {
 		discard(s.dir, s.logger)
 		return res, err
 	}
-	err = s.st.ReplaceState(func() error {
+	err = s.st.ReplaceState(func() ([]string, error) {
 		if err := Commit(s.dir, remove); err != nil {
 			discard(s.dir, s.logger) // not committed
-			return err
+			return nil, err
 		}
-		res, err = Complete(s.dir)
-		return err
+		done, err := Complete(s.dir)
+		res.Restored, res.Removed, res.Skipped = done.Restored, done.Removed, done.Skipped
+		return res.Restored, err
 	})
 	if err != nil {
 		return res, err

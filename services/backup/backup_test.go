@@ -16,6 +16,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -403,28 +405,36 @@ func TestRestore(t *testing.T) {
 
 // TestRestoreStateNotOverwritten: a restored state file stays, though
 // the running router held another value in memory and SaveState writes
-// values out whenever they change and once more at shutdown.
+// values out whenever they change and once more at shutdown. Each of
+// those writes is a FlushState, which the test calls itself where
+// SaveState would, rather than wait for SaveState's goroutine.
 func TestRestoreStateNotOverwritten(t *testing.T) {
 	s, st := newRouter(t, map[string]string{"interfaces.json": goodInterfaces})
-	ctx, cancel := context.WithCancel(context.Background())
-	saved := make(chan struct{})
-	go func() {
-		defer close(saved)
-		st.SaveState(ctx, t.Logf)
-	}()
+	ula := filepath.Join(s.dir, "ula.json")
 	// The running router made its ULA; it is on disk.
 	st.ULA.Publish(state.ULA{Prefix: netip.MustParsePrefix("fd99::/48")})
-	waitFile(t, filepath.Join(s.dir, "ula.json"), "fd99::/48")
+	if err := st.FlushState(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(ula); !strings.Contains(string(b), "fd99::/48") {
+		t.Fatalf("ula.json before the restore:\n%s", b)
+	}
 
 	if _, err := s.Restore(bytes.NewReader(makeArchive(t, entry{name: "interfaces.json", data: goodInterfaces}, entry{name: "ula.json", data: ulaJSON}))); err != nil {
 		t.Fatal(err)
 	}
-	// Another topic changes: SaveState flushes everything that is newer.
-	st.DHCPv4Lease.Publish(state.DHCPv4Lease{})
-	waitFile(t, filepath.Join(s.dir, "dhcp4-lease.json"), "{")
-	cancel() // the router stops: the last write
-	<-saved
-	if b, _ := os.ReadFile(filepath.Join(s.dir, "ula.json")); string(b) != ulaJSON {
+	// Another topic changes: SaveState flushes everything that is
+	// newer; and then the router stops: the last write.
+	st.DHCPv6DUID.Publish(state.DUID{DUID: "00:04:01:02:03:04"})
+	for range 2 {
+		if err := st.FlushState(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.dir, "dhcp6-duid.json")); !strings.Contains(string(b), "00:04:01:02:03:04") {
+		t.Errorf("dhcp6-duid.json was not written after the restore:\n%s", b)
+	}
+	if b, _ := os.ReadFile(ula); string(b) != ulaJSON {
 		t.Errorf("ula.json after the restore and the shutdown:\n%s\nwant the restored\n%s", b, ulaJSON)
 	}
 	if got := st.ULA.Value().Prefix.String(); got != "fd12:3456:789a::/48" {
@@ -432,14 +442,164 @@ func TestRestoreStateNotOverwritten(t *testing.T) {
 	}
 }
 
-func waitFile(t *testing.T, path, substr string) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), substr) {
-			return
+// TestRestoreKeepsLiveLeases: the leases that describe the network as
+// it is now stay as the running router has them, on disk and in its
+// topics (netconfig and DNS read them), whatever the archive holds; the
+// answer says so. The DUID and the ULA, the router's setup, are
+// restored.
+func TestRestoreKeepsLiveLeases(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	lease4 := func(addr string) string {
+		return mustJSON(t, state.DHCPv4Lease{Addr: netip.MustParsePrefix(addr), Router: netip.MustParseAddr("203.0.113.1"), ServerID: netip.MustParseAddr("203.0.113.1"),
+			Duration: state.Duration(time.Hour), T1: state.Duration(30 * time.Minute), T2: state.Duration(52 * time.Minute), Acked: now, Expiry: now.Add(time.Hour)})
+	}
+	lease6 := func(prefix string) string {
+		return mustJSON(t, state.DHCPv6Lease{Prefixes: []state.DelegatedPrefix{{Prefix: netip.MustParsePrefix(prefix), Preferred: state.Duration(time.Hour), Valid: state.Duration(2 * time.Hour), Given: now}},
+			ServerDUID: "000100010203", T1: state.Duration(30 * time.Minute), T2: state.Duration(48 * time.Minute), Acked: now})
+	}
+	table := func(addr string) string {
+		return mustJSON(t, state.DHCPv4ServerLeases{Leases: []state.DHCPv4ServerLease{{Addr: netip.MustParseAddr(addr), HardwareAddr: "02:77:00:00:00:12", Hostname: "laptop", Expiry: now.Add(time.Hour)}}})
+	}
+	running := map[string]string{
+		"interfaces.json":    goodInterfaces,
+		"dhcp4-lease.json":   lease4("203.0.113.10/24"),
+		"dhcp6-lease.json":   lease6("2001:db8:1::/56"),
+		"dhcp4d-leases.json": table("192.168.42.100"),
+		"ula.json":           `{"prefix": "fd99::/48"}`,
+	}
+	s, st := newRouter(t, running)
+	// A renewal since the last write: in memory, not yet on disk.
+	renewed := st.DHCPv4Lease.Value()
+	renewed.Acked = renewed.Acked.Add(30 * time.Minute)
+	st.DHCPv4Lease.Publish(renewed)
+	v4, v4Version := st.DHCPv4Lease.Get()
+	v6, v6Version := st.DHCPv6Lease.Get()
+	tbl, tblVersion := st.DHCPv4ServerLeases.Get()
+
+	res, err := s.Restore(bytes.NewReader(makeArchive(t,
+		entry{name: "interfaces.json", data: goodInterfaces},
+		entry{name: "dhcp4-lease.json", data: lease4("198.51.100.77/24")},
+		entry{name: "dhcp6-lease.json", data: lease6("2001:db8:bad::/56")},
+		entry{name: "dhcp4d-leases.json", data: table("192.168.42.200")},
+		entry{name: "dhcp6-duid.json", data: `{"duid": "00:04:aa:bb"}`},
+		entry{name: "ula.json", data: ulaJSON},
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"dhcp4-lease.json", "dhcp6-lease.json", "dhcp4d-leases.json"}, res.Kept); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if want := "kept the running router's dhcp4-lease.json, dhcp6-lease.json, dhcp4d-leases.json"; !strings.Contains(res.String(), want) {
+		t.Errorf("the answer %q does not say %q", res, want)
+	}
+	if diff := cmp.Diff([]string{"dhcp6-duid.json", "interfaces.json", "ula.json"}, res.Restored); diff != "" {
+		t.Errorf("restored (-want +got):\n%s", diff)
+	}
+	for _, name := range []string{"dhcp4-lease.json", "dhcp6-lease.json", "dhcp4d-leases.json"} {
+		if b, _ := os.ReadFile(filepath.Join(s.dir, name)); string(b) != running[name] {
+			t.Errorf("%s after the restore:\n%s\nwant the running router's\n%s", name, b, running[name])
 		}
 	}
-	t.Fatalf("%s never held %q", path, substr)
+	if got, version := st.DHCPv4Lease.Get(); version != v4Version || !reflect.DeepEqual(got, v4) {
+		t.Errorf("the uplink's DHCPv4 lease in force = %+v (version %d), want the running router's %+v (version %d)", got, version, v4, v4Version)
+	}
+	if got, version := st.DHCPv6Lease.Get(); version != v6Version || !reflect.DeepEqual(got, v6) {
+		t.Errorf("the uplink's DHCPv6 lease in force = %+v (version %d), want the running router's %+v", got, version, v6)
+	}
+	if got, version := st.DHCPv4ServerLeases.Get(); version != tblVersion || !reflect.DeepEqual(got, tbl) {
+		t.Errorf("the LAN's lease table in force = %+v (version %d), want the running router's %+v", got, version, tbl)
+	}
+	if got := st.DHCPv6DUID.Value().DUID; got != "00:04:aa:bb" {
+		t.Errorf("the DUID in force = %q, want the restored one", got)
+	}
+	if got := st.ULA.Value().Prefix.String(); got != "fd12:3456:789a::/48" {
+		t.Errorf("the ULA in force = %s, want the restored one", got)
+	}
+	// The renewal is written as usual.
+	if err := st.FlushState(); err != nil {
+		t.Fatal(err)
+	}
+	var onDisk state.DHCPv4Lease
+	if b, err := os.ReadFile(filepath.Join(s.dir, "dhcp4-lease.json")); err != nil || decodeJSON(string(b), &onDisk) != nil || !onDisk.Acked.Equal(renewed.Acked) {
+		t.Errorf("dhcp4-lease.json after a flush: %+v, %v; want the renewal", onDisk, err)
+	}
+}
+
+// TestRestoreConflicts: an archive file named like something in /perm
+// that is not a regular file (the update's slots in update/, a
+// symlink) could not be put in place once committed: it is refused
+// before anything changes, and a later restore works.
+func TestRestoreConflicts(t *testing.T) {
+	s, st := newRouter(t, map[string]string{
+		"interfaces.json":   goodInterfaces,
+		"dns.json":          "{}",
+		"update/state.json": `{"slot": "a"}`,
+	})
+	if err := os.Mkdir(filepath.Join(s.dir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("dns.json", filepath.Join(s.dir, "link.json")); err != nil {
+		t.Fatal(err)
+	}
+	was := snapshot(t, s.dir)
+	newIfaces := strings.Replace(goodInterfaces, "192.168.42.1/24", "10.42.0.1/24", 1)
+	_, err := s.Restore(bytes.NewReader(makeArchive(t,
+		entry{name: "interfaces.json", data: newIfaces},
+		entry{name: "update", data: "a file"},
+		entry{name: "lost+found", data: "a file"},
+		entry{name: "link.json", data: "{}"},
+	)))
+	var refused Refused
+	if !errors.As(err, &refused) {
+		t.Fatalf("Restore = %v; want refused", err)
+	}
+	want := []string{
+		"update: a directory in the router's /perm, not a file",
+		"lost+found: a directory in the router's /perm, not a file",
+		"link.json: a symlink in the router's /perm, not a file",
+	}
+	if len(refused) != len(want) {
+		t.Fatalf("refused with %d problems, want %d:\n%v", len(refused), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.Contains(refused[i].Error(), w) {
+			t.Errorf("problem %d = %q, want %q in it", i, refused[i], w)
+		}
+	}
+	if diff := cmp.Diff(was, snapshot(t, s.dir)); diff != "" {
+		t.Errorf("a refused restore changed /perm (-before +after):\n%s", diff)
+	}
+	if got := st.Interfaces.Value().Interfaces[1].Addr; got != "192.168.42.1/24" {
+		t.Errorf("lan0's addr in force = %v after a refused restore", got)
+	}
+
+	res, err := s.Restore(bytes.NewReader(makeArchive(t, entry{name: "interfaces.json", data: newIfaces})))
+	if err != nil {
+		t.Fatalf("a good restore after the refused one: %v", err)
+	}
+	// dns.json goes: the archive lacks it. The directories and the
+	// symlink stay: a restore removes regular files only.
+	if diff := cmp.Diff(Result{Restored: []string{"interfaces.json"}, Removed: []string{"dns.json"}}, res); diff != "" {
+		t.Errorf("the good restore (-want +got):\n%s", diff)
+	}
+	if got := st.Interfaces.Value().Interfaces[1].Addr; got != "10.42.0.1/24" {
+		t.Errorf("lan0's addr in force = %v, want the restored 10.42.0.1/24", got)
+	}
+	for _, name := range []string{"update/state.json", "lost+found/", "link.json"} {
+		if _, ok := snapshot(t, s.dir)[name]; !ok {
+			t.Errorf("the good restore removed %s", name)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + "\n"
 }
 
 // TestInterruptedRestore cuts a restore at each step, as a power cut
@@ -490,6 +650,19 @@ func TestInterruptedRestore(t *testing.T) {
 				}
 			}
 		}},
+		{name: "committed by an earlier version: a file named like a directory", new: true, cut: func(t *testing.T, dir string) {
+			// Before Conflicts, such a restore was committed, and its
+			// completion failed on every start. The directory is
+			// empty, and on the list of files to remove too: a
+			// restore removes regular files only.
+			if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			stage(t, dir, append(slices.Clone(files), File{Name: "lost+found", Data: []byte("x"), Mode: 0o644}))
+			if err := Commit(dir, []string{"dns.json", "lost+found"}); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "committed, done, the commit directory left", new: true, cut: func(t *testing.T, dir string) {
 			stage(t, dir, files)
 			if err := Commit(dir, []string{"dns.json"}); err != nil {
@@ -505,13 +678,21 @@ func TestInterruptedRestore(t *testing.T) {
 			dir := t.TempDir()
 			writeFiles(t, dir, old)
 			tc.cut(t, dir)
+			lostFound := filepath.Join(dir, "lost+found")
+			_, err := os.Stat(lostFound)
+			hadDir := err == nil
 			var logged bytes.Buffer
 			if err := Recover(dir, log.New(&logged, "", 0)); err != nil {
 				t.Fatal(err)
 			}
 			got := map[string]string{}
 			for p, c := range snapshot(t, dir) {
-				got[p] = c[strings.IndexByte(c, ' ')+1:]
+				if p != "lost+found/" {
+					got[p] = c[strings.IndexByte(c, ' ')+1:]
+				}
+			}
+			if _, err := os.Stat(lostFound); hadDir && err != nil {
+				t.Errorf("Recover removed the directory lost+found: %v", err)
 			}
 			w := old
 			if tc.new {

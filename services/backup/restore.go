@@ -84,6 +84,38 @@ func writeSynced(path string, data []byte, mode fs.FileMode) error {
 	return err
 }
 
+// Conflicts returns, as Refused, the archive's files whose names are
+// taken in dir by something other than a regular file (a directory such
+// as update/ or lost+found/, a symlink, a device): a restore replaces
+// files only, and Complete's rename could not put a file over such an
+// entry once the restore is committed. The caller holds the restore
+// lock, so that nothing it does not know of changes dir until Commit.
+func Conflicts(dir string, files []File) (Refused, error) {
+	var problems Refused
+	for _, f := range files {
+		m, ok, err := lstatMode(filepath.Join(dir, f.Name))
+		if err != nil {
+			return nil, err
+		}
+		if ok && !m.IsRegular() {
+			problems = append(problems, fmt.Errorf("%s: %s in the router's /perm, not a file: a restore replaces files only", f.Name, kind(m)))
+		}
+	}
+	return problems, nil
+}
+
+// kind names a type of file that is not regular.
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	default:
+		return "a special file"
+	}
+}
+
 // Validate checks the staged files as the router would read them: every
 // config file as `homerouter check` does (interfaces.json must be there),
 // the state files as their schemas, and the password, which must not be
@@ -102,8 +134,9 @@ func Validate(staging string) Refused {
 }
 
 // ToRemove returns the files of dir that a restore of files removes:
-// those a backup holds (Included, regular) that the archive does not,
-// except what keep says to keep. The caller keeps the password (without
+// those a backup holds (Included, and regular files: never a directory,
+// a symlink or a device) that the archive does not, except what keep
+// says to keep. The caller keeps the password (without
 // one httpd refuses everyone) and the state files, whose values the
 // running router holds in memory and would write back.
 func ToRemove(dir string, files []File, keep func(name string) bool) ([]string, error) {
@@ -147,9 +180,17 @@ func Commit(dir string, remove []string) error {
 	return nil
 }
 
-// Result is what a restore changed in /perm.
+// Result is what a restore changed in /perm, and what it did not.
 type Result struct {
 	Restored, Removed []string
+	// Kept are the archive's files that describe the live network (see
+	// state.Store.LiveStateFileNames): the running router's stay.
+	Kept []string
+	// Skipped are committed files that Complete did not put in place:
+	// /perm has something other than a regular file by that name, which
+	// Conflicts refuses before a commit (a restore committed by an
+	// earlier version may hold one).
+	Skipped []string
 }
 
 // Complete puts a committed restore in place (step 4), if there is one;
@@ -169,13 +210,24 @@ func Complete(dir string) (Result, error) {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	for _, e := range entries {
-		if e.Name() == removeList {
+		name := e.Name()
+		if name == removeList {
 			continue
 		}
-		if err := os.Rename(filepath.Join(committed, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+		// A rename cannot put a file over a directory, and must not over
+		// a symlink or a device: such a file is left out (it goes with
+		// CommitDir below), or this restore could never complete, and
+		// every start and later restore would fail on it.
+		if m, ok, err := lstatMode(filepath.Join(dir, name)); err != nil {
+			return res, err
+		} else if ok && !m.IsRegular() {
+			res.Skipped = append(res.Skipped, name)
+			continue
+		}
+		if err := os.Rename(filepath.Join(committed, name), filepath.Join(dir, name)); err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
-		res.Restored = append(res.Restored, e.Name())
+		res.Restored = append(res.Restored, name)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(list))
 	for sc.Scan() {
@@ -183,13 +235,17 @@ func Complete(dir string) (Result, error) {
 		if !Included(name) {
 			continue // never outside /perm, whatever the list says
 		}
-		err := os.Remove(filepath.Join(dir, name))
-		switch {
-		case err == nil:
-			res.Removed = append(res.Removed, name)
-		case !errors.Is(err, fs.ErrNotExist):
+		m, ok, err := lstatMode(filepath.Join(dir, name))
+		if err != nil {
+			return res, err
+		}
+		if !ok || !m.IsRegular() {
+			continue // gone already, or never a restore's to remove
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("restore: %w", err)
 		}
+		res.Removed = append(res.Removed, name)
 	}
 	if err := syncDir(dir); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
@@ -227,6 +283,19 @@ func Recover(dir string, logger *log.Logger) error {
 	return nil
 }
 
+// lstatMode returns the mode of path, not following a symlink; ok is
+// false when there is nothing there.
+func lstatMode(path string) (m fs.FileMode, ok bool, err error) {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("restore: %w", err)
+	}
+	return fi.Mode(), true, nil
+}
+
 func (r Result) String() string {
 	s := fmt.Sprintf("restored %d files", len(r.Restored))
 	if len(r.Restored) > 0 {
@@ -234,6 +303,12 @@ func (r Result) String() string {
 	}
 	if len(r.Removed) > 0 {
 		s += fmt.Sprintf("; removed %s", strings.Join(r.Removed, ", "))
+	}
+	if len(r.Kept) > 0 {
+		s += fmt.Sprintf("; kept the running router's %s (the live network's leases, not the backup's)", strings.Join(r.Kept, ", "))
+	}
+	if len(r.Skipped) > 0 {
+		s += fmt.Sprintf("; left out %s: not a regular file in /perm", strings.Join(r.Skipped, ", "))
 	}
 	return s
 }
