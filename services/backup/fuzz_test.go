@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,17 +33,43 @@ func seeds(t testing.TB) map[string][]byte {
 	}
 }
 
-func TestWriteSeeds(t *testing.T) {
-	if os.Getenv("HOMEROUTER_WRITE_SEEDS") == "" {
-		t.Skip("HOMEROUTER_WRITE_SEEDS=1 writes testdata/fuzz/FuzzReadArchive")
-	}
+// TestSeedCorpus: testdata/fuzz holds a seed of each shape, which
+// ReadArchive takes or refuses as it does the seed made here; with
+// HOMEROUTER_WRITE_SEEDS=1 it writes them again first.
+func TestSeedCorpus(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzReadArchive")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, b := range seeds(t) {
-		if err := os.WriteFile(filepath.Join(dir, name), fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", b), 0o644); err != nil {
+	write := os.Getenv("HOMEROUTER_WRITE_SEEDS") != ""
+	if write {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for name, want := range seeds(t) {
+		path := filepath.Join(dir, name)
+		if write {
+			if err := os.WriteFile(path, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("seed %s: %v (HOMEROUTER_WRITE_SEEDS=1 writes it)", name, err)
+			continue
+		}
+		lines := strings.SplitN(string(b), "\n", 3)
+		if len(lines) < 2 || lines[0] != "go test fuzz v1" || !strings.HasPrefix(lines[1], "[]byte(") {
+			t.Errorf("seed %s is not a corpus entry of one []byte", name)
+			continue
+		}
+		q, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Errorf("seed %s: %v", name, err)
+			continue
+		}
+		_, errDisk := ReadArchive(bytes.NewReader([]byte(q)))
+		_, errHere := ReadArchive(bytes.NewReader(want))
+		if (errDisk == nil) != (errHere == nil) {
+			t.Errorf("seed %s: ReadArchive says %v of the file, %v of the seed made here", name, errDisk, errHere)
 		}
 	}
 }
