@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
 	"github.com/homerouter/homerouter/internal/sockopt"
@@ -149,32 +151,79 @@ func listenAddrs(links []state.Link, port uint16) []netip.AddrPort {
 // cache hits at once, in this goroutine (no goroutine per query: most
 // queries are hits), the rest in a goroutine each, since they may wait
 // for an upstream.
+//
+// It reads and writes in batches (recvmmsg and sendmmsg): a cache hit
+// costs far less than the two system calls that carry it, so under load
+// one call each for up to udpBatch queries is most of the saving; when
+// queries come one at a time, a batch is one query.
 func serveUDP(ctx context.Context, pc net.PacketConn, h *Handler) {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	defer pc.Close()
-	buf := make([]byte, 65535)
-	out := make([]byte, 0, 4096)
+	var bc batchConn = ipv4.NewPacketConn(pc)
+	if ap, ok := pc.LocalAddr().(*net.UDPAddr); ok && ap.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(pc)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	replies := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, udpQueryMax)}
+		out[i].Buffers = make([][]byte, 1)
+		replies[i] = make([]byte, 0, 1232)
+	}
 	for {
-		n, addr, err := pc.ReadFrom(buf)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		if reply := h.fastUDP(buf[:n], out); reply != nil {
-			pc.WriteTo(reply, addr)
-			continue
-		}
-		req := slices.Clone(buf[:n])
-		go func() {
-			if reply := h.slowUDP(ctx, req); reply != nil {
-				pc.WriteTo(reply, addr)
+		k := 0 // replies in out
+		for i := range in[:n] {
+			m := &in[i]
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				continue // larger than any query: dropped
 			}
-		}()
+			q := m.Buffers[0][:m.N]
+			if reply := h.fastUDP(q, replies[i]); reply != nil {
+				replies[i] = reply[:0] // keep a buffer that grew
+				out[k].Buffers[0], out[k].Addr = reply, m.Addr
+				k++
+				continue
+			}
+			req, addr := slices.Clone(q), m.Addr
+			go func() {
+				if reply := h.slowUDP(ctx, req); reply != nil {
+					pc.WriteTo(reply, addr)
+				}
+			}()
+		}
+		for sent := 0; sent < k; {
+			n, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				break // the clients ask again
+			}
+			sent += n
+		}
 	}
 }
+
+// batchConn reads and writes several datagrams a system call:
+// ipv4.PacketConn or ipv6.PacketConn, whose Message is the same type.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// udpBatch is how many datagrams serveUDP reads or writes a system call,
+// and udpQueryMax the longest query it reads (a query is one question
+// and an OPT record: a few hundred bytes).
+const (
+	udpBatch    = 32
+	udpQueryMax = 4096
+)
 
 // serve answers on addrs, UDP and TCP, until ctx is done.
 func (s *Service) serve(ctx context.Context, h *Handler, addrs []netip.AddrPort) error {
