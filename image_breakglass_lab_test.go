@@ -135,6 +135,12 @@ func TestImageBreakglass(t *testing.T) {
 		at = waitConsole(ctx, t, vm, at, breakglassPrompt)
 	}
 
+	// Ctrl-C stops a loop, which would otherwise spin in PID 1 for ever.
+	typ("while :; do :; done\r")
+	at = waitConsole(ctx, t, vm, at, "done\r\n") // the echo
+	typ("\x03")
+	at = waitConsole(ctx, t, vm, at, "^C\r\n"+breakglassPrompt)
+
 	// The router goes on meanwhile: a LAN client gets a lease again, and
 	// the log ring (/log) has the shell's start, which the console,
 	// paused, did not show.

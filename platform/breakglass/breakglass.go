@@ -14,7 +14,8 @@
 // While a shell runs, the router's log is paused on that console (and
 // only there; the ring and the other consoles keep it), and the router
 // never waits for the shell: the shell is one goroutine, and everything
-// it does, it does on its own.
+// it does, it does on its own. Ctrl-C stops the statement that runs, and
+// nothing the shell starts outlives it (see Shell.shell and feed).
 package breakglass
 
 import (
@@ -61,8 +62,11 @@ type Options struct {
 	// The waits, zero for their defaults; tests shorten them.
 	// PasswordTimeout ends a password prompt nobody answers (the log
 	// resumes); WrongDelay is the pause after a wrong password, against
-	// guessing; Idle ends a shell nobody types into, so a forgotten
-	// shell does not silence the console's log for good; Backoff is the
+	// guessing; Idle ends a shell nobody types into, at the prompt or
+	// while a statement runs (a forgotten cat, read or loop, or a
+	// command running longer than Idle with nobody there), so a
+	// forgotten shell does not silence the console's log for good (and
+	// does not keep a core busy); Backoff is the
 	// first wait after the console fails, doubling up to MaxBackoff.
 	PasswordTimeout, WrongDelay, Idle, Backoff, MaxBackoff time.Duration
 }
@@ -74,6 +78,7 @@ const (
 	defaultIdle            = 30 * time.Minute
 	defaultBackoff         = time.Second
 	defaultMaxBackoff      = time.Minute
+	defaultStopGrace       = 2 * time.Second
 )
 
 // Shell serves the breakglass shell on one console.
@@ -81,6 +86,12 @@ type Shell struct {
 	opt      Options
 	console  string
 	commands map[string]Command
+	// waiting, when set (by tests), is told of each wait before the
+	// console is opened again.
+	waiting func(time.Duration)
+	// stopGrace is how long a stopped statement's command may take to
+	// return before the shell goes on without it (see exec).
+	stopGrace time.Duration
 }
 
 // New returns the Shell that opt describes.
@@ -108,7 +119,7 @@ func New(opt Options) *Shell {
 			*d.v = d.def
 		}
 	}
-	return &Shell{opt: opt, console: filepath.Base(opt.TTY), commands: Commands(opt)}
+	return &Shell{opt: opt, console: filepath.Base(opt.TTY), commands: Commands(opt), stopGrace: defaultStopGrace}
 }
 
 // Serve attends the console until ctx is done, like a getty: it waits
@@ -116,14 +127,24 @@ func New(opt Options) *Shell {
 // console failing (no such port, a read error, a line that hangs up and
 // reads as end of file for ever) closes it and opens it again after a
 // backoff that doubles, so a broken port costs a few wake-ups an hour
-// rather than a spinning goroutine. A panic in the shell is caught and
-// treated as such a failure: the shell runs inside PID 1, where an
+// rather than a spinning goroutine. Each failure is logged once, not at
+// every try: a router without ttyS0 says so once, not every minute for
+// ever; a different error is logged again, and so is the console
+// reading a line again after it failed. A panic in the shell is caught
+// and treated as such a failure: the shell runs inside PID 1, where an
 // uncaught panic would bring the router down.
 func (s *Shell) Serve(ctx context.Context) {
 	backoff := s.opt.Backoff
+	failing := "" // the error logged last, while the console fails
+	works := func() {
+		if failing != "" {
+			s.opt.Logf("%s: the console works again", s.console)
+			failing = ""
+		}
+	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := s.attend(ctx)
+		err := s.attend(ctx, works)
 		if ctx.Err() != nil {
 			return
 		}
@@ -132,7 +153,13 @@ func (s *Shell) Serve(ctx context.Context) {
 		if time.Since(start) > s.opt.MaxBackoff {
 			backoff = s.opt.Backoff
 		}
-		s.opt.Logf("%s: %v (trying again in %v)", s.console, err, backoff)
+		if msg := err.Error(); msg != failing {
+			s.opt.Logf("%s: %v (trying again in %v, then less often up to every %v; logged again if the error changes)", s.console, err, backoff, s.opt.MaxBackoff)
+			failing = msg
+		}
+		if s.waiting != nil {
+			s.waiting(backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -146,7 +173,8 @@ func (s *Shell) Serve(ctx context.Context) {
 var errEOF = errors.New("end of file")
 
 // attend opens the console and serves it until it fails or ctx is done.
-func (s *Shell) attend(ctx context.Context) (err error) {
+// It calls works when the console has read a line.
+func (s *Shell) attend(ctx context.Context, works func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -168,6 +196,7 @@ func (s *Shell) attend(ctx context.Context) (err error) {
 		if _, err := t.readLine(0); err != nil {
 			return err
 		}
+		works()
 		if err := s.login(ctx, t); err != nil {
 			return err
 		}
@@ -180,36 +209,56 @@ func (s *Shell) attend(ctx context.Context) (err error) {
 func (s *Shell) login(ctx context.Context, t *terminal) error {
 	resume := s.opt.Pause(s.console)
 	defer resume() // also after a panic
-	fmt.Fprintf(t.f, "\nhomerouter breakglass shell on %s: the log is paused on this console while you log in.\npassword: ", s.console)
+	// Echo goes off before the prompt shows, so that nothing typed in
+	// answer to it is echoed.
 	if err := t.setEcho(false); err != nil {
 		return err
 	}
+	fmt.Fprintf(t.f, "\nhomerouter breakglass shell on %s: the log is paused on this console while you log in.\npassword: ", s.console)
 	line, err := t.readLine(s.opt.PasswordTimeout)
-	if err := t.setEcho(true); err != nil {
-		return err
-	}
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
+		// A half-typed password must not stay in the line, where echo
+		// (or Ctrl-R, which reprints the line) would show it.
+		t.flushInput()
+		if err := t.setEcho(true); err != nil {
+			return err
+		}
 		fmt.Fprintf(t.f, "\nno password within %v.\n", s.opt.PasswordTimeout)
 		s.resumed(t, resume)
 		return nil
 	case err != nil:
 		return err
+	case strings.ContainsRune(line, ctrlC):
+		// Ctrl-C (which ends a line, see termiosFor): no guess.
+		if err := t.setEcho(true); err != nil {
+			return err
+		}
+		fmt.Fprintf(t.f, "^C\n")
+		s.resumed(t, resume)
+		return nil
 	}
 	if ok, why := s.check(line); !ok {
 		s.opt.Logf("%s: no shell: %s", s.console, why)
 		fmt.Fprintf(t.f, "%s: no shell.\n", why)
 		if why != noPassword {
 			// Slow guessing down; input typed meanwhile is thrown
-			// away, so guesses typed ahead are not tried either.
+			// away, unechoed, so guesses typed ahead are neither
+			// tried nor shown.
 			select {
 			case <-ctx.Done():
 			case <-time.After(s.opt.WrongDelay):
 			}
 			t.flushInput()
 		}
+		if err := t.setEcho(true); err != nil {
+			return err
+		}
 		s.resumed(t, resume)
 		return nil
+	}
+	if err := t.setEcho(true); err != nil {
+		return err
 	}
 	s.opt.Logf("%s: shell started", s.console)
 	err = s.shell(ctx, t)
@@ -253,23 +302,22 @@ func (s *Shell) check(line string) (ok bool, why string) {
 	return true, ""
 }
 
+// errInterrupt is Ctrl-C: at the prompt it forgets the statement being
+// typed, while a statement runs it stops it.
+var errInterrupt = errors.New("interrupted")
+
 // shell runs the interpreter on t until exit, Ctrl-D, the idle timeout
-// or ctx.
+// or ctx. Nothing it starts outlives it: each statement runs with a
+// context that ends with the statement (or Ctrl-C), its commands read
+// the console only through that statement's feed, and background jobs,
+// which would outlive their statement, are refused.
 func (s *Shell) shell(ctx context.Context, t *terminal) error {
-	// The commands' standard input is a second open of the console: the
-	// interpreter makes its stdin blocking (os.File.Fd) for read -s,
-	// which would take the read deadlines away from the shell's own
-	// reads of the first.
-	stdin, err := openTerminal(s.opt.TTY)
-	if err != nil {
-		return err
-	}
-	defer stdin.Close()
-	stop := context.AfterFunc(ctx, func() { stdin.Close() })
-	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	host, _ := os.Hostname()
 	r, err := interp.New(
-		interp.StdIO(stdin.f, t.f, t.f),
+		// Each statement gets its own standard input (see runStmt).
+		interp.StdIO(nil, t.f, t.f),
 		interp.Env(expand.ListEnviron("HOME=/", "PATH=", "TERM=vt100", "HOSTNAME="+host)),
 		interp.Dir(s.opt.Dir),
 		// The table replaces the default handler, which runs programs.
@@ -279,12 +327,13 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 	if err != nil {
 		return fmt.Errorf("shell: %w", err)
 	}
-	fmt.Fprintf(t.f, "Commands run inside the router; help lists them. exit or Ctrl-D ends the shell, and the log resumes here.\n")
+	fmt.Fprintf(t.f, "Commands run inside the router; help lists them. Ctrl-C stops one; exit or Ctrl-D ends the shell, and the log resumes here.\n")
 	prompt := func() { fmt.Fprintf(t.f, "%s:%s# ", host, r.Dir) }
 	in := &shellInput{t: t, idle: s.opt.Idle}
 	parser := syntax.NewParser()
 	for {
 		prompt()
+	lines:
 		for stmts, err := range parser.InteractiveSeq(in) {
 			if err != nil {
 				if in.err == nil {
@@ -296,12 +345,24 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 				fmt.Fprint(t.f, "> ")
 				continue
 			}
+			if why := refused(stmts); why != "" {
+				fmt.Fprintf(t.f, "%s\n", why)
+				prompt()
+				continue
+			}
 			for _, st := range stmts {
-				err := r.Run(ctx, st)
+				err, end := s.runStmt(ctx, r, in, st)
+				switch {
+				case end != nil:
+					in.err = end
+					break lines
+				case ctx.Err() != nil:
+					return nil
+				}
 				if _, ok := exitStatus(err); err != nil && !ok {
 					fmt.Fprintf(t.f, "%v\n", err)
 				}
-				if r.Exited() || ctx.Err() != nil {
+				if r.Exited() {
 					return nil
 				}
 			}
@@ -310,6 +371,11 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 		switch {
 		case in.err == nil:
 			// A parse error: the next line starts afresh.
+		case errors.Is(in.err, errInterrupt):
+			// Ctrl-C, shown as ^C: the statement, being typed or
+			// running, is forgotten.
+			fmt.Fprintln(t.f)
+			in.err = nil
 		case errors.Is(in.err, errEOF):
 			fmt.Fprintln(t.f, "exit")
 			return nil
@@ -322,10 +388,53 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 	}
 }
 
+// refused says why the shell does not run stmts, if it does not: a
+// background job (cmd &) or a process substitution would run on after
+// its statement, where neither Ctrl-C nor the shell's end could stop it
+// (the commands are goroutines of PID 1, not processes to kill), and a
+// leftover reader of the console would read the next login's password.
+func refused(stmts []*syntax.Stmt) string {
+	why := ""
+	for _, st := range stmts {
+		syntax.Walk(st, func(n syntax.Node) bool {
+			switch n := n.(type) {
+			case *syntax.Stmt:
+				if n.Background || n.Coprocess || n.Disown {
+					why = "background jobs (&) are not supported: they would run on inside the router after the shell, where nothing can stop them."
+				}
+			case *syntax.ProcSubst:
+				why = "process substitution is not supported: it would run on inside the router after the statement."
+			}
+			return why == ""
+		})
+	}
+	return why
+}
+
+// runStmt runs st with a context of its own, which Ctrl-C (or the
+// shell's end) cancels, and a feed of the console as its commands'
+// standard input. It returns Run's error, and why the shell must stop
+// taking statements: errInterrupt for Ctrl-C (the rest of the line is
+// forgotten), os.ErrDeadlineExceeded for nobody typing for Idle (a
+// forgotten cat or read waits for no one), or the console's error.
+func (s *Shell) runStmt(ctx context.Context, r *interp.Runner, in *shellInput, st *syntax.Stmt) (runErr, end error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f, err := startFeed(in.t, in.idle, cancel)
+	if err != nil {
+		return nil, err
+	}
+	interp.StdIO(f.pr, in.t.f, in.t.f)(r)
+	runErr = r.Run(ctx, st)
+	interp.StdIO(nil, in.t.f, in.t.f)(r)
+	return runErr, f.stop()
+}
+
 // shellInput feeds the interpreter's parser the console's lines, ends
-// at Ctrl-D (errEOF) or after idle without a line, and turns a line with
-// Ctrl-C in it into an empty one: with ISIG off (see termiosFor), Ctrl-C
-// is a character, and a person typing it means "forget this line".
+// at Ctrl-D (errEOF) or after idle without a line, and ends at Ctrl-C
+// too (errInterrupt), which forgets what was being typed. With ISIG off
+// (see termiosFor), Ctrl-C is a character, which ends a line as Enter
+// does (VEOL), and a person typing it means "forget this".
 type shellInput struct {
 	t    *terminal
 	idle time.Duration
@@ -341,8 +450,9 @@ func (in *shellInput) Read(p []byte) (int, error) {
 		in.err = err
 		return 0, io.EOF
 	}
-	if strings.ContainsRune(line, '\x03') {
-		line = "\n"
+	if strings.ContainsRune(line, ctrlC) {
+		in.err = errInterrupt
+		return 0, io.EOF
 	}
 	// A canonical-mode line is at most 4 KiB; the parser reads 1 KiB at
 	// a time, so keep the rest for the next Read.

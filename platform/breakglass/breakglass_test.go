@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -82,6 +84,9 @@ func TestTermiosFor(t *testing.T) {
 				if flags[name] != want {
 					t.Errorf("%s = %v, want %v", name, flags[name], want)
 				}
+			}
+			if got.Cc[unix.VEOL] != ctrlC {
+				t.Errorf("VEOL = %#x, want Ctrl-C, which ends a line at once", got.Cc[unix.VEOL])
 			}
 			if spd := got.Cflag & unix.CBAUD; spd != tc.keepSpd {
 				t.Errorf("speed %#o, want %#o (kept)", spd, tc.keepSpd)
@@ -211,10 +216,26 @@ func TestSession(t *testing.T) {
 	}
 	host, _ := os.Hostname()
 	prompt := func(d string) string { return host + ":" + d + "# " }
+	// hang stands for a command that heeds neither its context nor
+	// its standard streams (shasum /dev/zero).
+	stuck := make(chan struct{})
+	defer close(stuck)
+	hang := func(ctx context.Context, env Env, args []string) error {
+		fmt.Fprintln(env.Stdout, "hanging")
+		<-stuck
+		return nil
+	}
+	// login is the steps from Enter to the prompt.
+	login := []step{
+		{send: "\r", want: "password: ", paused: true},
+		{send: password + "\r", want: prompt("/"), paused: true},
+	}
 	for _, tc := range []struct {
 		name  string
 		opt   Options
+		cmds  map[string]Command // added to the shell's
 		steps []step
+		never []string // must never show on the console
 	}{
 		{
 			name: "wrong password, then a shell",
@@ -267,6 +288,97 @@ func TestSession(t *testing.T) {
 			},
 		},
 		{
+			name: "Ctrl-C stops a loop, a read, a cat, and a cat writing for ever",
+			steps: append(slices.Clone(login), []step{
+				{send: "echo looping; while :; do :; done; echo not-$((1+1))-after\r", want: "looping\r\n", paused: true},
+				{send: "\x03", want: "^C\r\n" + prompt("/"), paused: true},
+				{send: "echo reading; read x; echo not-$((1+1))-after\r", want: "reading\r\n", paused: true},
+				{send: "\x03", want: "^C\r\n" + prompt("/"), paused: true},
+				{send: "cat\r", want: "cat\r\n", paused: true},
+				{send: "\x03", want: "^C\r\n" + prompt("/"), paused: true},
+				{send: "echo catting; cat /dev/zero > /dev/null\r", want: "catting\r\n", paused: true},
+				{send: "\x03", want: "^C\r\n" + prompt("/"), paused: true},
+				{send: "echo $((6*7))x\r", want: "42x", paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+			never: []string{"not-2-after"},
+		},
+		{
+			name: "commands read what is typed; Ctrl-D ends their input; type-ahead reaches the prompt",
+			steps: append(slices.Clone(login), []step{
+				{send: "cat; echo cat-done\r", want: "cat; echo cat-done\r\n", paused: true},
+				{send: "to-cat\r", want: "to-cat\r\nto-cat\r\n", paused: true}, // echoed, then cat's
+				{send: "\x04", want: "cat-done\r\n" + prompt("/"), paused: true},
+				{send: "read x; echo x=$x\r", want: "read x; echo x=$x\r\n", paused: true},
+				{send: "typed\r", want: "x=typed\r\n" + prompt("/"), paused: true},
+				// The second line arrives while the loop runs (or
+				// before), and runs after it.
+				{send: "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; echo loop-done\recho $((40+2))-typed-ahead\r", want: "loop-done\r\n", paused: true},
+				{want: "42-typed-ahead\r\n" + prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+		},
+		{
+			name: "background jobs are refused: nothing reads the next login's password",
+			steps: append(slices.Clone(login), []step{
+				{send: "cat &\r", want: "background jobs (&) are not supported", paused: true},
+				{send: "while :; do :; done & echo x\r", want: "background jobs (&) are not supported", paused: true},
+				{send: "cat <(echo x)\r", want: "process substitution is not supported", paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+		},
+		{
+			name: "a command that does not stop is left behind",
+			cmds: map[string]Command{"hang": hang},
+			steps: append(slices.Clone(login), []step{
+				{send: "hang; echo not-$((1+1))-after\r", want: "hanging\r\n", paused: true},
+				{send: "\x03", want: "hang: does not stop; it runs on inside the router", paused: true},
+				{want: prompt("/"), paused: true},
+				{send: "echo alive\r", want: "alive\r\n", paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+			never: []string{"not-2-after"},
+		},
+		{
+			name: "a forgotten cat ends the shell after the idle time",
+			opt:  Options{Idle: 300 * time.Millisecond},
+			steps: append(slices.Clone(login), []step{
+				{send: "cat\r", want: "cat\r\n", paused: true},
+				{want: "idle for 300ms: the shell ends"},
+				{want: "The log resumes on "},
+			}...),
+		},
+		{
+			name: "a half-typed password does not stay in the line",
+			opt:  Options{PasswordTimeout: 300 * time.Millisecond},
+			steps: []step{
+				{send: "\r", want: "password: ", paused: true},
+				{send: "half-typed", paused: true},
+				{want: "no password within 300ms"},
+				{want: "The log resumes on "},
+				// Ctrl-R reprints the line being typed.
+				{send: "\x12", want: "^R\r\n"},
+				{send: "\r", want: "password: ", paused: true},
+				{want: "no password within 300ms"},
+			},
+			never: []string{"half-typed"},
+		},
+		{
+			name: "Ctrl-C at the password prompt is no guess",
+			opt:  Options{WrongDelay: time.Hour},
+			steps: []step{
+				{send: "\r", want: "password: ", paused: true},
+				{send: "gue\x03", want: "^C\r\nThe log resumes on "},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			},
+			never: []string{"wrong password"},
+		},
+		{
 			name: "empty password",
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
@@ -289,10 +401,15 @@ func TestSession(t *testing.T) {
 				logged = append(logged, fmt.Sprintf(f, a...))
 				logMu.Unlock()
 			}
-			opt.WrongDelay = 50 * time.Millisecond
+			if opt.WrongDelay == 0 {
+				opt.WrongDelay = 50 * time.Millisecond
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { defer close(done); New(opt).Serve(ctx) }()
+			s := New(opt)
+			s.stopGrace = 200 * time.Millisecond
+			maps.Copy(s.commands, tc.cmds)
+			go func() { defer close(done); s.Serve(ctx) }()
 			defer func() { cancel(); <-done }()
 			// Serve has opened the console once it echoes.
 			for i := 0; !strings.Contains(p.output(), "ready"); i++ {
@@ -320,6 +437,11 @@ func TestSession(t *testing.T) {
 			if strings.Contains(p.output(), password) {
 				t.Errorf("the password was echoed:\n%s", p.output())
 			}
+			for _, never := range tc.never {
+				if strings.Contains(p.output(), never) {
+					t.Errorf("the console shows %q:\n%s", never, p.output())
+				}
+			}
 			if got := ps.get(console); got != 0 {
 				t.Errorf("the log is still paused %d times", got)
 			}
@@ -331,13 +453,17 @@ func TestSession(t *testing.T) {
 }
 
 // TestServeBacksOff has the shell serve a console that cannot be
-// opened: it logs each failure and waits longer each time, up to the
-// maximum, rather than spinning.
+// opened: it waits longer after each failure, up to the maximum, rather
+// than spinning, and logs the failure once, not at each try. When the
+// console appears and reads a line, it says so.
 func TestServeBacksOff(t *testing.T) {
+	p := newPTY(t)
 	var mu sync.Mutex
 	var logged []string
+	var waits []time.Duration
+	tty := filepath.Join(t.TempDir(), "ttyS0")
 	s := New(Options{
-		TTY:      filepath.Join(t.TempDir(), "ttyS0"),
+		TTY:      tty,
 		Password: func() (string, error) { return "", errors.New("unused") },
 		Pause:    func(string) func() int { return func() int { return 0 } },
 		Logf: func(f string, a ...any) {
@@ -347,21 +473,101 @@ func TestServeBacksOff(t *testing.T) {
 		},
 		Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	s.Serve(ctx)
-	mu.Lock()
-	defer mu.Unlock()
-	// 10+20+40+40+... ms in 300 ms: about 9 tries.
-	if len(logged) < 4 || len(logged) > 12 {
-		t.Errorf("%d failures logged in 300ms, want about 9: %q", len(logged), logged)
+	s.waiting = func(d time.Duration) {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
 	}
-	for i, want := range []string{"trying again in 10ms", "trying again in 20ms", "trying again in 40ms", "trying again in 40ms"} {
-		if i < len(logged) && !strings.Contains(logged[i], want) {
-			t.Errorf("failure %d: %q, want %q", i, logged[i], want)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(300 * time.Millisecond)
+
+	mu.Lock()
+	// 10+20+40+40+... ms in 300 ms: about 9 tries.
+	if len(waits) < 4 || len(waits) > 12 {
+		t.Errorf("%d tries in 300ms, want about 9: %v", len(waits), waits)
+	}
+	for i, want := range []time.Duration{10, 20, 40, 40} {
+		if i < len(waits) && waits[i] != want*time.Millisecond {
+			t.Errorf("wait %d: %v, want %v", i, waits[i], want*time.Millisecond)
 		}
 	}
-	if len(logged) > 0 && !strings.Contains(logged[0], "no such file") {
-		t.Errorf("failure 0: %q, want the open's error", logged[0])
+	if len(logged) != 1 || !strings.Contains(logged[0], "no such file") {
+		t.Errorf("logged %q, want the open's error once", logged)
 	}
+	mu.Unlock()
+
+	// The port appears; a line read on it means it works.
+	if err := os.Symlink(p.slave, tty); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(p.output(), "password: "); i++ {
+		if i%20 == 0 {
+			p.master.Write([]byte("\r"))
+		}
+		if i > 500 {
+			t.Fatal("the shell never opened the console")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) != 2 || !strings.Contains(logged[1], "works again") {
+		t.Errorf("logged %q, want the error, then that the console works again", logged)
+	}
+}
+
+// TestPasswordPromptNoEcho stops the console's output (Ctrl-S) before
+// pressing Enter, so the shell's password prompt cannot be written
+// until it is resumed: echo must already be off by then, or an answer
+// typed as soon as the prompt shows could be echoed.
+func TestPasswordPromptNoEcho(t *testing.T) {
+	p := newPTY(t)
+	s := New(Options{
+		TTY:      p.slave,
+		Password: func() (string, error) { return "pw", nil },
+		Pause:    func(string) func() int { return func() int { return 0 } },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; !strings.Contains(p.output(), "ready"); i++ {
+		if i%50 == 0 {
+			p.master.Write([]byte("ready\x15"))
+		}
+		if i > 500 {
+			t.Fatal("the shell never opened the console")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	echo := func() bool {
+		// Termios ioctls on a pty's master act on its slave.
+		rc, err := p.master.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tio *unix.Termios
+		var ierr error
+		rc.Control(func(fd uintptr) { tio, ierr = unix.IoctlGetTermios(int(fd), unix.TCGETS) })
+		if ierr != nil {
+			t.Fatal(ierr)
+		}
+		return tio.Lflag&unix.ECHO != 0
+	}
+	if !echo() {
+		t.Fatal("echo is off before Enter")
+	}
+	p.master.Write([]byte("\x13\r")) // Ctrl-S (IXON), Enter
+	deadline := time.Now().Add(2 * time.Second)
+	for echo() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if echo() {
+		t.Error("echo is still on while the password prompt waits to be shown")
+	}
+	p.master.Write([]byte("\x11")) // Ctrl-Q
+	p.waitFor(t, 0, "password: ")
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/u-root/u-root/pkg/core"
@@ -123,11 +124,64 @@ func coreCommand(newCmd func() core.Command) Command {
 // exec is the interpreter's exec handler: it runs a command of the
 // table, or says there is none (status 127, as sh does), and never
 // starts a program. A panic in a command ends the command, not PID 1.
-func (s *Shell) exec(ctx context.Context, args []string) (err error) {
+//
+// ctx is the statement's, which Ctrl-C and the shell's end cancel. Only
+// find among u-root's commands heeds it, so the command's standard
+// streams heed it for them: once ctx is done they read and write
+// nothing, and a cat, a gzip or a shasum of a pipe ends at its next
+// read or write. A command that still does not return (one reading a
+// file of its own for ever, shasum /dev/zero) is left to run on, and
+// the shell goes on: a goroutine cannot be killed, and the console
+// must not wait on it for good.
+func (s *Shell) exec(ctx context.Context, args []string) error {
 	hc := interp.HandlerCtx(ctx)
-	env := Env{Stdin: hc.Stdin, Stdout: hc.Stdout, Stderr: hc.Stderr, Dir: hc.Dir,
+	env := Env{Stdin: ctxReader(ctx, hc.Stdin), Stdout: ctxWriter{ctx, hc.Stdout}, Stderr: ctxWriter{ctx, hc.Stderr}, Dir: hc.Dir,
 		Getenv: func(name string) string { return hc.Env.Get(name).String() }}
-	return runCommand(ctx, s.commands, env, args)
+	done := make(chan error, 1)
+	go func() { done <- runCommand(ctx, s.commands, env, args) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(s.stopGrace):
+		fmt.Fprintf(hc.Stderr, "\n%s: does not stop; it runs on inside the router until it is done\n", args[0])
+		s.opt.Logf("%s: %q did not stop when interrupted; it runs on", s.console, strings.Join(args, " "))
+		return ctx.Err()
+	}
+}
+
+// ctxReader is r, reading nothing once ctx is done.
+func ctxReader(ctx context.Context, r io.Reader) io.Reader {
+	if r == nil {
+		return nil
+	}
+	return readerFunc(func(p []byte) (int, error) {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		return r.Read(p)
+	})
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// ctxWriter is w, writing nothing once ctx is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // runCommand runs args with the table cmds; see Shell.exec.
@@ -196,14 +250,15 @@ func lastLines(b []byte, n int) []byte {
 	return b[end+1:]
 }
 
-// homerouterCommand runs the router's check and version subcommands.
-// The others would start a second router (run) or talk to one over the
-// network (update), which is not what a breakglass shell is for. check
-// reads /perm unless told otherwise.
+// homerouterCommand runs the router's check and plain version
+// subcommands. The others would start a second router (run) or talk to
+// one over the network (update, backup, restore, version -router),
+// which is not what a breakglass shell is for. check reads /perm unless
+// told otherwise.
 func homerouterCommand(run func(args []string, stdout, stderr io.Writer) error) Command {
 	return func(ctx context.Context, env Env, args []string) error {
 		sub := args[1:]
-		if len(sub) == 0 || (sub[0] != "check" && sub[0] != "version") {
+		if len(sub) == 0 || (sub[0] != "check" && sub[0] != "version") || (sub[0] == "version" && len(sub) > 1) {
 			fmt.Fprintln(env.Stderr, "usage: homerouter check [-perm DIR] | homerouter version")
 			return interp.ExitStatus(2)
 		}

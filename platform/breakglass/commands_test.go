@@ -51,6 +51,8 @@ func TestCommands(t *testing.T) {
 		{args: []string{"homerouter", "check"}, wantOut: "ran", wantArgs: []string{"check", "-perm", "/perm"}},
 		{args: []string{"homerouter", "check", "-perm", "/x"}, wantArgs: []string{"check", "-perm", "/x"}},
 		{args: []string{"homerouter", "version"}, wantArgs: []string{"version"}},
+		// version -router asks a router over the network.
+		{args: []string{"homerouter", "version", "-router", "192.168.1.1"}, wantStatus: 2, wantErr: "usage: homerouter check"},
 		{args: []string{"homerouter", "run", "-perm", "/perm"}, wantStatus: 2, wantErr: "usage: homerouter check"},
 		{args: []string{"homerouter"}, wantStatus: 2, wantErr: "usage"},
 		{args: []string{"xargs"}, wantStatus: 127, wantErr: "xargs: command not found"},

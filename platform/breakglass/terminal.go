@@ -97,11 +97,13 @@ func (t *terminal) control(f func(fd int) error) error {
 // termiosFor returns tio changed for the shell: canonical mode (the
 // kernel edits the line: backspace, Ctrl-U, Ctrl-W; a read returns one
 // line) with or without echo, and, without, the newline still echoed so
-// the password prompt ends its line. CR reads as NL (a terminal's Enter
+// the password prompt ends its line. Ctrl-C ends a line as Enter does
+// (it is VEOL, an extra end of line), so that the shell reads it at
+// once, at the prompt and while a statement runs. CR reads as NL (a terminal's Enter
 // sends CR) and NL writes as CR NL (the router's log, the commands'
 // output). ISIG is off: the shell's commands run inside PID 1, with no
 // process to interrupt, and a Ctrl-C must never become a signal that
-// could reach PID 1 (see shellInput for what it does instead). CLOCAL
+// could reach PID 1 (see shellInput and feed for what it does instead). CLOCAL
 // ignores the modem lines, so a cable without carrier detect does not
 // read as a hang-up. Speed and framing stay as console= set them.
 func termiosFor(tio unix.Termios, echo bool) unix.Termios {
@@ -118,5 +120,9 @@ func termiosFor(tio unix.Termios, echo bool) unix.Termios {
 	tio.Oflag |= unix.OPOST | unix.ONLCR
 	tio.Cflag |= unix.CLOCAL | unix.CREAD
 	tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
+	tio.Cc[unix.VEOL] = ctrlC
 	return tio
 }
+
+// ctrlC is what Ctrl-C types.
+const ctrlC = '\x03'
