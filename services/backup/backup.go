@@ -166,8 +166,13 @@ func (s *Service) Restore(archive io.Reader) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A restore that failed half way through its completion (a disk
-	// error) is finished first: its commit stands.
-	if err := Recover(s.dir, s.logger); err != nil {
+	// error) is finished first: its commit stands, and the state files
+	// it puts in place are loaded, as this restore's are.
+	err = s.st.ReplaceState(func() ([]string, error) {
+		done, err := recoverRestore(s.dir, s.logger)
+		return done.Restored, err
+	})
+	if err != nil {
 		return res, err
 	}
 	// Checked under the lock, before anything is staged: a file that

@@ -763,3 +763,30 @@ func TestClient(t *testing.T) {
 func decodeJSON(s string, v any) error {
 	return json.Unmarshal([]byte(s), v)
 }
+
+// TestRestoreLoadsARecoveredOne: a restore committed but cut short
+// before (a disk error mid-way) is completed by the next restore, and
+// the state files it puts in place are loaded into the running router,
+// which would otherwise write its older values over them.
+func TestRestoreLoadsARecoveredOne(t *testing.T) {
+	s, st := newRouter(t, map[string]string{"interfaces.json": goodInterfaces, "ula.json": `{"prefix": "fd99::/48"}`})
+	stage(t, s.dir, []File{
+		{Name: "interfaces.json", Mode: 0o644, Data: []byte(goodInterfaces)},
+		{Name: "ula.json", Mode: 0o644, Data: []byte(ulaJSON)},
+	})
+	if err := Commit(s.dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Restore(bytes.NewReader(makeArchive(t, entry{name: "interfaces.json", data: goodInterfaces}))); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.ULA.Value().Prefix, netip.MustParsePrefix("fd12:3456:789a::/48"); got != want {
+		t.Errorf("the ULA in force is %v, want the recovered restore's %v", got, want)
+	}
+	if err := st.FlushState(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.dir, "ula.json")); !strings.Contains(string(b), "fd12:3456:789a::/48") {
+		t.Errorf("ula.json after the router's next write:\n%s\nwant the recovered restore's", b)
+	}
+}

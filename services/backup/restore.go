@@ -266,21 +266,28 @@ func Complete(dir string) (Result, error) {
 // logging what it did. main runs it at start, before the config and
 // state files are read.
 func Recover(dir string, logger *log.Logger) error {
+	_, err := recoverRestore(dir, logger)
+	return err
+}
+
+// recoverRestore is Recover, and says which files it put in place: a
+// running router loads those it holds in memory (Store.ReplaceState).
+func recoverRestore(dir string, logger *log.Logger) (Result, error) {
+	var res Result
 	if _, err := os.Stat(filepath.Join(dir, CommitDir)); err == nil {
-		res, err := Complete(dir)
-		if err != nil {
-			return err
+		if res, err = Complete(dir); err != nil {
+			return res, err
 		}
 		logger.Printf("completed an interrupted restore: %s", res)
 	}
 	staging := filepath.Join(dir, StagingDir)
 	if _, err := os.Lstat(staging); err == nil {
 		if err := os.RemoveAll(staging); err != nil {
-			return fmt.Errorf("restore: %w", err)
+			return res, fmt.Errorf("restore: %w", err)
 		}
 		logger.Printf("discarded a restore that was staged but never committed")
 	}
-	return nil
+	return res, nil
 }
 
 // lstatMode returns the mode of path, not following a symlink; ok is

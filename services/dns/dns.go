@@ -203,7 +203,10 @@ func serveUDP(ctx context.Context, pc net.PacketConn, h *Handler) {
 		for sent := 0; sent < k; {
 			n, err := bc.WriteBatch(out[sent:k], 0)
 			if err != nil {
-				break // the clients ask again
+				// sendmmsg fails only on the first message it could not
+				// send (a source the firewall refuses, unreachable): that
+				// client asks again, the others get their answers.
+				n = 1
 			}
 			sent += n
 		}
