@@ -230,7 +230,10 @@ func (s *Shell) login(ctx context.Context, t *terminal) error {
 	case err != nil:
 		return err
 	case strings.ContainsRune(line, ctrlC):
-		// Ctrl-C (which ends a line, see termiosFor): no guess.
+		// Ctrl-C (which ends a line, see termiosFor): no guess, and
+		// what was typed after it is no password to show once echo
+		// is back (Ctrl-R reprints the line).
+		t.flushInput()
 		if err := t.setEcho(true); err != nil {
 			return err
 		}
@@ -249,8 +252,10 @@ func (s *Shell) login(ctx context.Context, t *terminal) error {
 			case <-ctx.Done():
 			case <-time.After(s.opt.WrongDelay):
 			}
-			t.flushInput()
 		}
+		// What was typed after the line is no password to show once
+		// echo is back.
+		t.flushInput()
 		if err := t.setEcho(true); err != nil {
 			return err
 		}
@@ -262,6 +267,10 @@ func (s *Shell) login(ctx context.Context, t *terminal) error {
 	}
 	s.opt.Logf("%s: shell started", s.console)
 	err = s.shell(ctx, t)
+	// What was typed ahead and not run is forgotten, in t.pending and
+	// in the console: the next login's Enter and password are typed
+	// after this.
+	t.flushInput()
 	s.resumed(t, resume)
 	s.opt.Logf("%s: shell ended", s.console)
 	return err
@@ -322,6 +331,8 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 		interp.Dir(s.opt.Dir),
 		// The table replaces the default handler, which runs programs.
 		interp.ExecHandlers(func(interp.ExecHandlerFunc) interp.ExecHandlerFunc { return s.exec }),
+		// Redirections read no terminal (see refuseTerminal).
+		interp.OpenHandler(open),
 		interp.Interactive(true),
 	)
 	if err != nil {
@@ -373,8 +384,11 @@ func (s *Shell) shell(ctx context.Context, t *terminal) error {
 			// A parse error: the next line starts afresh.
 		case errors.Is(in.err, errInterrupt):
 			// Ctrl-C, shown as ^C: the statement, being typed or
-			// running, is forgotten.
+			// running, is forgotten, and so is what was typed before
+			// the ^C (the rest of the line, lines typed ahead), as a
+			// shell flushes its input at an interrupt.
 			fmt.Fprintln(t.f)
+			t.pending = ""
 			in.err = nil
 		case errors.Is(in.err, errEOF):
 			fmt.Fprintln(t.f, "exit")
@@ -414,8 +428,8 @@ func refused(stmts []*syntax.Stmt) string {
 // runStmt runs st with a context of its own, which Ctrl-C (or the
 // shell's end) cancels, and a feed of the console as its commands'
 // standard input. It returns Run's error, and why the shell must stop
-// taking statements: errInterrupt for Ctrl-C (the rest of the line is
-// forgotten), os.ErrDeadlineExceeded for nobody typing for Idle (a
+// taking statements: errInterrupt for Ctrl-C (the rest of the line and
+// what was typed ahead are forgotten, see shell), os.ErrDeadlineExceeded for nobody typing for Idle (a
 // forgotten cat or read waits for no one), or the console's error.
 func (s *Shell) runStmt(ctx context.Context, r *interp.Runner, in *shellInput, st *syntax.Stmt) (runErr, end error) {
 	ctx, cancel := context.WithCancel(ctx)

@@ -225,6 +225,16 @@ func TestSession(t *testing.T) {
 		<-stuck
 		return nil
 	}
+	// pause stands for a command that runs a while and reads nothing
+	// of what is typed meanwhile.
+	pause := func(ctx context.Context, env Env, args []string) error {
+		fmt.Fprintln(env.Stdout, "pausing")
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+		return nil
+	}
 	// login is the steps from Enter to the prompt.
 	login := []step{
 		{send: "\r", want: "password: ", paused: true},
@@ -319,6 +329,46 @@ func TestSession(t *testing.T) {
 			}...),
 		},
 		{
+			name: "Ctrl-C forgets what was typed ahead",
+			steps: append(slices.Clone(login), []step{
+				{send: "echo looping; while :; do :; done\r", want: "looping\r\n", paused: true},
+				{send: "echo typed-$((1+1))-ahead\r", want: "echo typed-$((1+1))-ahead\r\n", paused: true},
+				{send: "\x03", want: "^C\r\n" + prompt("/"), paused: true},
+				{send: "echo after-$((1+1))\r", want: "after-2\r\n" + prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+			never: []string{"typed-2-ahead"},
+		},
+		{
+			name: "what was typed ahead when the shell ends is no password",
+			cmds: map[string]Command{"pause": pause},
+			steps: append(slices.Clone(login), []step{
+				{send: "pause; exit\r", want: "pausing\r\n", paused: true},
+				{send: "typed-ahead\r", want: "typed-ahead\r\n", paused: true},
+				{want: "The log resumes on "},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+			never: []string{"no shell"},
+		},
+		{
+			name: "the console is not a file for the commands",
+			steps: append(slices.Clone(login), []step{
+				{send: "cat {tty}\r", want: "cat: {tty}: refused: it is a terminal", paused: true},
+				{send: "cat < {tty}\r", want: "{tty}: refused: it is a terminal", paused: true},
+				{send: "shasum -- /dev/../{tty}\r", want: "refused: it is a terminal", paused: true},
+				{send: "ls {tty}\r", want: "ls {tty}\r\n", paused: true}, // ls only looks
+				{want: prompt("/"), paused: true},
+				{send: "echo written > {tty}\r", want: "written\r\n" + prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			}...),
+			never: []string{"ls: "},
+		},
+		{
 			name: "background jobs are refused: nothing reads the next login's password",
 			steps: append(slices.Clone(login), []step{
 				{send: "cat &\r", want: "background jobs (&) are not supported", paused: true},
@@ -379,6 +429,33 @@ func TestSession(t *testing.T) {
 			never: []string{"wrong password"},
 		},
 		{
+			name: "Ctrl-C at the password prompt forgets what follows it",
+			opt:  Options{WrongDelay: time.Hour},
+			steps: []step{
+				{send: "\r", want: "password: ", paused: true},
+				{send: "gue\x03half-typed", want: "^C\r\nThe log resumes on "},
+				// Ctrl-R reprints the line being typed.
+				{send: "\x12", want: "^R\r\n"},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			},
+			never: []string{"half-typed", "wrong password"},
+		},
+		{
+			name: "an empty password forgets what follows it",
+			steps: []step{
+				{send: "\r", want: "password: ", paused: true},
+				{send: "\rhalf-typed", want: "no password given: no shell."},
+				{want: "The log resumes on "},
+				{send: "\x12", want: "^R\r\n"},
+				{send: "\r", want: "password: ", paused: true},
+				{send: password + "\r", want: prompt("/"), paused: true},
+				{send: "exit\r", want: "The log resumes on "},
+			},
+			never: []string{"half-typed"},
+		},
+		{
 			name: "empty password",
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
@@ -424,6 +501,9 @@ func TestSession(t *testing.T) {
 			at := len(p.output())
 			console := filepath.Base(p.slave)
 			for i, st := range tc.steps {
+				// {tty} is the console's path.
+				st.send = strings.ReplaceAll(st.send, "{tty}", p.slave)
+				st.want = strings.ReplaceAll(st.want, "{tty}", p.slave)
 				if st.send != "" {
 					if _, err := p.master.Write([]byte(st.send)); err != nil {
 						t.Fatal(err)

@@ -124,6 +124,8 @@ func coreCommand(newCmd func() core.Command) Command {
 // exec is the interpreter's exec handler: it runs a command of the
 // table, or says there is none (status 127, as sh does), and never
 // starts a program. A panic in a command ends the command, not PID 1.
+// A command (but ls, which only looks) naming a terminal among its
+// arguments is refused (see isTerminal).
 //
 // ctx is the statement's, which Ctrl-C and the shell's end cancel. Only
 // find among u-root's commands heeds it, so the command's standard
@@ -135,6 +137,17 @@ func coreCommand(newCmd func() core.Command) Command {
 // must not wait on it for good.
 func (s *Shell) exec(ctx context.Context, args []string) error {
 	hc := interp.HandlerCtx(ctx)
+	if args[0] != "ls" { // ls only looks
+		for _, a := range args[1:] {
+			// --file=PATH names PATH too.
+			for _, p := range []string{a, a[strings.IndexByte(a, '=')+1:]} {
+				if isTerminal(hc.Dir, p) {
+					fmt.Fprintf(hc.Stderr, "%s: %s: %v\n", args[0], p, errTerminal)
+					return interp.ExitStatus(1)
+				}
+			}
+		}
+	}
 	env := Env{Stdin: ctxReader(ctx, hc.Stdin), Stdout: ctxWriter{ctx, hc.Stdout}, Stderr: ctxWriter{ctx, hc.Stderr}, Dir: hc.Dir,
 		Getenv: func(name string) string { return hc.Env.Get(name).String() }}
 	done := make(chan error, 1)
@@ -152,6 +165,61 @@ func (s *Shell) exec(ctx context.Context, args []string) error {
 		s.opt.Logf("%s: %q did not stop when interrupted; it runs on", s.console, strings.Join(args, " "))
 		return ctx.Err()
 	}
+}
+
+// open is the interpreter's open handler, for redirections: it refuses
+// to read a terminal (see isTerminal); writing one (echo >
+// /dev/console) is harmless.
+func open(ctx context.Context, path string, flag int, perm os.FileMode) (io.ReadWriteCloser, error) {
+	if flag&(os.O_WRONLY|os.O_RDWR) != os.O_WRONLY && isTerminal(interp.HandlerCtx(ctx).Dir, path) {
+		return nil, &os.PathError{Op: "open", Path: path, Err: errTerminal}
+	}
+	return interp.DefaultOpenHandler()(ctx, path, flag, perm)
+}
+
+// errTerminal is why a command may not open a terminal.
+var errTerminal = errors.New("refused: it is a terminal; commands read the console only through their standard input")
+
+// isTerminal says whether path, relative to dir, is a terminal: the
+// serial console (/dev/ttyS0, /dev/console, /dev/tty) or another. The
+// shell's commands may not open one: a command reading the console
+// itself would not see Ctrl-C's context while it blocks, would run on
+// after the shell (see Shell.exec), and would read the next login's
+// password; they read the console only through their feed.
+func isTerminal(dir, path string) bool {
+	if path == "" {
+		return false
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	name := filepath.Clean(path)
+	if real, err := filepath.EvalSymlinks(name); err == nil {
+		name = real
+	}
+	base := filepath.Base(name)
+	if filepath.Dir(name) == "/dev" && (strings.HasPrefix(base, "tty") || base == "console") {
+		return true
+	}
+	var st unix.Stat_t
+	return unix.Stat(name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && ttyMajor(unix.Major(st.Rdev))
+}
+
+// ttyMajor says whether major numbers terminals (Linux's
+// Documentation/admin-guide/devices.txt): pty masters and slaves (2,
+// 3, 136-143), ttyN and ttyS (4), tty, console and ptmx (5), ttyACM
+// (166), ttyUSB (188), ttyAMA and other low-density serial ports
+// (204), hvc (229).
+func ttyMajor(major uint32) bool {
+	switch {
+	case major >= 2 && major <= 5, major >= 136 && major <= 143:
+		return true
+	}
+	switch major {
+	case 166, 188, 204, 229:
+		return true
+	}
+	return false
 }
 
 // ctxReader is r, reading nothing once ctx is done.

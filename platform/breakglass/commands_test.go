@@ -201,3 +201,25 @@ func TestFormatRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestIsTerminal says which paths the shell's commands may not open.
+func TestIsTerminal(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		dir, path string
+		want      bool
+	}{
+		{dir: "/", path: "/dev/null"},
+		{dir: "/", path: "/dev/zero"},
+		{dir: dir, path: "file"},
+		{dir: "/", path: ""},
+		{dir: "/", path: "/dev/ttyS0", want: true}, // by name, even where it is missing
+		{dir: "/", path: "/dev/console", want: true},
+		{dir: "/dev", path: "tty", want: true},
+		{dir: "/", path: "/dev/../dev/./ttyS1", want: true},
+	} {
+		if got := isTerminal(tc.dir, tc.path); got != tc.want {
+			t.Errorf("isTerminal(%q, %q) = %v, want %v", tc.dir, tc.path, got, tc.want)
+		}
+	}
+}

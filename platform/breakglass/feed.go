@@ -17,7 +17,8 @@ import (
 // the statement, and so that nothing the commands left reading can
 // read the console after the statement, let alone the next login's
 // password. What the commands did not read (type-ahead) goes back to
-// the prompt, in the order it was typed.
+// the prompt, in the order it was typed, unless Ctrl-C stopped the
+// statement: then the shell forgets it (see Shell.shell).
 //
 // Ctrl-D closes the pipe (the commands read end of file); a second one
 // stops the statement, as Ctrl-C does, and stops the feed, so a line

@@ -77,8 +77,10 @@ func (t *terminal) setEcho(echo bool) error {
 	})
 }
 
-// flushInput throws away what was typed and not read yet.
+// flushInput throws away what was typed and not read yet, in the
+// console and in t.pending.
 func (t *terminal) flushInput() {
+	t.pending = ""
 	t.control(func(fd int) error { return unix.IoctlSetInt(fd, unix.TCFLSH, unix.TCIFLUSH) })
 }
 
