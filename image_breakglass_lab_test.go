@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +19,12 @@ const breakglassPrompt = "homerouter:/# "
 // it without reading the console.
 func breakglassPermDisk(t *testing.T, password string) string {
 	t.Helper()
-	seed := t.TempDir()
-	for name, content := range map[string]string{
+	img, err := lab.PermImage(t.TempDir(), map[string]string{
 		"interfaces.json":  permInterfaces("192.168.42.1/24"),
 		state.PasswordFile: password + "\n",
-	} {
-		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := filepath.Join(t.TempDir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v: %s", err, out)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return img
 }

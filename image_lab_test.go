@@ -200,18 +200,12 @@ func TestImageDirectBoot(t *testing.T) {
 	l := lab.NewT(t)
 	lan := newVMLAN(t, l)
 
-	seed := t.TempDir()
-	for name, content := range map[string]string{
+	img, err := lab.PermImage(t.TempDir(), map[string]string{
 		"interfaces.json": permInterfaces("192.168.42.1/24"),
 		"hostname":        "gateway7\n",
-	} {
-		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := filepath.Join(t.TempDir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v: %s", err, out)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	opt := lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img, LANTap: lanTap}
 
@@ -436,17 +430,11 @@ func bootImageHome(ctx context.Context, t *testing.T, l *lab.Lab, perm map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := t.TempDir()
 	files := map[string]string{"interfaces.json": permInterfaces(imageRouterLAN + "/24")}
 	maps.Copy(files, perm)
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := filepath.Join(t.TempDir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v: %s", err, out)
+	img, err := lab.PermImage(t.TempDir(), files)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return startImageHome(ctx, t, l, h, lab.VMOptions{Kernel: imageKernel, Initrd: imageInitrd, Append: "console=ttyS0 panic=-1", Disk: img})
 }

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -81,13 +78,9 @@ func watchdogStaysUp(t *testing.T, vm *lab.VM, until time.Time) {
 // for the VM's NICs, lan0 192.168.42.1/24.
 func watchdogPermDisk(t *testing.T) string {
 	t.Helper()
-	seed := t.TempDir()
-	if err := os.WriteFile(filepath.Join(seed, "interfaces.json"), []byte(permInterfaces("192.168.42.1/24")), 0o644); err != nil {
+	img, err := lab.PermImage(t.TempDir(), map[string]string{"interfaces.json": permInterfaces("192.168.42.1/24")})
+	if err != nil {
 		t.Fatal(err)
-	}
-	img := filepath.Join(t.TempDir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v: %s", err, out)
 	}
 	return img
 }

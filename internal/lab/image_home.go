@@ -3,6 +3,9 @@ package lab
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 )
 
@@ -64,4 +67,25 @@ func NewImageHome(l *Lab, opt HomeOptions) (*ImageHome, error) {
 func (h *ImageHome) StartVM(opt VMOptions) (*VM, error) {
 	opt.UplinkTap, opt.LANTap = ImageUplinkTap, ImageLANTap
 	return h.lab.StartVM(h.Router, opt)
+}
+
+// PermImage writes an ext4 image labelled perm, as the router's /perm
+// disk, holding files (name → content) at its top level, into dir, and
+// returns its path. 64 MB: room for the router's state and a capture.
+func PermImage(dir string, files map[string]string) (string, error) {
+	seed, err := os.MkdirTemp(dir, "perm-seed")
+	if err != nil {
+		return "", fmt.Errorf("lab: perm image: %w", err)
+	}
+	defer os.RemoveAll(seed)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
+			return "", fmt.Errorf("lab: perm image: %w", err)
+		}
+	}
+	img := filepath.Join(dir, "perm.img")
+	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, img, "64M").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("lab: perm image: mke2fs: %v: %s", err, out)
+	}
+	return img, nil
 }

@@ -119,16 +119,9 @@ func run() error {
 	// /perm starts with one file: the lab's ISP uses private addresses
 	// (10.x, fd00::), which the resolver's rebinding protection would
 	// otherwise keep from the LAN.
-	seed := filepath.Join(l.Dir(), "perm-seed")
-	if err := os.MkdirAll(seed, 0o755); err != nil {
+	perm, err := lab.PermImage(l.Dir(), map[string]string{"dns.json": `{"rebind_allow": ["isp.test"]}` + "\n"})
+	if err != nil {
 		return err
-	}
-	if err := os.WriteFile(filepath.Join(seed, "dns.json"), []byte(`{"rebind_allow": ["isp.test"]}`+"\n"), 0o644); err != nil {
-		return err
-	}
-	perm := filepath.Join(l.Dir(), "perm.img")
-	if out, err := exec.Command("mke2fs", "-q", "-F", "-t", "ext4", "-L", "perm", "-d", seed, perm, "64M").CombinedOutput(); err != nil {
-		return fmt.Errorf("mke2fs: %v: %s", err, out)
 	}
 
 	say("booting the router under QEMU (TCG: about 10 s); its console follows, prefixed by |")
