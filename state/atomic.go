@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteFileAtomic replaces path with data so that a reader, or the next boot
@@ -60,13 +61,46 @@ func WriteAtomic(path string, perm os.FileMode, write func(io.Writer) error) (er
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("write %s: rename: %w", path, withoutPath(err))
 	}
+	if err := SyncDir(dir); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileSynced writes data to path with mode (past the umask), and
+// fsyncs it: a file in a directory that is renamed into place as a
+// whole (an update's slot, a restore's staging), which is synced once
+// all its files are written.
+func WriteFileSynced(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// SyncDir fsyncs a directory, so that the renames, creations and
+// removals in it survive a power cut. Some filesystems (FAT, an update's
+// boot partition) cannot sync a directory; their renames are as durable
+// as they get there, and that is no error.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("write %s: open dir: %w", path, err)
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync dir: %w", path, err)
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("fsync %s: %w", dir, err)
 	}
 	return nil
 }

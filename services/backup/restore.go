@@ -57,31 +57,12 @@ func Stage(dir string, files []File) (string, error) {
 		return "", fmt.Errorf("restore: %w", err)
 	}
 	for _, f := range files {
-		if err := writeSynced(filepath.Join(staging, f.Name), f.Data, fileMode(f.Name, f.Mode)); err != nil {
+		if err := state.WriteFileSynced(filepath.Join(staging, f.Name), f.Data, fileMode(f.Name, f.Mode)); err != nil {
 			os.RemoveAll(staging)
 			return "", fmt.Errorf("restore: %w", err)
 		}
 	}
 	return staging, nil
-}
-
-// writeSynced writes a new file and fsyncs it.
-func writeSynced(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode) // past the umask
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Conflicts returns, as Refused, the archive's files whose names are
@@ -165,16 +146,16 @@ func Commit(dir string, remove []string) error {
 	for _, name := range remove {
 		fmt.Fprintln(&list, name)
 	}
-	if err := writeSynced(filepath.Join(staging, removeList), list.Bytes(), 0o600); err != nil {
+	if err := state.WriteFileSynced(filepath.Join(staging, removeList), list.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("restore: commit: %w", err)
 	}
-	if err := syncDir(staging); err != nil {
+	if err := state.SyncDir(staging); err != nil {
 		return fmt.Errorf("restore: commit: %w", err)
 	}
 	if err := os.Rename(staging, filepath.Join(dir, CommitDir)); err != nil {
 		return fmt.Errorf("restore: commit: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := state.SyncDir(dir); err != nil {
 		return fmt.Errorf("restore: commit: %w", err)
 	}
 	return nil
@@ -247,7 +228,7 @@ func Complete(dir string) (Result, error) {
 		}
 		res.Removed = append(res.Removed, name)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := state.SyncDir(dir); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	// The list last: until the renames and removals are on disk, a
@@ -255,7 +236,7 @@ func Complete(dir string) (Result, error) {
 	if err := os.RemoveAll(committed); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := state.SyncDir(dir); err != nil {
 		return res, fmt.Errorf("restore: %w", err)
 	}
 	return res, nil
@@ -318,18 +299,4 @@ func (r Result) String() string {
 		s += fmt.Sprintf("; left out %s: not a regular file in /perm", strings.Join(r.Skipped, ", "))
 	}
 	return s
-}
-
-// syncDir fsyncs a directory, so that renames and removals in it are on
-// disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
