@@ -56,7 +56,7 @@ func TestBackupLab(t *testing.T) {
 		}
 	}
 	// Not in a backup: a packet capture and the update's slots.
-	if err := os.WriteFile(filepath.Join(perm, "capture-lan0.pcapng"), []byte("pcap"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(perm, state.CapturePreviousFile), []byte("pcap"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h, err := lab.NewHome(l, lab.HomeOptions{PermDir: perm, NoPeers: true, NoRouter: true})
@@ -133,7 +133,7 @@ func TestBackupLab(t *testing.T) {
 				t.Errorf("the backup lacks %s", name)
 			}
 		}
-		if _, ok := backedUp["capture-lan0.pcapng"]; ok {
+		if _, ok := backedUp[state.CapturePreviousFile]; ok {
 			t.Errorf("the backup holds the packet capture")
 		}
 	})
@@ -197,7 +197,7 @@ func TestBackupLab(t *testing.T) {
 		if ls := links(ctx, t, h.Router); !uplinkHas(ls, "10.77.0.150/24") || uplinkHas(ls, "10.77.0.99/24") {
 			t.Errorf("uplink0 after the restore has %v, want the running router's 10.77.0.150/24 only", ls["uplink0"].addrs())
 		}
-		if _, err := os.Stat(filepath.Join(perm, "capture-lan0.pcapng")); err != nil {
+		if _, err := os.Stat(filepath.Join(perm, state.CapturePreviousFile)); err != nil {
 			t.Errorf("the restore touched the packet capture: %v", err)
 		}
 	})

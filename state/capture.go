@@ -22,6 +22,15 @@ type Capture struct {
 	MemoryMiB int `json:"memory_mib,omitempty"`
 }
 
+// The capture's files in /perm: the ring as the last clean stop left it,
+// and the run's before, moved aside at start (services/capture). Backups
+// leave both out: they are large, and of the moment, not of the
+// router's setup.
+const (
+	CaptureFile         = "capture.pcapng"
+	CapturePreviousFile = "capture-previous.pcapng"
+)
+
 // The defaults and upper bounds of capture.json.
 const (
 	DefaultCapturePackets   = 50000

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,8 +46,8 @@ type File struct {
 //
 //   - dot files: the temp files of atomic writes (".NAME.tmp*") and a
 //     restore's staging directories, which are half-written by nature;
-//   - packet captures (capture*.pcapng): large, and of the moment, not
-//     of the router's setup.
+//   - the packet captures (state.CaptureFile, state.CapturePreviousFile):
+//     large, and of the moment, not of the router's setup.
 //
 // Subdirectories are left out too (the update's image slots in update/
 // are tens of MB, and belong to the image, which `homerouter update`
@@ -63,10 +62,7 @@ func Included(name string) bool {
 	if name == "" || strings.HasPrefix(name, ".") || strings.ContainsAny(name, `/\`) {
 		return false
 	}
-	if m, _ := path.Match("capture*.pcapng", name); m {
-		return false
-	}
-	return true
+	return name != state.CaptureFile && name != state.CapturePreviousFile
 }
 
 // fileMode is the mode a backed-up or restored file gets: what it had,

@@ -39,11 +39,10 @@ import (
 const ServiceName = "capture"
 
 // The files in the perm directory: this run's packets, written at a
-// clean stop, and the previous run's, moved aside at start. Backups
-// leave both out.
+// clean stop, and the previous run's, moved aside at start.
 const (
-	File         = "capture.pcapng"
-	PreviousFile = "capture-previous.pcapng"
+	File         = state.CaptureFile
+	PreviousFile = state.CapturePreviousFile
 )
 
 // statsInterval is how often the kernel's drop counts are read and the
