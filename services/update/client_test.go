@@ -32,7 +32,8 @@ type router struct {
 func routerFor(t *testing.T, dir string, boot Boot, version string, healthyBoot bool, request func(context.Context, state.PlatformRequest) error) *router {
 	t.Helper()
 	st := state.NewStore(t.TempDir())
-	s := &Service{st: st, logger: testLogger(t), slots: slots{dir: dir}, boot: boot, request: request, hold: 50 * time.Millisecond}
+	s := New(st, testLogger(t), "", boot)
+	s.slots, s.request, s.hold = slots{dir: dir}, request, 50*time.Millisecond
 	st.Router.Publish(state.RouterInfo{Version: version})
 	if healthyBoot {
 		healthy(st)

@@ -99,6 +99,11 @@ type Service struct {
 	request func(ctx context.Context, r state.PlatformRequest) error
 	// hold is how long a trial must stay healthy before it commits.
 	hold time.Duration
+	// now and afterFunc are the trial's clock, which times its hold
+	// and its deadline: time.Now and time.AfterFunc's (which returns
+	// its timer's Stop), a fake that a test steps.
+	now       func() time.Time
+	afterFunc func(d time.Duration, f func()) (stop func() bool)
 	// mu orders the uploads, switches and Run's records, which all
 	// write the slots and state.json.
 	mu sync.Mutex
@@ -113,7 +118,11 @@ const DefaultHold = 15 * time.Second
 // New returns the update service, with its slots in dir/update.
 func New(st *state.Store, logger *log.Logger, dir string, boot Boot) *Service {
 	return &Service{st: st, logger: logger, slots: slots{dir: filepath.Join(dir, "update")}, boot: boot,
-		request: st.RequestPlatform, hold: DefaultHold}
+		request: st.RequestPlatform, hold: DefaultHold, now: time.Now, afterFunc: afterFunc}
+}
+
+func afterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
 }
 
 // Run records what this boot is, commits or rolls back a trial, and
@@ -222,34 +231,38 @@ func (s *Service) runTrial(ctx context.Context, us state.UpdateState, trial stri
 	if deadline <= 0 {
 		deadline = DefaultDeadline
 	}
-	start := time.Now()
+	start := s.now()
 	s.logger.Printf("trial of slot %s: committing once healthy for %v, rolling back to slot %q if not within %v", trial, s.hold, us.Active, deadline)
 	st := s.st
 	var healthySince time.Time
 	for {
 		w := state.WatchAll(st.ConfigStatus, st.Services, st.Problems, st.Notices, st.Diagnosis, st.Router)
 		h := services.CurrentHealth(st)
-		wait := deadline - time.Since(start)
+		now := s.now()
+		wait := deadline - now.Sub(start)
 		switch {
 		case h.FirstError != "":
 			healthySince = time.Time{}
 		case healthySince.IsZero():
-			healthySince = time.Now()
+			healthySince = now
 			fallthrough
 		default:
 			// Healthy for a while, not for an instant: a service
 			// that fails soon after the start must not be committed.
-			held := time.Since(healthySince)
+			held := now.Sub(healthySince)
 			if held >= s.hold {
-				return s.commit(ctx, us, trial, time.Since(start))
+				return s.commit(ctx, us, trial, now.Sub(start))
 			}
 			wait = min(wait, s.hold-held)
 		}
-		if time.Since(start) >= deadline {
+		if now.Sub(start) >= deadline {
 			return s.rollback(ctx, us, trial, fmt.Sprintf("not healthy within %v: %s", deadline, h.FirstError))
 		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
+		// Until a topic changes, or the hold or the deadline is up.
+		wctx, cancel := context.WithCancel(ctx)
+		stop := s.afterFunc(wait, cancel)
 		w.Wait(wctx)
+		stop()
 		cancel()
 		if ctx.Err() != nil {
 			return nil

@@ -325,6 +325,87 @@ func TestSwitch(t *testing.T) {
 	}
 }
 
+// fakeClock is a trial's clock that a test steps: its timers fire in
+// advance, not in real time.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers map[*fakeTimer]bool
+	set    int // timers set so far
+}
+
+type fakeTimer struct {
+	at time.Time
+	n  int // set's count when it was set
+	f  func()
+}
+
+// useFakeClock makes s's trial run on a fake clock.
+func useFakeClock(s *Service) *fakeClock {
+	c := &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), timers: map[*fakeTimer]bool{}}
+	s.now, s.afterFunc = c.Now, c.AfterFunc
+	return c
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.set++
+	t := &fakeTimer{at: c.now.Add(d), n: c.set, f: f}
+	c.timers[t] = true
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		pending := c.timers[t]
+		delete(c.timers, t)
+		return pending
+	}
+}
+
+// advance steps the clock by d and fires the timers that are due.
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	for t := range c.timers {
+		if !t.at.After(c.now) {
+			due = append(due, t)
+			delete(c.timers, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// timersSet is how many timers have been set so far.
+func (c *fakeClock) timersSet() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.set
+}
+
+// pending reports whether the one timer (the trial waits with one at a
+// time) fires at at and was set after the first n.
+func (c *fakeClock) pending(at time.Time, n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.timers) != 1 {
+		return false
+	}
+	for t := range c.timers {
+		return t.at.Equal(at) && t.n > n
+	}
+	return false
+}
+
 // healthy publishes what makes services.CurrentHealth pass.
 func healthy(st *state.Store) {
 	st.Router.Publish(state.RouterInfo{Version: "vB"})
@@ -357,23 +438,52 @@ func trialSetup(t *testing.T, deadline time.Duration) (*Service, *requests, stri
 // active and goes onto the boot partition.
 func TestTrialCommits(t *testing.T) {
 	s, reqs, boot := trialSetup(t, time.Minute)
+	s.hold = DefaultHold
+	clock := useFakeClock(s)
+	start := clock.Now()
 	stop := run(t, s)
 	defer stop()
-	waitFor(t, "the trial under way", func() bool { return s.st.Update.Value().Slot == "b" })
-	if got := s.st.Update.Value(); got.State.Trial != "b" || got.State.Active != "a" {
+	committed := func() bool { return s.st.Update.Value().State.Active == "b" }
+	// do does what, and waits until the trial has seen it: it waits
+	// on a new timer, at at; or it has committed.
+	do := func(what string, at time.Time, f func()) {
+		t.Helper()
+		n := clock.timersSet()
+		f()
+		waitFor(t, "the trial past "+what, func() bool { return clock.pending(at, n) || committed() })
+	}
+	do("its start", start.Add(time.Minute), func() {})
+	if got := s.st.Update.Value(); got.Slot != "b" || got.State.Trial != "b" || got.State.Active != "a" {
 		t.Errorf("while on trial: %+v", got)
 	}
-	// Healthy for less than the hold, then not: no commit.
-	healthy(s.st)
-	s.st.ReportProblem("dns", errors.New("crashed soon after the start"))
-	time.Sleep(2 * s.hold) // nothing to wait for: the test is that nothing happens
-	if got := s.st.Update.Value().State; got.Active != "a" || got.Trial != "b" {
-		t.Fatalf("committed while healthy for less than the hold: %+v", got)
+	// Healthy for just under the hold (and woken then, by a new
+	// diagnosis), then not: no commit.
+	do("healthy", start.Add(s.hold), func() { healthy(s.st) })
+	clock.advance(s.hold - time.Millisecond)
+	do("a diagnosis just before the hold's end", start.Add(s.hold), func() { healthy(s.st) })
+	if committed() {
+		t.Fatalf("committed while healthy for less than the hold: %+v", s.st.Update.Value().State)
 	}
-	s.st.ReportProblem("dns", nil)
-	waitFor(t, "the commit", func() bool { return s.st.Update.Value().State.Active == "b" })
+	do("a problem", start.Add(time.Minute), func() {
+		s.st.ReportProblem("dns", errors.New("crashed soon after the start"))
+	})
+	// Past the end of that hold, and healthy again: the hold starts
+	// over.
+	clock.advance(s.hold + time.Millisecond)
+	do("healthy again", start.Add(3*s.hold), func() { s.st.ReportProblem("dns", nil) })
+	if committed() {
+		t.Fatalf("committed when healthy again after a problem, before a new hold: %+v", s.st.Update.Value().State)
+	}
+	clock.advance(s.hold - time.Millisecond)
+	do("a diagnosis just before the new hold's end", start.Add(3*s.hold), func() { healthy(s.st) })
+	if committed() {
+		t.Fatalf("committed while healthy for less than the hold: %+v", s.st.Update.Value().State)
+	}
+	// Healthy for the hold: the commit.
+	clock.advance(time.Millisecond)
+	waitFor(t, "the commit", committed)
 	us, _ := s.slots.load()
-	if us.Active != "b" || us.Trial != "" || !strings.HasPrefix(us.Last, "committed slot b, version vB") {
+	if us.Active != "b" || us.Trial != "" || us.Last != "committed slot b, version vB: healthy 45s after it started" {
 		t.Errorf("state %+v", us)
 	}
 	if k, _ := os.ReadFile(filepath.Join(boot, kernelFile)); !bytes.Equal(k, fakeKernel("B")) {
