@@ -152,7 +152,7 @@ func printVersion(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := (&update.Client{Router: *router}).Status(ctx)
+	s, err := (&update.Client{RouterClient: services.RouterClient{Router: *router}}).Status(ctx)
 	if err != nil {
 		return fmt.Errorf("version: %w", err)
 	}
@@ -186,7 +186,7 @@ func updateRouter(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c.Router, c.Password = rc.Router, rc.Password
+	c.RouterClient = rc
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer cancel()
 	res, err := c.Update(ctx, *kernel, *initramfs)

@@ -19,9 +19,10 @@ import (
 
 // Client updates a router from a workstation: `homerouter update`.
 type Client struct {
-	// Router is the router's address, "192.168.42.1" or "host:port".
-	Router   string
-	Password string
+	// RouterClient is the connection that the update shares with the
+	// other workstation commands. Its nil HTTP is http.DefaultClient:
+	// each request but the upload has its own timeout.
+	services.RouterClient
 	// Force updates a router that is not healthy.
 	Force bool
 	// Deadline is the trial's (0: the router's default).
@@ -31,9 +32,6 @@ type Client struct {
 	BackupDir string
 	// Log gets the progress, for a person.
 	Log io.Writer
-	// HTTP is the client to use; nil: http.DefaultClient (each request
-	// but the upload has its own timeout).
-	HTTP *http.Client
 	// Poll is how often the router is asked while it switches; 0: 250 ms.
 	Poll time.Duration
 }
@@ -62,21 +60,9 @@ func (c *Client) logf(format string, args ...any) {
 	}
 }
 
-// router is the connection that the update shares with the other
-// workstation commands.
-func (c *Client) router() *services.RouterClient {
-	return &services.RouterClient{Router: c.Router, Password: c.Password, HTTP: c.HTTP}
-}
-
-// get fetches path within timeout; the error of a router that does
-// not answer, and the status and body of one that does.
-func (c *Client) get(ctx context.Context, path string, auth bool, timeout time.Duration) (int, []byte, error) {
-	return c.router().Get(ctx, path, auth, timeout)
-}
-
 func (c *Client) health(ctx context.Context, timeout time.Duration) (services.Health, int, error) {
 	var h services.Health
-	code, b, err := c.get(ctx, "/health.json", false, timeout)
+	code, b, err := c.Get(ctx, "/health.json", false, timeout)
 	if err != nil {
 		return h, 0, err
 	}
@@ -90,7 +76,7 @@ func (c *Client) health(ctx context.Context, timeout time.Duration) (services.He
 // runs, and its update state.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
-	code, b, err := c.get(ctx, "/update/status", false, pollTimeout)
+	code, b, err := c.Get(ctx, "/update/status", false, pollTimeout)
 	if err != nil {
 		return s, err
 	}
@@ -135,12 +121,12 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 		form.Set("deadline", c.Deadline.String())
 		deadline = c.Deadline
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.router().URL("/update/switch"), strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, "POST", c.URL("/update/switch"), strings.NewReader(form.Encode()))
 	if err != nil {
 		return Result{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.router().Do(req, true)
+	resp, err := c.Do(req, true)
 	switch {
 	case err != nil:
 		// The router may have gone into its kexec before the answer
@@ -165,7 +151,7 @@ func (c *Client) Update(ctx context.Context, kernel, initramfs string) (Result, 
 // one, as `homerouter backup` does (services.RouterClient.SaveBackup).
 func (c *Client) backup(ctx context.Context) error {
 	path := filepath.Join(c.BackupDir, services.BackupFileName(time.Now()))
-	n, err := c.router().SaveBackup(ctx, path, nil)
+	n, err := c.SaveBackup(ctx, path, nil)
 	switch {
 	case errors.Is(err, services.ErrNoBackup):
 		c.logf("%v: nothing saved", err)
@@ -229,12 +215,12 @@ func (c *Client) upload(ctx context.Context, kernel, initramfs string) (Uploaded
 		}()
 		pw.CloseWithError(err)
 	}()
-	req, err := http.NewRequestWithContext(ctx, "POST", c.router().URL("/update"), pr)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.URL("/update"), pr)
 	if err != nil {
 		return u, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := c.router().Do(req, true)
+	resp, err := c.Do(req, true)
 	if err != nil {
 		return u, fmt.Errorf("upload: %w", err)
 	}

@@ -119,7 +119,7 @@ func TestClient(t *testing.T) {
 			os.WriteFile(kernel, fakeKernel("B"), 0o644)
 			os.WriteFile(initramfs, []byte("initramfs B"), 0o644)
 			var log strings.Builder
-			c := Client{Router: srv.URL, Password: "unused here", Deadline: 10 * time.Second, Log: &log, Poll: 10 * time.Millisecond}
+			c := Client{RouterClient: services.RouterClient{Router: srv.URL, Password: "unused here"}, Deadline: 10 * time.Second, Log: &log, Poll: 10 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			res, err := c.Update(ctx, kernel, initramfs)
@@ -158,7 +158,7 @@ func TestClientBackup(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	var logged strings.Builder
-	c := &Client{Router: srv.URL, Password: "pw", BackupDir: dir, Log: &logged}
+	c := &Client{RouterClient: services.RouterClient{Router: srv.URL, Password: "pw"}, BackupDir: dir, Log: &logged}
 	before := time.Now()
 	if err := c.backup(context.Background()); err != nil {
 		t.Fatal(err)
