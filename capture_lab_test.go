@@ -72,11 +72,18 @@ func TestCaptureLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.WaitFor(ctx, "the stream's header", func() error {
+	// streaming says why the download is no longer open, if it is not.
+	streaming := func() error {
 		select {
 		case <-stream.Exited():
-			return lab.Abort(fmt.Errorf("the stream ended: %v: %s", stream.Err(), stream.Output()))
+			return fmt.Errorf("the stream ended: %v: %s", stream.Err(), stream.Output())
 		default:
+			return nil
+		}
+	}
+	if err := lab.WaitFor(ctx, "the stream's header", func() error {
+		if err := streaming(); err != nil {
+			return lab.Abort(err)
 		}
 		if fi, err := os.Stat(live); err != nil || fi.Size() == 0 {
 			return fmt.Errorf("%s: %v", live, err)
@@ -91,10 +98,8 @@ func TestCaptureLab(t *testing.T) {
 
 	t.Run("the live stream shows the new lease", func(t *testing.T) {
 		if err := lab.WaitFor(ctx, "the LAN client's ACK in the live stream", func() error {
-			select {
-			case <-stream.Exited():
-				return lab.Abort(fmt.Errorf("the stream ended: %v: %s", stream.Err(), stream.Output()))
-			default:
+			if err := streaming(); err != nil {
+				return lab.Abort(err)
 			}
 			got, err := tsharkMessages(ctx, live)
 			if err != nil {
@@ -107,10 +112,8 @@ func TestCaptureLab(t *testing.T) {
 		}); err != nil {
 			t.Error(err)
 		}
-		select {
-		case <-stream.Exited():
-			t.Errorf("the stream ended after the lease: %v", stream.Err())
-		default:
+		if err := streaming(); err != nil {
+			t.Errorf("after the lease: %v", err)
 		}
 	})
 	stream.Stop(time.Second)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/homerouter/homerouter/internal/lab"
 	"github.com/homerouter/homerouter/services/httpd"
+	"github.com/homerouter/homerouter/state"
 )
 
 // The images `make test-images` builds for the update test: the same
@@ -60,8 +61,8 @@ func TestImageUpdate(t *testing.T) {
 	seed := filepath.Join(dir, "perm")
 	os.Mkdir(seed, 0o755)
 	for name, content := range map[string]string{
-		"interfaces.json":   permInterfaces(imageRouterLAN + "/24"),
-		"http-password.txt": updatePassword + "\n",
+		"interfaces.json":  permInterfaces(imageRouterLAN + "/24"),
+		state.PasswordFile: updatePassword + "\n",
 	} {
 		if err := os.WriteFile(filepath.Join(seed, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
@@ -73,7 +74,7 @@ func TestImageUpdate(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("disk.sh: %v\n%s", err, out)
 	}
-	r := startImageHome(ctx, t, l, h, lab.VMOptions{Disk: disk, Reboot: true, QEMUArgs: []string{"-device", "i6300esb"}})
+	r := startImageHome(ctx, t, l, h, lab.VMOptions{Disk: disk, Reboot: true, QEMUArgs: imageWatchdogQEMU})
 
 	// healthy waits for /health.json's 200 with version want (any for
 	// "") and returns the version and the slot.
