@@ -106,10 +106,9 @@ func Validate(staging string) Refused {
 	var problems Refused
 	problems = append(problems, state.Check(staging)...)
 	problems = append(problems, state.CheckState(staging)...)
-	if _, err := os.Stat(filepath.Join(staging, state.PasswordFile)); err == nil {
-		if _, err := state.ReadPassword(staging); err != nil {
-			problems = append(problems, fmt.Errorf("%s: %v: the router would refuse every password", state.PasswordFile, err))
-		}
+	// An archive without the password keeps the router's (ToRemove).
+	if _, err := state.ReadPassword(staging); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		problems = append(problems, fmt.Errorf("%s: %v: the router would refuse every password", state.PasswordFile, err))
 	}
 	return problems
 }
