@@ -327,13 +327,15 @@ func (s *Service) switchTo(w http.ResponseWriter, r *http.Request) {
 	}
 	// The image the client uploaded, not one another client put there
 	// since: the sums, when given, must be the slot's.
-	if b, err := os.ReadFile(s.slots.path(slot, sumsFile)); err == nil {
-		have, _ := parseSums(b)
-		for field, file := range map[string]string{"kernel_sha256": kernelFile, "initramfs_sha256": initramfsFile} {
-			if v := r.FormValue(field); v != "" && !strings.EqualFold(v, have[file]) {
-				http.Error(w, fmt.Sprintf("update: slot %s holds another image than %s=%s (another upload?)", slot, field, v), http.StatusConflict)
-				return
-			}
+	have, err := s.slots.readSums(slot)
+	if err != nil {
+		http.Error(w, "update: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for field, file := range map[string]string{"kernel_sha256": kernelFile, "initramfs_sha256": initramfsFile} {
+		if v := r.FormValue(field); v != "" && !strings.EqualFold(v, have[file]) {
+			http.Error(w, fmt.Sprintf("update: slot %s holds another image than %s=%s (another upload?)", slot, field, v), http.StatusConflict)
+			return
 		}
 	}
 	cmdline, err := s.slots.cmdline(slot)

@@ -111,17 +111,26 @@ func parseSums(b []byte) (sums, error) {
 	return m, sc.Err()
 }
 
+// readSums reads and parses slot's sha256 file.
+func (s slots) readSums(slot string) (sums, error) {
+	b, err := os.ReadFile(s.path(slot, sumsFile))
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	m, err := parseSums(b)
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %s: %w", slot, sumsFile, err)
+	}
+	return m, nil
+}
+
 // verify checks the slot's image files against its sha256 file: what was
 // uploaded is what boots, and a slot damaged since (a bad sector, a hand
 // edit) is refused rather than booted.
 func (s slots) verify(slot string) error {
-	b, err := os.ReadFile(s.path(slot, sumsFile))
+	want, err := s.readSums(slot)
 	if err != nil {
-		return fmt.Errorf("slot %s: %w", slot, err)
-	}
-	want, err := parseSums(b)
-	if err != nil {
-		return fmt.Errorf("slot %s: %s: %w", slot, sumsFile, err)
+		return err
 	}
 	for _, f := range imageFiles {
 		got, err := fileSum(s.path(slot, f))
@@ -179,11 +188,9 @@ func (s slots) holding(bootDir string) string {
 		boot[f] = sum
 	}
 	for _, slot := range []string{"a", "b"} {
-		b, err := os.ReadFile(s.path(slot, sumsFile))
-		if err != nil {
-			continue
-		}
-		if m, err := parseSums(b); err == nil && m[kernelFile] == boot[kernelFile] && m[initramfsFile] == boot[initramfsFile] {
+		// A slot with no sums to compare (none yet, or damaged) does
+		// not hold it: the image is copied into a slot anew.
+		if m, err := s.readSums(slot); err == nil && m[kernelFile] == boot[kernelFile] && m[initramfsFile] == boot[initramfsFile] {
 			return slot
 		}
 	}

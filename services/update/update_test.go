@@ -567,3 +567,34 @@ func TestTrialWithoutState(t *testing.T) {
 		t.Errorf("the boot partition's kernel is not the trial's")
 	}
 }
+
+// TestReadSums: a slot's sums, and the errors of a slot without them or
+// with a damaged file, which verify and holding see alike.
+func TestReadSums(t *testing.T) {
+	s := slots{dir: t.TempDir()}
+	boot := bootDir(t, "A")
+	if err := s.fromBoot(boot, "a", "console=ttyS0"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.readSums("a")
+	want := sums{kernelFile: sum(fakeKernel("A")), initramfsFile: sum([]byte("initramfs A"))}
+	if err != nil || len(got) != len(want) || got[kernelFile] != want[kernelFile] || got[initramfsFile] != want[initramfsFile] {
+		t.Errorf("readSums(a) = %v, %v; want %v", got, err, want)
+	}
+	if got := s.holding(boot); got != "a" {
+		t.Errorf("holding = %q, want a", got)
+	}
+	if _, err := s.readSums("b"); !errors.Is(err, os.ErrNotExist) || !strings.HasPrefix(err.Error(), "slot b: ") {
+		t.Errorf("readSums(b), no slot: %v", err)
+	}
+	os.WriteFile(s.path("a", sumsFile), []byte("not a sum  "+kernelFile+"\n"), 0o644)
+	if _, err := s.readSums("a"); err == nil || !strings.HasPrefix(err.Error(), "slot a: sha256: ") {
+		t.Errorf("readSums(a), damaged: %v", err)
+	}
+	if err := s.verify("a"); err == nil || !strings.HasPrefix(err.Error(), "slot a: sha256: ") {
+		t.Errorf("verify(a), damaged: %v", err)
+	}
+	if got := s.holding(boot); got != "" {
+		t.Errorf("holding, damaged sums = %q, want none", got)
+	}
+}
