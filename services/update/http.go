@@ -176,10 +176,10 @@ func (s *Service) receive(r *http.Request, dir string) (Uploaded, error) {
 		// The new image boots as this one did.
 		cmdline = withoutTrial(s.boot.Cmdline)
 	}
-	if err := writeSynced(dir+"/"+cmdlineFile, []byte(cmdline+"\n")); err != nil {
+	if err := state.WriteFileSynced(dir+"/"+cmdlineFile, []byte(cmdline+"\n"), 0o644); err != nil {
 		return u, err
 	}
-	if err := writeSynced(dir+"/"+sumsFile, []byte(got.String())); err != nil {
+	if err := state.WriteFileSynced(dir+"/"+sumsFile, []byte(got.String()), 0o644); err != nil {
 		return u, err
 	}
 	return Uploaded{KernelSHA256: got[kernelFile], InitramfsSHA256: got[initramfsFile], Cmdline: cmdline}, nil

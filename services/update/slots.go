@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -173,7 +172,7 @@ func (s slots) replace(tmp, slot string) error {
 	if err := os.Rename(tmp, s.path(slot)); err != nil {
 		return err
 	}
-	return syncDir(s.dir)
+	return state.SyncDir(s.dir)
 }
 
 // holding returns the slot whose image is the boot partition's, by
@@ -217,11 +216,11 @@ func (s slots) fromBoot(bootDir, slot, cmdline string) error {
 		}
 		m[f] = sum
 	}
-	if err := writeSynced(filepath.Join(tmp, cmdlineFile), []byte(cmdline+"\n")); err != nil {
+	if err := state.WriteFileSynced(filepath.Join(tmp, cmdlineFile), []byte(cmdline+"\n"), 0o644); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
-	if err := writeSynced(filepath.Join(tmp, sumsFile), []byte(m.String())); err != nil {
+	if err := state.WriteFileSynced(filepath.Join(tmp, sumsFile), []byte(m.String()), 0o644); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -286,34 +285,4 @@ func copyFile(src, dst string) (string, error) {
 		return "", fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// syncDir makes a rename in dir durable. Some filesystems (FAT, the boot
-// partition's) cannot sync a directory; their renames are as durable as
-// they get.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
 }
