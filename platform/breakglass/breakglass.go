@@ -89,6 +89,9 @@ type Shell struct {
 	// waiting, when set (by tests), is told of each wait before the
 	// console is opened again.
 	waiting func(time.Duration)
+	// prompting, when set (by tests), is called as the password prompt
+	// is about to be written.
+	prompting func()
 	// stopGrace is how long a stopped statement's command may take to
 	// return before the shell goes on without it (see exec).
 	stopGrace time.Duration
@@ -213,6 +216,9 @@ func (s *Shell) login(ctx context.Context, t *terminal) error {
 	// answer to it is echoed.
 	if err := t.setEcho(false); err != nil {
 		return err
+	}
+	if s.prompting != nil {
+		s.prompting()
 	}
 	fmt.Fprintf(t.f, "\nhomerouter breakglass shell on %s: the log is paused on this console while you log in.\npassword: ", s.console)
 	line, err := t.readLine(s.opt.PasswordTimeout)

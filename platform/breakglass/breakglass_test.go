@@ -104,6 +104,9 @@ type pty struct {
 
 	mu  sync.Mutex
 	out strings.Builder
+	// wrote is closed, and replaced, when the shell writes: waitFor
+	// waits on it.
+	wrote chan struct{}
 }
 
 func newPTY(t *testing.T) *pty {
@@ -112,7 +115,7 @@ func newPTY(t *testing.T) *pty {
 	if err != nil {
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
-	p := &pty{master: m}
+	p := &pty{master: m, wrote: make(chan struct{})}
 	rc, err := m.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +139,8 @@ func newPTY(t *testing.T) *pty {
 			n, err := m.Read(buf)
 			p.mu.Lock()
 			p.out.Write(buf[:n])
+			close(p.wrote)
+			p.wrote = make(chan struct{})
 			p.mu.Unlock()
 			if err != nil {
 				return
@@ -156,17 +161,56 @@ func (p *pty) output() string {
 // returns where it ends.
 func (p *pty) waitFor(t *testing.T, from int, want string) int {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out := p.output()
-		if i := strings.Index(out[from:], want); i >= 0 {
-			return from + i + len(want)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the console did not show %q; after offset %d it shows:\n%s", want, from, out[from:])
-		}
-		time.Sleep(10 * time.Millisecond)
+	at, ok := p.waitWithin(10*time.Second, from, want)
+	if !ok {
+		t.Fatalf("the console did not show %q; after offset %d it shows:\n%s", want, from, p.output()[from:])
 	}
+	return at
+}
+
+// waitWithin waits at most d until the output after from contains
+// want, and returns where it ends, and whether it showed.
+func (p *pty) waitWithin(d time.Duration, from int, want string) (int, bool) {
+	timeout := time.NewTimer(d)
+	defer timeout.Stop()
+	for {
+		p.mu.Lock()
+		out, wrote := p.out.String(), p.wrote
+		p.mu.Unlock()
+		if i := strings.Index(out[from:], want); i >= 0 {
+			return from + i + len(want), true
+		}
+		select {
+		case <-wrote:
+		case <-timeout.C:
+			return 0, false
+		}
+	}
+}
+
+// typeUntil types send until the console shows want, and returns where
+// it ends: what is typed before the shell opens the console may be
+// lost (or, like Enter, read at once when it opens), so it is typed
+// again each half second.
+func (p *pty) typeUntil(t *testing.T, send, want string) int {
+	t.Helper()
+	for range 20 {
+		if _, err := p.master.Write([]byte(send)); err != nil {
+			t.Fatal(err)
+		}
+		if at, ok := p.waitWithin(500*time.Millisecond, 0, want); ok {
+			return at
+		}
+	}
+	t.Fatalf("the shell never opened the console: typing %q does not show %q; it shows:\n%s", send, want, p.output())
+	return 0
+}
+
+// ready waits until Serve has opened the console: it then echoes what
+// is typed (and Ctrl-U erases it again from the line).
+func (p *pty) ready(t *testing.T) {
+	t.Helper()
+	p.typeUntil(t, "ready\x15", "ready")
 }
 
 // pauses counts the pauses of the log in force on each console.
@@ -211,7 +255,9 @@ func TestSession(t *testing.T) {
 		send, want string
 		paused     bool
 		// during says the step ends while the log's pause may or may
-		// not be over (a wrong password's delay), so it is not checked.
+		// not be over, so it is not checked: a wrong password's delay,
+		// or what the shell writes just before it resumes the log
+		// (which the next step, "The log resumes on", checks).
 		during bool
 	}
 	host, _ := os.Hostname()
@@ -261,7 +307,7 @@ func TestSession(t *testing.T) {
 				{send: "echo $((6*7)) | cat\r", want: "42", paused: true},
 				{send: "nosuchcommand\r", want: "nosuchcommand: command not found", paused: true},
 				{send: "if true; then\r", want: "> ", paused: true},
-				{send: "echo multi; fi\r", want: "multi", paused: true},
+				{send: "echo multi; fi\r", want: "multi\r\n" + prompt(dir), paused: true},
 				{send: "echo 'unclosed\r", want: "> ", paused: true},
 				{send: "'\r", want: prompt(dir), paused: true},
 				{send: "exit\r", want: "The log resumes on "},
@@ -272,18 +318,21 @@ func TestSession(t *testing.T) {
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
 				{send: password + "\r", want: prompt("/"), paused: true},
-				{send: "echo forgotten\x03\r", want: prompt("/"), paused: true},
-				{send: "echo kept\r", want: "kept", paused: true},
-				{send: "\x04", want: "exit\r\n"},
+				{send: "echo forgotten-$((1+1))\x03\r", want: prompt("/"), paused: true},
+				// The output, not the echo of what was typed, so that
+				// Ctrl-D reaches the prompt, not the statement.
+				{send: "echo kept-$((1+1))\r", want: "kept-2\r\n" + prompt("/"), paused: true},
+				{send: "\x04", want: "exit\r\n", during: true},
 				{want: "The log resumes on "},
 			},
+			never: []string{"forgotten-2"},
 		},
 		{
 			name: "nobody answers the password prompt",
 			opt:  Options{PasswordTimeout: 200 * time.Millisecond},
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
-				{want: "no password within 200ms"},
+				{want: "no password within 200ms", during: true},
 				{want: "The log resumes on "},
 			},
 		},
@@ -293,7 +342,7 @@ func TestSession(t *testing.T) {
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
 				{send: password + "\r", want: prompt("/"), paused: true},
-				{want: "idle for 300ms: the shell ends"},
+				{want: "idle for 300ms: the shell ends", during: true},
 				{want: "The log resumes on "},
 			},
 		},
@@ -397,7 +446,7 @@ func TestSession(t *testing.T) {
 			opt:  Options{Idle: 300 * time.Millisecond},
 			steps: append(slices.Clone(login), []step{
 				{send: "cat\r", want: "cat\r\n", paused: true},
-				{want: "idle for 300ms: the shell ends"},
+				{want: "idle for 300ms: the shell ends", during: true},
 				{want: "The log resumes on "},
 			}...),
 		},
@@ -407,12 +456,13 @@ func TestSession(t *testing.T) {
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
 				{send: "half-typed", paused: true},
-				{want: "no password within 300ms"},
+				{want: "no password within 300ms", during: true},
 				{want: "The log resumes on "},
 				// Ctrl-R reprints the line being typed.
 				{send: "\x12", want: "^R\r\n"},
 				{send: "\r", want: "password: ", paused: true},
-				{want: "no password within 300ms"},
+				{want: "no password within 300ms", during: true},
+				{want: "The log resumes on "},
 			},
 			never: []string{"half-typed"},
 		},
@@ -446,7 +496,7 @@ func TestSession(t *testing.T) {
 			name: "an empty password forgets what follows it",
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
-				{send: "\rhalf-typed", want: "no password given: no shell."},
+				{send: "\rhalf-typed", want: "no password given: no shell.", during: true},
 				{want: "The log resumes on "},
 				{send: "\x12", want: "^R\r\n"},
 				{send: "\r", want: "password: ", paused: true},
@@ -459,7 +509,7 @@ func TestSession(t *testing.T) {
 			name: "empty password",
 			steps: []step{
 				{send: "\r", want: "password: ", paused: true},
-				{send: "\r", want: "no password given: no shell."},
+				{send: "\r", want: "no password given: no shell.", during: true},
 				{want: "The log resumes on "},
 			},
 		},
@@ -488,16 +538,7 @@ func TestSession(t *testing.T) {
 			maps.Copy(s.commands, tc.cmds)
 			go func() { defer close(done); s.Serve(ctx) }()
 			defer func() { cancel(); <-done }()
-			// Serve has opened the console once it echoes.
-			for i := 0; !strings.Contains(p.output(), "ready"); i++ {
-				if i%50 == 0 {
-					p.master.Write([]byte("ready\x15")) // echoed, then erased (Ctrl-U)
-				}
-				if i > 500 {
-					t.Fatal("the shell never opened the console")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			p.ready(t)
 			at := len(p.output())
 			console := filepath.Base(p.slave)
 			for i, st := range tc.steps {
@@ -533,15 +574,17 @@ func TestSession(t *testing.T) {
 }
 
 // TestServeBacksOff has the shell serve a console that cannot be
-// opened: it waits longer after each failure, up to the maximum, rather
-// than spinning, and logs the failure once, not at each try. When the
-// console appears and reads a line, it says so.
+// opened: it waits longer after each failure, doubling up to the
+// maximum, rather than spinning, and logs the failure once, not at each
+// try. When the console appears and reads a line, it says so.
 func TestServeBacksOff(t *testing.T) {
 	p := newPTY(t)
 	var mu sync.Mutex
 	var logged []string
-	var waits []time.Duration
 	tty := filepath.Join(t.TempDir(), "ttyS0")
+	// MaxBackoff is also how long an open must take to count as a
+	// console that worked, which starts the backoff over: far longer
+	// than a failing open takes, even on a loaded machine.
 	s := New(Options{
 		TTY:      tty,
 		Password: func() (string, error) { return "", errors.New("unused") },
@@ -551,29 +594,42 @@ func TestServeBacksOff(t *testing.T) {
 			logged = append(logged, fmt.Sprintf(f, a...))
 			mu.Unlock()
 		},
-		Backoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond,
+		Backoff: 5 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
 	})
-	s.waiting = func(d time.Duration) {
-		mu.Lock()
-		waits = append(waits, d)
-		mu.Unlock()
-	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// Serve tells of each wait before it waits; the buffer keeps it from
+	// waiting for the test.
+	waits := make(chan time.Duration, 1000)
+	s.waiting = func(d time.Duration) {
+		select {
+		case waits <- d:
+		case <-ctx.Done():
+		}
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); s.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(300 * time.Millisecond)
 
-	mu.Lock()
-	// 10+20+40+40+... ms in 300 ms: about 9 tries.
-	if len(waits) < 4 || len(waits) > 12 {
-		t.Errorf("%d tries in 300ms, want about 9: %v", len(waits), waits)
-	}
-	for i, want := range []time.Duration{10, 20, 40, 40} {
-		if i < len(waits) && waits[i] != want*time.Millisecond {
-			t.Errorf("wait %d: %v, want %v", i, waits[i], want*time.Millisecond)
+	want := []time.Duration{5, 10, 20, 40, 80, 80, 80}
+	var got []time.Duration
+	timeout := time.After(10 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case d := <-waits:
+			got = append(got, d)
+		case <-timeout:
+			t.Fatalf("Serve waited %d times in 10s, want %d waits: %v", len(got), len(want), got)
 		}
 	}
+	for i := range want {
+		want[i] *= time.Millisecond
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("waits %v, want %v: doubling from Backoff up to MaxBackoff", got, want)
+	}
+	mu.Lock()
+	// Serve logs a failure before it tells of its wait: seven failures,
+	// logged once.
 	if len(logged) != 1 || !strings.Contains(logged[0], "no such file") {
 		t.Errorf("logged %q, want the open's error once", logged)
 	}
@@ -583,15 +639,7 @@ func TestServeBacksOff(t *testing.T) {
 	if err := os.Symlink(p.slave, tty); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; !strings.Contains(p.output(), "password: "); i++ {
-		if i%20 == 0 {
-			p.master.Write([]byte("\r"))
-		}
-		if i > 500 {
-			t.Fatal("the shell never opened the console")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.typeUntil(t, "\r", "password: ")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(logged) != 2 || !strings.Contains(logged[1], "works again") {
@@ -610,19 +658,18 @@ func TestPasswordPromptNoEcho(t *testing.T) {
 		Password: func() (string, error) { return "pw", nil },
 		Pause:    func(string) func() int { return func() int { return 0 } },
 	})
+	prompting := make(chan struct{}, 1)
+	s.prompting = func() {
+		select {
+		case prompting <- struct{}{}:
+		default: // told already
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
-	for i := 0; !strings.Contains(p.output(), "ready"); i++ {
-		if i%50 == 0 {
-			p.master.Write([]byte("ready\x15"))
-		}
-		if i > 500 {
-			t.Fatal("the shell never opened the console")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.ready(t)
 	echo := func() bool {
 		// Termios ioctls on a pty's master act on its slave.
 		rc, err := p.master.SyscallConn()
@@ -641,12 +688,17 @@ func TestPasswordPromptNoEcho(t *testing.T) {
 		t.Fatal("echo is off before Enter")
 	}
 	p.master.Write([]byte("\x13\r")) // Ctrl-S (IXON), Enter
-	deadline := time.Now().Add(2 * time.Second)
-	for echo() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-prompting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shell never wrote the password prompt")
 	}
+	// The prompt cannot show until Ctrl-Q: echo must be off already.
 	if echo() {
 		t.Error("echo is still on while the password prompt waits to be shown")
+	}
+	if strings.Contains(p.output(), "password: ") {
+		t.Error("the password prompt showed while the console's output was stopped")
 	}
 	p.master.Write([]byte("\x11")) // Ctrl-Q
 	p.waitFor(t, 0, "password: ")
