@@ -33,21 +33,11 @@ func breakglassPermDisk(t *testing.T, password string) string {
 // and returns the offset after it.
 func waitConsole(ctx context.Context, t *testing.T, vm *lab.VM, from int, want string) int {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		out := vm.Output()
-		if i := strings.Index(out[from:], want); i >= 0 {
-			return from + i + len(want)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("console: no %q after offset %d: %v; since then:\n%s", want, from, ctx.Err(), out[from:])
-		case <-vm.Exited():
-			t.Fatalf("VM exited (%v) before the console showed %q", vm.Err(), want)
-		case <-tick.C:
-		}
+	at, err := vm.WaitOutputAfter(ctx, from, want)
+	if err != nil {
+		t.Fatalf("console: %v", err)
 	}
+	return at
 }
 
 // TestImageBreakglass boots the image once, its serial console (ttyS0)

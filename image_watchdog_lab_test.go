@@ -34,22 +34,18 @@ const imageWatchdogResetLine = "reset the box before this boot"
 // PID 1 armed the watchdog does not count.
 func watchdogArmed(ctx context.Context, t *testing.T, vm *lab.VM, n int) (driver string, timeout time.Duration, at time.Time) {
 	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	for {
-		if m := imageWatchdogArmedRE.FindAllStringSubmatch(vm.Output(), -1); len(m) >= n {
+		out := vm.Output()
+		if m := imageWatchdogArmedRE.FindAllStringSubmatch(out, -1); len(m) >= n {
 			d, err := time.ParseDuration(m[n-1][2])
 			if err != nil {
 				t.Fatalf("watchdog timeout %q on the console: %v", m[n-1][2], err)
 			}
 			return m[n-1][1], d, time.Now()
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("boot %d did not arm the watchdog: %v", n, ctx.Err())
-		case <-vm.Exited():
-			t.Fatalf("VM exited (%v) before boot %d armed the watchdog", vm.Err(), n)
-		case <-tick.C:
+		// The line is whole once a newline follows it.
+		if _, err := vm.WaitOutputAfter(ctx, len(out), "\n"); err != nil {
+			t.Fatalf("boot %d did not arm the watchdog: %v", n, err)
 		}
 	}
 }

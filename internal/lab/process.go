@@ -28,6 +28,9 @@ type Process struct {
 	mu      sync.Mutex
 	out     bytes.Buffer
 	waitErr error
+	// wrote is closed, and replaced, at each write to out: WaitOutputAfter
+	// waits on it rather than polling.
+	wrote chan struct{}
 }
 
 // procWriter collects a process's output in memory and in its log file.
@@ -38,6 +41,8 @@ func (w procWriter) Write(b []byte) (int, error) {
 	defer w.p.mu.Unlock()
 	w.p.out.Write(b)
 	w.p.log.Write(b)
+	close(w.p.wrote)
+	w.p.wrote = make(chan struct{})
 	return len(b), nil
 }
 
@@ -78,7 +83,7 @@ func (l *Lab) StartWith(n *Netns, opt StartOptions, name string, args ...string)
 	if err != nil {
 		return nil, fmt.Errorf("lab: start %s in %s: %w", name, n.name, err)
 	}
-	p := &Process{name: filepath.Base(name), ns: n, log: f, exited: make(chan struct{})}
+	p := &Process{name: filepath.Base(name), ns: n, log: f, exited: make(chan struct{}), wrote: make(chan struct{})}
 	// No context: the process lives until Close (or the test) stops it.
 	cmd := n.Command(context.Background(), name, args...)
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
@@ -185,21 +190,36 @@ func (p *Process) Err() error {
 // the output, if the process exits first, because a daemon that died on a
 // bad flag will never print the line a test waits for.
 func (p *Process) WaitOutput(ctx context.Context, substr string) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
+	_, err := p.WaitOutputAfter(ctx, 0, substr)
+	return err
+}
+
+// WaitOutputAfter waits until the output after offset from (a byte offset
+// in Output, such as a previous result) contains substr, and returns the
+// offset just after it, so that a test can wait for a console's lines one
+// after the other. It fails as WaitOutput does, with the output after from.
+func (p *Process) WaitOutputAfter(ctx context.Context, from int, substr string) (int, error) {
 	for {
-		if strings.Contains(p.Output(), substr) {
-			return nil
+		p.mu.Lock()
+		out, wrote := p.out.String(), p.wrote
+		p.mu.Unlock()
+		if from < 0 || from > len(out) {
+			return 0, fmt.Errorf("lab: waiting for %s to print %q: offset %d is outside its %d bytes of output", p, substr, from, len(out))
+		}
+		if i := strings.Index(out[from:], substr); i >= 0 {
+			return from + i + len(substr), nil
 		}
 		select {
+		case <-wrote:
 		case <-p.exited:
-			if strings.Contains(p.Output(), substr) {
-				return nil
+			// The last output may have come with the exit.
+			out := p.Output()
+			if i := strings.Index(out[from:], substr); i >= 0 {
+				return from + i + len(substr), nil
 			}
-			return fmt.Errorf("lab: %s exited (%v) before printing %q; output:\n%s", p, p.Err(), substr, p.Output())
+			return 0, fmt.Errorf("lab: %s exited (%v) before printing %q after offset %d; output after it:\n%s", p, p.Err(), substr, from, out[from:])
 		case <-ctx.Done():
-			return fmt.Errorf("lab: waiting for %s to print %q: %w; output:\n%s", p, substr, ctx.Err(), p.Output())
-		case <-t.C:
+			return 0, fmt.Errorf("lab: waiting for %s to print %q after offset %d: %w; output after it:\n%s", p, substr, from, ctx.Err(), p.Output()[from:])
 		}
 	}
 }
