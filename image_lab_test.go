@@ -480,7 +480,12 @@ func startImageHome(ctx context.Context, t *testing.T, l *lab.Lab, h *lab.ImageH
 			t.Fatal(err)
 		}
 	}
-	if err := r.vm.WaitOutput(ctx, "dhcp4: bound to "); err != nil {
+	// The whole line: the console delivers it in pieces.
+	at, err := r.vm.WaitOutputAfter(ctx, 0, "dhcp4: bound to ")
+	if err == nil {
+		_, err = r.vm.WaitOutputAfter(ctx, at, "\n")
+	}
+	if err != nil {
 		t.Fatalf("uplink lease: %v", err)
 	}
 	m := imageBoundRE.FindStringSubmatch(r.vm.Output())
